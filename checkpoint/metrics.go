@@ -1,0 +1,134 @@
+package checkpoint
+
+import (
+	"time"
+
+	"github.com/clickagg/clickagg/stream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the pipeline's Prometheus series. Names follow Prometheus
+// conventions: clickagg_ prefix, _total counters, _seconds durations.
+type Metrics struct {
+	Consumed           prometheus.Counter
+	Accepted           prometheus.Counter
+	Rejected           *prometheus.CounterVec
+	Late               *prometheus.CounterVec
+	Checkpoints        prometheus.Counter
+	CheckpointFailures *prometheus.CounterVec
+	CheckpointDuration prometheus.Histogram
+	RowsWritten        *prometheus.CounterVec
+	Finalized          prometheus.Counter
+	Fenced             prometheus.Counter
+	Restores           *prometheus.CounterVec
+	RestoreDuration    prometheus.Histogram
+	Replayed           prometheus.Counter
+	Partitions         prometheus.Gauge
+	Lag                *prometheus.GaugeVec
+	Watermark          *prometheus.GaugeVec
+	PendingKeys        prometheus.Gauge
+	OpenWindows        prometheus.Gauge
+	LastCheckpoint     prometheus.Gauge
+}
+
+// NewMetrics creates the series and registers them with reg (nil: not
+// registered, for tests).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Consumed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "clickagg_records_consumed_total",
+			Help: "Kafka records consumed (live, not replayed), valid or not.",
+		}),
+		Accepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "clickagg_events_accepted_total",
+			Help: "Records decoded into a valid click.",
+		}),
+		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clickagg_events_rejected_total",
+			Help: "Records skipped as invalid, by reason.",
+		}, []string{"reason"}),
+		Late: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clickagg_late_events_total",
+			Help: "Valid records that arrived after the watermark passed their window, by window size and what the late policy did.",
+		}, []string{"window", "policy"}),
+		Checkpoints: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "clickagg_checkpoints_total",
+			Help: "Checkpoints committed to PostgreSQL.",
+		}),
+		CheckpointFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clickagg_checkpoint_failures_total",
+			Help: "Failed checkpoint attempts, by cause (postgres, fenced, state).",
+		}, []string{"cause"}),
+		CheckpointDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "clickagg_checkpoint_duration_seconds",
+			Help:    "Time to take one checkpoint: plan, PostgreSQL transaction, state batch.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}),
+		RowsWritten: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clickagg_postgres_rows_written_total",
+			Help: "Rows inserted or updated by checkpoints, by table.",
+		}, []string{"table"}),
+		Finalized: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "clickagg_windows_finalized_total",
+			Help: "url_clicks rows marked final by the finalizer.",
+		}),
+		Fenced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "clickagg_fenced_total",
+			Help: "Partitions whose checkpoint was refused because another writer moved their row.",
+		}),
+		Restores: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clickagg_restores_total",
+			Help: "Partition restores, by kind: local (state store matched), rebuild (replay from PostgreSQL's restart offset), fresh (nothing to replay).",
+		}, []string{"kind"}),
+		RestoreDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "clickagg_restore_duration_seconds",
+			Help:    "Time from assignment until a partition is restored and live.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18),
+		}),
+		Replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "clickagg_records_replayed_total",
+			Help: "Records re-read to rebuild state (not counted again).",
+		}),
+		Partitions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "clickagg_partitions_owned",
+			Help: "Partitions this process owns.",
+		}),
+		Lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "clickagg_consumer_lag_records",
+			Help: "Records between the partition's end and the next offset to process.",
+		}, []string{"partition"}),
+		Watermark: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "clickagg_watermark_seconds",
+			Help: "The partition's watermark as Unix seconds.",
+		}, []string{"partition"}),
+		PendingKeys: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "clickagg_pending_keys",
+			Help: "(window, URL) counters buffered since the last checkpoint.",
+		}),
+		OpenWindows: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "clickagg_open_windows",
+			Help: "Windows holding counts not yet emitted, over all owned partitions.",
+		}),
+		LastCheckpoint: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "clickagg_last_checkpoint_timestamp_seconds",
+			Help: "When the last checkpoint committed, as Unix seconds.",
+		}),
+	}
+	for _, r := range stream.Reasons() {
+		m.Rejected.WithLabelValues(r.String())
+	}
+	for _, c := range []string{"postgres", "fenced", "state"} {
+		m.CheckpointFailures.WithLabelValues(c)
+	}
+	if reg != nil {
+		reg.MustRegister(m.Consumed, m.Accepted, m.Rejected, m.Late, m.Checkpoints,
+			m.CheckpointFailures, m.CheckpointDuration, m.RowsWritten, m.Finalized,
+			m.Fenced, m.Restores, m.RestoreDuration, m.Replayed, m.Partitions, m.Lag,
+			m.Watermark, m.PendingKeys, m.OpenWindows, m.LastCheckpoint)
+	}
+	return m
+}
+
+func windowLabel(sizeMs int64) string {
+	return (time.Duration(sizeMs) * time.Millisecond).String()
+}

@@ -1,0 +1,531 @@
+package checkpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/clickagg/clickagg/sink"
+	"github.com/clickagg/clickagg/state"
+	"github.com/clickagg/clickagg/stream"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+)
+
+// Options configure a Pipeline. Zero values are documented per field.
+type Options struct {
+	Kafka    stream.KafkaOptions
+	Consumer stream.ConsumerOptions
+	Operator stream.OperatorOptions
+
+	// CheckpointInterval is the time between checkpoints; zero means 1s.
+	CheckpointInterval time.Duration
+	// EarlyInterval, when positive, flushes the partial counts of open
+	// windows at that interval (early results, final = false).
+	EarlyInterval time.Duration
+	// IdleTimeout, when positive, advances the watermark of a caught-up
+	// partition that has had no record for that long to the wall clock
+	// minus the out-of-orderness, so its windows close.
+	IdleTimeout time.Duration
+	// ExitWhenIdle, when positive, makes Run take a final checkpoint and
+	// return once the process owns partitions, all are restored and caught
+	// up, and no record arrived for that long.
+	ExitWhenIdle time.Duration
+	// StartOffset is where a partition PostgreSQL has never seen starts:
+	// "earliest" (default) or "latest".
+	StartOffset string
+	// MaxPendingKeys triggers a checkpoint before the interval when this
+	// many (window, URL) counters are buffered; zero means 1,000,000.
+	MaxPendingKeys int
+	// MaxPollRecords bounds the records processed per poll; zero means 10,000.
+	MaxPollRecords int
+	// ShutdownTimeout bounds the final checkpoint; zero means 30s.
+	ShutdownTimeout time.Duration
+	// StatsInterval is the period of the progress log line; zero means 10s,
+	// negative disables it.
+	StatsInterval time.Duration
+
+	Logger  *zap.Logger // nil: no logs
+	Metrics *Metrics    // nil: unregistered series
+}
+
+func (o *Options) setDefaults() error {
+	if o.CheckpointInterval == 0 {
+		o.CheckpointInterval = time.Second
+	}
+	if o.CheckpointInterval < 10*time.Millisecond {
+		return fmt.Errorf("checkpoint interval %s: must be at least 10ms", o.CheckpointInterval)
+	}
+	switch o.StartOffset {
+	case "":
+		o.StartOffset = "earliest"
+	case "earliest", "latest":
+	default:
+		return fmt.Errorf("start offset %q: must be earliest or latest", o.StartOffset)
+	}
+	if o.MaxPendingKeys == 0 {
+		o.MaxPendingKeys = 1_000_000
+	}
+	if o.MaxPollRecords == 0 {
+		o.MaxPollRecords = 10_000
+	}
+	if o.ShutdownTimeout == 0 {
+		o.ShutdownTimeout = 30 * time.Second
+	}
+	if o.StatsInterval == 0 {
+		o.StatsInterval = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	if o.Consumer.Topic == "" {
+		return errors.New("topic: must not be empty")
+	}
+	if o.Consumer.Group == "" {
+		return errors.New("group: must not be empty")
+	}
+	return nil
+}
+
+// task is one owned partition.
+type task struct {
+	p  int32
+	op *stream.Operator
+	// committed is the partition's checkpoints row as this task last read
+	// or wrote it: the compare-and-set expectation of the next checkpoint.
+	committed sink.Position
+	// metaDirty is set when the state store's tag must be rewritten even
+	// if the position does not move (after a rebuild).
+	metaDirty bool
+	// end is the partition's last known end offset (last stable offset);
+	// -1 when unknown.
+	end          int64
+	lastRecord   time.Time // processing time of the last live record, or of the restore
+	assignedAt   time.Time
+	restoredOnce bool
+}
+
+func (t *task) live() bool { return !t.op.Replaying() }
+
+// Status is a snapshot for health checks and the demo view.
+type Status struct {
+	Joined           bool      // the process has received an assignment
+	Partitions       []int32   // owned partitions
+	Restoring        []int32   // owned partitions not yet restored
+	PostgresOK       bool      // the last PostgreSQL operation succeeded
+	LastCheckpoint   time.Time // zero before the first
+	Lag              int64     // records behind the partitions' ends (known ends only)
+	Consumed         int64     // live records consumed since start
+	LastError        string
+	CheckpointsTotal int64
+}
+
+// Ready reports whether every owned partition is restored and PostgreSQL
+// answers (the /readyz semantics).
+func (s Status) Ready() bool { return s.Joined && len(s.Restoring) == 0 && s.PostgresOK }
+
+// Pipeline is the aggregator of one process. Create with New, run with Run.
+type Pipeline struct {
+	opts  Options
+	log   *zap.Logger
+	m     *Metrics
+	store *state.Store
+	sink  *sink.Writer
+
+	cl  *kgo.Client
+	adm *kadm.Client
+
+	// Owned by the loop and the group callbacks (see the package doc).
+	tasks           map[int32]*task
+	topicPartitions int
+	lastCheckpoint  time.Time
+	lastFlush       time.Time
+	closing         bool
+	stats           progress
+
+	startMu sync.Mutex
+	starts  map[int32]int64
+
+	status struct {
+		sync.Mutex
+		s Status
+	}
+	consumed atomic.Int64
+}
+
+// New returns a pipeline over an open state store and sink writer; Run
+// creates the Kafka client.
+func New(opts Options, store *state.Store, w *sink.Writer) (*Pipeline, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	if _, err := stream.NewOperator(opts.Operator); err != nil {
+		return nil, err
+	}
+	pl := &Pipeline{
+		opts:   opts,
+		log:    opts.Logger,
+		m:      opts.Metrics,
+		store:  store,
+		sink:   w,
+		tasks:  make(map[int32]*task),
+		starts: make(map[int32]int64),
+	}
+	pl.status.s.PostgresOK = true
+	return pl, nil
+}
+
+// Status returns a snapshot of the pipeline's state. Safe for concurrent use.
+func (pl *Pipeline) Status() Status {
+	pl.status.Lock()
+	defer pl.status.Unlock()
+	s := pl.status.s
+	s.Partitions = slices.Clone(s.Partitions)
+	s.Restoring = slices.Clone(s.Restoring)
+	s.Consumed = pl.consumed.Load()
+	return s
+}
+
+func (pl *Pipeline) setPostgresOK(ok bool, err error) {
+	pl.status.Lock()
+	defer pl.status.Unlock()
+	pl.status.s.PostgresOK = ok
+	if err != nil {
+		pl.status.s.LastError = err.Error()
+	}
+}
+
+// publishTasks refreshes the task part of Status and the gauges.
+func (pl *Pipeline) publishTasks() {
+	var parts, restoring []int32
+	var lag int64
+	open, pending := 0, 0
+	for _, p := range slices.Sorted(maps.Keys(pl.tasks)) {
+		t := pl.tasks[p]
+		parts = append(parts, p)
+		if !t.live() {
+			restoring = append(restoring, p)
+		}
+		if t.end >= 0 {
+			l := max(0, t.end-t.op.NextOffset())
+			lag += l
+			pl.m.Lag.WithLabelValues(strconv.Itoa(int(p))).Set(float64(l))
+		}
+		if wm := t.op.Watermark(); wm != stream.NoWatermark {
+			pl.m.Watermark.WithLabelValues(strconv.Itoa(int(p))).Set(float64(wm) / 1000)
+		}
+		t.op.OpenWindows(func(stream.Window, int64) { open++ })
+		pending += t.op.PendingKeys()
+	}
+	pl.m.Partitions.Set(float64(len(parts)))
+	pl.m.OpenWindows.Set(float64(open))
+	pl.m.PendingKeys.Set(float64(pending))
+	pl.status.Lock()
+	defer pl.status.Unlock()
+	pl.status.s.Partitions, pl.status.s.Restoring, pl.status.s.Lag = parts, restoring, lag
+}
+
+// errIdle ends the loop when ExitWhenIdle holds.
+var errIdle = errors.New("checkpoint: idle")
+
+// Run consumes until ctx is cancelled or, with ExitWhenIdle, until the input
+// is consumed; then it takes a final checkpoint, leaves the group and
+// returns nil. It returns an error when the pipeline cannot go on (for
+// example a PostgreSQL error that retrying cannot fix) or when the final
+// checkpoint fails.
+func (pl *Pipeline) Run(ctx context.Context) error {
+	kopts, err := pl.opts.Kafka.ClientOpts()
+	if err != nil {
+		return err
+	}
+	kopts = append(kopts, pl.opts.Consumer.ConsumerOpts()...)
+	kopts = append(kopts,
+		kgo.OnPartitionsAssigned(pl.onAssigned),
+		kgo.OnPartitionsRevoked(pl.onRevoked),
+		kgo.OnPartitionsLost(pl.onLost),
+		kgo.AdjustFetchOffsetsFn(pl.adjustOffsets),
+	)
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return fmt.Errorf("create kafka client: %w", err)
+	}
+	pl.cl, pl.adm = cl, kadm.NewClient(cl)
+	now := time.Now()
+	pl.lastCheckpoint, pl.lastFlush = now, now
+	pl.stats.reset(now)
+
+	loopErr := pl.loop(ctx)
+
+	// NB: the last poll blocks rebalances until AllowRebalance, so the
+	// final checkpoint runs while this process still owns its partitions.
+	var finalErr error
+	if loopErr == nil || errors.Is(loopErr, errIdle) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pl.opts.ShutdownTimeout)
+		finalErr = pl.checkpoint(fctx, true /* flush */, "final")
+		if finalErr == nil {
+			pl.commitKafka(fctx, true /* sync */)
+		}
+		cancel()
+	}
+	pl.closing = true
+	cl.AllowRebalance()
+	cl.Close() // leaves the group; revoke callbacks only drop tasks now
+	pl.logProgress(time.Now(), true)
+	switch {
+	case loopErr != nil && !errors.Is(loopErr, errIdle):
+		return loopErr
+	case finalErr != nil:
+		return fmt.Errorf("final checkpoint: %w", finalErr)
+	}
+	return nil
+}
+
+func (pl *Pipeline) loop(ctx context.Context) error {
+	for {
+		now := time.Now()
+		wait := pl.lastCheckpoint.Add(pl.opts.CheckpointInterval).Sub(now)
+		pctx, cancel := context.WithTimeout(ctx, max(wait, time.Millisecond))
+		fetches := pl.cl.PollRecords(pctx, pl.opts.MaxPollRecords)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := pl.handleFetchErrors(fetches); err != nil {
+			return err
+		}
+		now = time.Now()
+		pl.process(fetches, now)
+		if err := pl.maybeCheckpoint(ctx, now); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if err := pl.maybeExit(ctx, now); err != nil {
+			return err
+		}
+		pl.logProgress(now, false)
+		pl.cl.AllowRebalance()
+	}
+}
+
+func (pl *Pipeline) handleFetchErrors(fetches kgo.Fetches) error {
+	var fatal error
+	fetches.EachError(func(topic string, p int32, err error) {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+			// The poll's own timeout: time to checkpoint.
+		case errors.Is(err, kgo.ErrClientClosed):
+			fatal = err
+		default:
+			pl.log.Warn("fetch error", zap.String("topic", topic), zap.Int32("partition", p), zap.Error(err))
+		}
+	})
+	return fatal
+}
+
+// process feeds polled records to their partitions' operators.
+func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) {
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		t := pl.tasks[fp.Partition]
+		if t == nil || fp.Topic != pl.opts.Consumer.Topic {
+			return
+		}
+		end := fp.HighWatermark
+		if fp.LastStableOffset >= 0 {
+			end = fp.LastStableOffset
+		}
+		t.end = end
+		wasReplaying := t.op.Replaying()
+		var live int64
+		for _, r := range fp.Records {
+			out := t.op.Process(stream.Record{
+				Offset:      r.Offset,
+				TimestampMs: r.Timestamp.UnixMilli(),
+				Value:       r.Value,
+				Control:     r.Attrs.IsControl(),
+			})
+			if out.Replayed {
+				pl.m.Replayed.Inc()
+				continue
+			}
+			if r.Attrs.IsControl() {
+				continue
+			}
+			live++
+			if out.Reason != stream.ReasonNone {
+				pl.m.Rejected.WithLabelValues(out.Reason.String()).Inc()
+				pl.stats.rejected[out.Reason]++
+				continue
+			}
+			pl.m.Accepted.Inc()
+			if out.Late != 0 {
+				pl.stats.late++
+				for i, size := range t.op.Sizes() {
+					if out.Late&(1<<i) != 0 {
+						pl.m.Late.WithLabelValues(windowLabel(size), pl.opts.Operator.Late.String()).Inc()
+					}
+				}
+			}
+		}
+		if live > 0 {
+			t.lastRecord = now
+			pl.m.Consumed.Add(float64(live))
+			pl.consumed.Add(live)
+			pl.stats.consumed += live
+		}
+		if wasReplaying && t.live() {
+			pl.restored(t, now)
+		}
+	})
+}
+
+// restored records the end of a rebuild.
+func (pl *Pipeline) restored(t *task, now time.Time) {
+	t.metaDirty = true
+	t.lastRecord = now
+	pl.m.RestoreDuration.Observe(now.Sub(t.assignedAt).Seconds())
+	pl.log.Info("partition restored", zap.Int32("partition", t.p),
+		zap.Int64("next_offset", t.op.NextOffset()), zap.Duration("took", now.Sub(t.assignedAt)))
+}
+
+func (pl *Pipeline) maybeCheckpoint(ctx context.Context, now time.Time) error {
+	pending := 0
+	for _, t := range pl.tasks {
+		pending += t.op.PendingKeys()
+	}
+	due := now.Sub(pl.lastCheckpoint) >= pl.opts.CheckpointInterval
+	if !due && pending < pl.opts.MaxPendingKeys {
+		return nil
+	}
+	if due {
+		pl.advanceIdle(ctx, now)
+	}
+	flush := pl.opts.EarlyInterval > 0 && now.Sub(pl.lastFlush) >= pl.opts.EarlyInterval
+	reason := "interval"
+	if !due {
+		reason = "pending"
+	}
+	return pl.checkpoint(ctx, flush, reason)
+}
+
+// advanceIdle moves the watermark of caught-up partitions without records
+// for IdleTimeout to the wall clock minus the out-of-orderness. The result
+// is recorded in the next checkpoint row, so replays see it (DESIGN.md I3).
+func (pl *Pipeline) advanceIdle(ctx context.Context, now time.Time) {
+	if pl.opts.IdleTimeout <= 0 {
+		return
+	}
+	var idle []*task
+	for _, t := range pl.tasks {
+		if t.live() && now.Sub(t.lastRecord) >= pl.opts.IdleTimeout {
+			idle = append(idle, t)
+		}
+	}
+	if len(idle) == 0 || !pl.refreshEnds(ctx) {
+		return
+	}
+	wm := now.UnixMilli() - pl.opts.Operator.OutOfOrder.Milliseconds()
+	for _, t := range idle {
+		if t.end >= 0 && t.op.NextOffset() >= t.end && t.op.AdvanceWatermark(wm) {
+			pl.log.Debug("idle partition watermark advanced", zap.Int32("partition", t.p), zap.Int64("watermark", wm))
+		}
+	}
+}
+
+// refreshEnds reads the partitions' last stable offsets (the end a
+// read-committed consumer can reach) and the topic's partition count.
+func (pl *Pipeline) refreshEnds(ctx context.Context) bool {
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	listed, err := pl.adm.ListCommittedOffsets(lctx, pl.opts.Consumer.Topic)
+	if err != nil {
+		pl.log.Debug("list end offsets", zap.Error(err))
+		return false
+	}
+	n := 0
+	listed.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil || o.Partition < 0 {
+			return
+		}
+		n++
+		if t := pl.tasks[o.Partition]; t != nil {
+			t.end = o.Offset
+		}
+	})
+	if n > 0 {
+		pl.topicPartitions = max(pl.topicPartitions, n)
+	}
+	return true
+}
+
+// maybeExit implements ExitWhenIdle.
+func (pl *Pipeline) maybeExit(ctx context.Context, now time.Time) error {
+	d := pl.opts.ExitWhenIdle
+	if d <= 0 || len(pl.tasks) == 0 {
+		return nil
+	}
+	for _, t := range pl.tasks {
+		if !t.live() || now.Sub(t.lastRecord) < d {
+			return nil
+		}
+	}
+	if !pl.refreshEnds(ctx) {
+		return nil
+	}
+	for _, t := range pl.tasks {
+		if t.end < 0 || t.op.NextOffset() < t.end {
+			return nil
+		}
+	}
+	pl.log.Info("input consumed and idle; exiting", zap.Duration("exit_when_idle", d))
+	return errIdle
+}
+
+// progress accumulates the numbers of the periodic log line.
+type progress struct {
+	since       time.Time
+	consumed    int64
+	late        int64
+	rejected    [32]int64
+	checkpoints int64
+	rows        int64
+}
+
+func (s *progress) reset(now time.Time) { *s = progress{since: now} }
+
+func (pl *Pipeline) logProgress(now time.Time, force bool) {
+	if pl.opts.StatsInterval < 0 || (!force && now.Sub(pl.stats.since) < pl.opts.StatsInterval) {
+		return
+	}
+	s := &pl.stats
+	fields := []zap.Field{
+		zap.Int64("records", s.consumed),
+		zap.Float64("records_per_sec", float64(s.consumed)/max(now.Sub(s.since).Seconds(), 1e-9)),
+		zap.Int64("late", s.late),
+		zap.Int64("checkpoints", s.checkpoints),
+		zap.Int64("rows_written", s.rows),
+		zap.Int("partitions", len(pl.tasks)),
+	}
+	var rejected []zap.Field
+	for _, r := range stream.Reasons() {
+		if n := s.rejected[r]; n > 0 {
+			rejected = append(rejected, zap.Int64(r.String(), n))
+		}
+	}
+	if len(rejected) > 0 {
+		fields = append(fields, zap.Dict("rejected", rejected...))
+	}
+	pl.log.Info("progress", fields...)
+	s.reset(now)
+}

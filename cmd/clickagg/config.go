@@ -1,0 +1,450 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/clickagg/clickagg/sink"
+	"github.com/clickagg/clickagg/stream"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is every setting of `clickagg run` (and the subset other commands
+// use). Precedence: YAML file < environment < flags. Zero values never
+// survive load: defaults fills them.
+type Config struct {
+	Brokers            []string `yaml:"brokers"`             // Kafka bootstrap brokers; default localhost:9092
+	Topic              string   `yaml:"topic"`               // default clicks
+	Group              string   `yaml:"group"`               // consumer group; default clickagg
+	Postgres           string   `yaml:"postgres"`            // DSN; required by run, migrate, query
+	PostgresSchema     string   `yaml:"postgres_schema"`     // default clickagg
+	StateDir           string   `yaml:"state_dir"`           // default ./clickagg-state
+	Windows            []string `yaml:"windows"`             // window sizes; default [1m]
+	CheckpointInterval Duration `yaml:"checkpoint_interval"` // default 1s
+	OutOfOrderness     Duration `yaml:"out_of_orderness"`    // default 5s
+	IdleTimeout        Duration `yaml:"idle_timeout"`        // default 30s; 0 disables
+	HTTPAddr           string   `yaml:"http_addr"`           // default :8080; empty disables
+	SessionTimeout     Duration `yaml:"session_timeout"`     // default 10s
+	InstanceID         string   `yaml:"instance_id"`         // static membership; default none
+	ExitWhenIdle       Duration `yaml:"exit_when_idle"`      // default 0 (run until stopped)
+	StartOffset        string   `yaml:"start_offset"`        // earliest (default) | latest
+	MaxURLBytes        int      `yaml:"max_url_bytes"`       // default 2048
+	ShutdownTimeout    Duration `yaml:"shutdown_timeout"`    // default 30s
+	Late               struct {
+		Policy string `yaml:"policy"` // count (default) | drop
+	} `yaml:"late"`
+	Emit struct {
+		EarlyInterval Duration `yaml:"early_interval"` // default 0 (off)
+	} `yaml:"emit"`
+	Log struct {
+		Level  string `yaml:"level"`  // debug | info (default) | warn | error
+		Format string `yaml:"format"` // auto (default: console on a terminal, else json) | json | console
+	} `yaml:"log"`
+
+	windows  []time.Duration // parsed Windows
+	late     stream.LatePolicy
+	explicit map[string]bool // keys set by the file, the environment or a flag
+}
+
+// Duration is a time.Duration that YAML reads as "1s", "5m", ...
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (like 500ms, 10s, 1m)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML prints the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// configError is a bad setting: main prints it on one line and exits 2.
+type configError struct{ msg string }
+
+func (e *configError) Error() string { return e.msg }
+
+func badConfig(format string, args ...any) error {
+	return &configError{msg: fmt.Sprintf(format, args...)}
+}
+
+// setting is one configuration key with its three spellings.
+type setting struct {
+	key  string // YAML key path, e.g. late.policy
+	env  string // environment variable(s), first wins
+	flag string
+	help string
+	set  func(c *Config, v string) error
+	// secret settings are redacted when the configuration is printed.
+	secret bool
+}
+
+func durationSetter(f func(*Config) *Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration (like 500ms, 10s, 1m)", v)
+		}
+		*f(c) = Duration(d)
+		return nil
+	}
+}
+
+func stringSetter(f func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *f(c) = v; return nil }
+}
+
+func listSetter(f func(*Config) *[]string) func(*Config, string) error {
+	return func(c *Config, v string) error { *f(c) = splitList(v); return nil }
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// settings lists every setting; the README's configuration table mirrors it.
+var settings = []setting{
+	{key: "brokers", env: "KAFKA_BROKERS,CLICKAGG_BROKERS", flag: "brokers", help: "Kafka bootstrap brokers, comma-separated",
+		set: listSetter(func(c *Config) *[]string { return &c.Brokers })},
+	{key: "topic", env: "CLICKAGG_TOPIC", flag: "topic", help: "topic of click events",
+		set: stringSetter(func(c *Config) *string { return &c.Topic })},
+	{key: "group", env: "CLICKAGG_GROUP", flag: "group", help: "Kafka consumer group (also the checkpoints key)",
+		set: stringSetter(func(c *Config) *string { return &c.Group })},
+	{key: "postgres", env: "DATABASE_URL,CLICKAGG_POSTGRES", flag: "postgres", help: "PostgreSQL connection string (postgres://user:pass@host/db?sslmode=verify-full)", secret: true,
+		set: stringSetter(func(c *Config) *string { return &c.Postgres })},
+	{key: "postgres_schema", env: "CLICKAGG_POSTGRES_SCHEMA", flag: "postgres-schema", help: "PostgreSQL schema of the tables",
+		set: stringSetter(func(c *Config) *string { return &c.PostgresSchema })},
+	{key: "state_dir", env: "CLICKAGG_STATE_DIR", flag: "state-dir", help: "folder of the local state store (a cache of PostgreSQL)",
+		set: stringSetter(func(c *Config) *string { return &c.StateDir })},
+	{key: "windows", env: "CLICKAGG_WINDOWS", flag: "windows", help: "tumbling window sizes, comma-separated (e.g. 1m,1h)",
+		set: listSetter(func(c *Config) *[]string { return &c.Windows })},
+	{key: "checkpoint_interval", env: "CLICKAGG_CHECKPOINT_INTERVAL", flag: "checkpoint-interval", help: "time between checkpoints",
+		set: durationSetter(func(c *Config) *Duration { return &c.CheckpointInterval })},
+	{key: "out_of_orderness", env: "CLICKAGG_OUT_OF_ORDERNESS", flag: "out-of-orderness", help: "how late behind the newest event a record may be and still be on time",
+		set: durationSetter(func(c *Config) *Duration { return &c.OutOfOrderness })},
+	{key: "idle_timeout", env: "CLICKAGG_IDLE_TIMEOUT", flag: "idle-timeout", help: "after this long without records a caught-up partition's watermark follows the clock (0: never)",
+		set: durationSetter(func(c *Config) *Duration { return &c.IdleTimeout })},
+	{key: "http_addr", env: "CLICKAGG_HTTP_ADDR", flag: "http-addr", help: "listen address of /metrics, /healthz, /readyz (empty: off)",
+		set: stringSetter(func(c *Config) *string { return &c.HTTPAddr })},
+	{key: "session_timeout", env: "CLICKAGG_SESSION_TIMEOUT", flag: "session-timeout", help: "Kafka group session timeout",
+		set: durationSetter(func(c *Config) *Duration { return &c.SessionTimeout })},
+	{key: "instance_id", env: "CLICKAGG_INSTANCE_ID", flag: "instance-id", help: "static group membership id (e.g. the pod name)",
+		set: stringSetter(func(c *Config) *string { return &c.InstanceID })},
+	{key: "exit_when_idle", env: "CLICKAGG_EXIT_WHEN_IDLE", flag: "exit-when-idle", help: "exit 0 after a final checkpoint once caught up and idle this long (0: run until stopped)",
+		set: durationSetter(func(c *Config) *Duration { return &c.ExitWhenIdle })},
+	{key: "start_offset", env: "CLICKAGG_START_OFFSET", flag: "start-offset", help: "where a partition PostgreSQL has never seen starts: earliest or latest",
+		set: stringSetter(func(c *Config) *string { return &c.StartOffset })},
+	{key: "max_url_bytes", env: "CLICKAGG_MAX_URL_BYTES", flag: "max-url-bytes", help: "longest accepted URL in bytes",
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("%q is not a whole number", v)
+			}
+			c.MaxURLBytes = n
+			return nil
+		}},
+	{key: "shutdown_timeout", env: "CLICKAGG_SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", help: "bound on the final checkpoint at SIGTERM",
+		set: durationSetter(func(c *Config) *Duration { return &c.ShutdownTimeout })},
+	{key: "late.policy", env: "CLICKAGG_LATE_POLICY", flag: "late-policy", help: "late records: count (into clicks and late_clicks) or drop",
+		set: stringSetter(func(c *Config) *string { return &c.Late.Policy })},
+	{key: "emit.early_interval", env: "CLICKAGG_EMIT_EARLY_INTERVAL", flag: "early-interval", help: "emit partial counts of open windows at this interval (0: only when windows close)",
+		set: durationSetter(func(c *Config) *Duration { return &c.Emit.EarlyInterval })},
+	{key: "log.level", env: "CLICKAGG_LOG_LEVEL", flag: "log-level", help: "debug, info, warn or error",
+		set: stringSetter(func(c *Config) *string { return &c.Log.Level })},
+	{key: "log.format", env: "CLICKAGG_LOG_FORMAT", flag: "log-format", help: "auto, json or console",
+		set: stringSetter(func(c *Config) *string { return &c.Log.Format })},
+}
+
+// configFlags registers the settings named in keys (all when keys is nil)
+// and --config on fs, and returns a loader to call after fs.Parse.
+func configFlags(fs *flag.FlagSet, keys ...string) func() (*Config, error) {
+	raw := make(map[string]string)
+	var order []string
+	var configPath string
+	fs.StringVar(&configPath, "config", "", "YAML configuration file (settings: see README)")
+	var used []setting
+	for _, s := range settings {
+		if keys != nil && !slices.Contains(keys, s.key) {
+			continue
+		}
+		used = append(used, s)
+		fs.Func(s.flag, s.help+" [env "+strings.ReplaceAll(s.env, ",", ", ")+"]", func(v string) error {
+			if _, seen := raw[s.key]; !seen {
+				order = append(order, s.key)
+			}
+			raw[s.key] = v
+			return nil
+		})
+	}
+	return func() (*Config, error) {
+		var c Config
+		if configPath == "" {
+			configPath = os.Getenv("CLICKAGG_CONFIG")
+		}
+		if configPath != "" {
+			if err := loadYAML(&c, configPath); err != nil {
+				return nil, err
+			}
+		}
+		for _, s := range used {
+			for _, env := range strings.Split(s.env, ",") {
+				if v, ok := os.LookupEnv(env); ok && v != "" {
+					if err := s.set(&c, v); err != nil {
+						return nil, badConfig("%s (environment %s): %v", s.key, env, err)
+					}
+					c.markExplicit(s.key)
+					break
+				}
+			}
+		}
+		for _, k := range order {
+			i := slices.IndexFunc(used, func(s setting) bool { return s.key == k })
+			if err := used[i].set(&c, raw[k]); err != nil {
+				return nil, badConfig("%s (flag --%s): %v", k, used[i].flag, err)
+			}
+			c.markExplicit(k)
+		}
+		if err := c.finish(); err != nil {
+			return nil, err
+		}
+		return &c, nil
+	}
+}
+
+func loadYAML(c *Config, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return badConfig("config file: %v", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+		return badConfig("config file %s: %s", path, strings.TrimPrefix(msg, "yaml: "))
+	}
+	var keys map[string]any
+	if err := yaml.Unmarshal(b, &keys); err == nil {
+		for k, v := range keys {
+			c.markExplicit(k)
+			if sub, ok := v.(map[string]any); ok {
+				for k2 := range sub {
+					c.markExplicit(k + "." + k2)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// finish applies defaults and validates, with messages that name the setting.
+func (c *Config) finish() error {
+	if len(c.Brokers) == 0 {
+		c.Brokers = []string{"localhost:9092"}
+	}
+	for _, b := range c.Brokers {
+		if strings.Contains(b, "://") || !strings.Contains(b, ":") {
+			return badConfig("brokers: %q must be host:port", b)
+		}
+	}
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	defD := func(d *Duration, v time.Duration) {
+		if *d == 0 {
+			*d = Duration(v)
+		}
+	}
+	def(&c.Topic, "clicks")
+	def(&c.Group, "clickagg")
+	def(&c.PostgresSchema, sink.DefaultSchema)
+	def(&c.StateDir, "clickagg-state")
+	def(&c.StartOffset, "earliest")
+	def(&c.Late.Policy, "count")
+	def(&c.Log.Level, "info")
+	def(&c.Log.Format, "auto")
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = ":8080"
+	}
+	if c.HTTPAddr == "off" || c.HTTPAddr == "none" {
+		c.HTTPAddr = ""
+	}
+	defD(&c.CheckpointInterval, time.Second)
+	defD(&c.SessionTimeout, 10*time.Second)
+	defD(&c.ShutdownTimeout, 30*time.Second)
+	if len(c.Windows) == 0 {
+		c.Windows = []string{"1m"}
+	}
+	if c.MaxURLBytes == 0 {
+		c.MaxURLBytes = stream.DefaultMaxURLBytes
+	}
+	if c.OutOfOrderness == 0 && !c.setExplicitly("out_of_orderness") {
+		c.OutOfOrderness = Duration(5 * time.Second)
+	}
+	if c.IdleTimeout == 0 && !c.setExplicitly("idle_timeout") {
+		c.IdleTimeout = Duration(30 * time.Second)
+	}
+
+	if strings.TrimSpace(c.Topic) == "" || len(c.Topic) > 249 {
+		return badConfig("topic %q: must be 1 to 249 characters", c.Topic)
+	}
+	if err := sink.ValidateSchemaName(c.PostgresSchema); err != nil {
+		return badConfig("postgres_schema: %v", err)
+	}
+	c.windows = c.windows[:0]
+	for _, w := range c.Windows {
+		d, err := time.ParseDuration(w)
+		if err != nil {
+			return badConfig("windows: %q is not a duration (like 1m, 1h)", w)
+		}
+		if d < time.Second {
+			return badConfig("windows: window %s: must be at least 1s", w)
+		}
+		if d%time.Millisecond != 0 {
+			return badConfig("windows: window %s: must be a whole number of milliseconds", w)
+		}
+		if slices.Contains(c.windows, d) {
+			return badConfig("windows: %s appears twice", w)
+		}
+		c.windows = append(c.windows, d)
+	}
+	if len(c.windows) > stream.MaxWindows {
+		return badConfig("windows: at most %d sizes", stream.MaxWindows)
+	}
+	checks := []struct {
+		name string
+		d    Duration
+		min  time.Duration
+	}{
+		{"checkpoint_interval", c.CheckpointInterval, 10 * time.Millisecond},
+		{"out_of_orderness", c.OutOfOrderness, 0},
+		{"idle_timeout", c.IdleTimeout, 0},
+		{"session_timeout", c.SessionTimeout, time.Second},
+		{"exit_when_idle", c.ExitWhenIdle, 0},
+		{"emit.early_interval", c.Emit.EarlyInterval, 0},
+		{"shutdown_timeout", c.ShutdownTimeout, time.Second},
+	}
+	for _, ck := range checks {
+		if ck.d.D() < ck.min {
+			if ck.min == 0 {
+				return badConfig("%s %s: must not be negative", ck.name, ck.d.D())
+			}
+			return badConfig("%s %s: must be at least %s", ck.name, ck.d.D(), ck.min)
+		}
+	}
+	if c.StartOffset != "earliest" && c.StartOffset != "latest" {
+		return badConfig("start_offset %q: must be earliest or latest", c.StartOffset)
+	}
+	if c.MaxURLBytes < 1 || c.MaxURLBytes > 1<<20 {
+		return badConfig("max_url_bytes %d: must be between 1 and 1048576", c.MaxURLBytes)
+	}
+	late, err := stream.ParseLatePolicy(c.Late.Policy)
+	if err != nil {
+		return badConfig("late.policy: %v", err)
+	}
+	c.late = late
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return badConfig("log.level %q: must be debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "auto", "json", "console":
+	default:
+		return badConfig("log.format %q: must be auto, json or console", c.Log.Format)
+	}
+	if c.Postgres != "" {
+		if err := checkDSN(c.Postgres); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setExplicitly reports whether key was given in the file, the environment
+// or a flag: for "0 means off" settings an explicit zero must not be
+// replaced by the default.
+func (c *Config) setExplicitly(key string) bool { return c.explicit[key] }
+
+func (c *Config) markExplicit(key string) {
+	if c.explicit == nil {
+		c.explicit = make(map[string]bool)
+	}
+	c.explicit[key] = true
+}
+
+// checkDSN validates the PostgreSQL connection string without ever echoing
+// it: it may hold a password.
+func checkDSN(dsn string) error {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		if _, err := url.Parse(dsn); err != nil {
+			return badConfig("postgres: not a valid URL (value withheld: it may contain a password)")
+		}
+		return nil
+	}
+	if strings.Contains(dsn, "=") {
+		return nil // key=value form; pgx reports problems at connect
+	}
+	return badConfig("postgres: must be a postgres:// URL or key=value connection string (value withheld)")
+}
+
+// requirePostgres is the error of commands that need a DSN.
+func (c *Config) requirePostgres() error {
+	if c.Postgres == "" {
+		return badConfig("postgres: no connection string; set DATABASE_URL, postgres: in the config file, or --postgres")
+	}
+	return nil
+}
+
+// Redacted returns the configuration as YAML with secrets replaced.
+func (c *Config) Redacted() string {
+	cp := *c
+	if cp.Postgres != "" {
+		cp.Postgres = redactDSN(cp.Postgres)
+	}
+	b, err := yaml.Marshal(&cp)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}
+
+// redactDSN hides the password of a DSN (URL or key=value form).
+func redactDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "REDACTED")
+		}
+		return u.String()
+	}
+	var parts []string
+	for _, f := range strings.Fields(dsn) {
+		if k, _, ok := strings.Cut(f, "="); ok && strings.EqualFold(k, "password") {
+			f = k + "=REDACTED"
+		}
+		parts = append(parts, f)
+	}
+	return strings.Join(parts, " ")
+}

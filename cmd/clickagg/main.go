@@ -1,0 +1,134 @@
+// Command clickagg counts clicks per URL from a Kafka topic into PostgreSQL,
+// exactly once. See the README for the commands and settings.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+const usage = `clickagg — exact per-URL click counts from Kafka into PostgreSQL
+
+Usage:
+  clickagg run      [flags]   run the aggregator
+  clickagg migrate  [flags]   create or upgrade the PostgreSQL schema
+  clickagg query top [--window 1m] [--limit 10]   top URLs of the latest window
+  clickagg query url URL                          one URL's windows and total
+  clickagg gen      [flags]   produce generated clicks to a topic
+  clickagg demo     [flags]   embedded broker + generator + aggregator + PostgreSQL
+  clickagg version
+
+Run 'clickagg <command> -h' for the command's flags.
+`
+
+// version is set by the build (-ldflags "-X main.version=...").
+var version = "dev"
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// exit codes
+const (
+	exitOK     = 0
+	exitError  = 1
+	exitConfig = 2
+)
+
+func realMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitConfig
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "run":
+		err = cmdRun(ctx, rest, stdout, stderr)
+	case "migrate":
+		err = cmdMigrate(ctx, rest, stdout, stderr)
+	case "query":
+		err = cmdQuery(ctx, rest, stdout, stderr)
+	case "gen":
+		err = cmdGen(ctx, rest, stdout, stderr)
+	case "demo":
+		err = cmdDemo(ctx, rest, stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "clickagg", version)
+	case "help", "-h", "--help", "-help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "clickagg: unknown command %q\n\n%s", cmd, usage)
+		return exitConfig
+	}
+	var ce *configError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, &ce):
+		fmt.Fprintf(stderr, "clickagg: %s\n", ce.msg)
+		return exitConfig
+	case errors.Is(err, errUsage):
+		return exitConfig
+	default:
+		fmt.Fprintf(stderr, "clickagg: %v\n", err)
+		return exitError
+	}
+}
+
+// errUsage: the flag package has printed the problem and the usage already.
+var errUsage = errors.New("usage")
+
+// parseFlags parses args into fs, mapping flag errors to errUsage.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	return nil
+}
+
+// newLogger builds the process logger: JSON in production, console on a
+// terminal (format auto).
+func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, badConfig("log.level %q: %v", level, err)
+	}
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok && isTerminal(f) {
+			format = "console"
+		}
+	}
+	var enc zapcore.Encoder
+	if format == "console" {
+		ec := zap.NewDevelopmentEncoderConfig()
+		ec.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		ec := zap.NewProductionEncoderConfig()
+		ec.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewJSONEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)), nil
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/clickagg/clickagg/checkpoint"
+	"github.com/clickagg/clickagg/sink"
+	"github.com/clickagg/clickagg/state"
+	"github.com/clickagg/clickagg/stream"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+)
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("clickagg run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	load := configFlags(fs)
+	printConfig := fs.Bool("print-config", false, "print the effective configuration (secrets redacted) and exit")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return badConfig("run: unexpected argument %q", fs.Arg(0))
+	}
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	if *printConfig {
+		fmt.Fprint(stdout, cfg.Redacted())
+		return nil
+	}
+	if err := cfg.requirePostgres(); err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.Log.Level, cfg.Log.Format, stderr)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck
+	return runPipeline(ctx, cfg, log, nil)
+}
+
+// runHooks let the demo watch a pipeline it starts in-process.
+type runHooks struct {
+	started func(*checkpoint.Pipeline, *pgxpool.Pool)
+}
+
+// runPipeline wires the aggregator: PostgreSQL (schema applied), the state
+// store, the pipeline and the HTTP endpoints, until ctx ends.
+func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHooks) error {
+	log.Info("starting clickagg", zap.String("version", version), zap.Strings("brokers", cfg.Brokers),
+		zap.String("topic", cfg.Topic), zap.String("group", cfg.Group), zap.Strings("windows", cfg.Windows),
+		zap.String("state_dir", cfg.StateDir), zap.String("postgres_schema", cfg.PostgresSchema))
+	pool, err := sink.NewPool(ctx, cfg.Postgres)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := migrate(ctx, pool, cfg.PostgresSchema, log); err != nil {
+		return err
+	}
+	w, err := sink.NewWriter(pool, sink.Options{Schema: cfg.PostgresSchema, Group: cfg.Group, Topic: cfg.Topic})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
+		return fmt.Errorf("create state dir: %w", err)
+	}
+	store, err := state.Open(state.Options{Dir: cfg.StateDir}, cfg.Group+"\x00"+cfg.Topic)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := checkpoint.NewMetrics(reg)
+	hostname, _ := os.Hostname()
+	pl, err := checkpoint.New(checkpoint.Options{
+		Kafka: stream.KafkaOptions{Brokers: cfg.Brokers, ClientID: "clickagg-" + hostname, Logger: log},
+		Consumer: stream.ConsumerOptions{
+			Topic: cfg.Topic, Group: cfg.Group, SessionTimeout: cfg.SessionTimeout.D(), InstanceID: cfg.InstanceID,
+		},
+		Operator: stream.OperatorOptions{
+			Windows: cfg.windows, OutOfOrder: cfg.OutOfOrderness.D(), Late: cfg.late, MaxURLBytes: cfg.MaxURLBytes,
+		},
+		CheckpointInterval: cfg.CheckpointInterval.D(),
+		EarlyInterval:      cfg.Emit.EarlyInterval.D(),
+		IdleTimeout:        cfg.IdleTimeout.D(),
+		ExitWhenIdle:       cfg.ExitWhenIdle.D(),
+		StartOffset:        cfg.StartOffset,
+		ShutdownTimeout:    cfg.ShutdownTimeout.D(),
+		Logger:             log,
+		Metrics:            metrics,
+	}, store, w)
+	if err != nil {
+		return badConfig("%v", err)
+	}
+	if hooks != nil && hooks.started != nil {
+		hooks.started(pl, pool)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	if cfg.HTTPAddr != "" {
+		srv, ln, err := newHTTPServer(cfg.HTTPAddr, reg, pl, w)
+		if err != nil {
+			return err
+		}
+		log.Info("http listening", zap.String("addr", ln.Addr().String()))
+		g.Go(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("http server: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		})
+	}
+	g.Go(func() error {
+		// NB: the pipeline gets its own context so that an HTTP failure
+		// stops it through the same clean path as SIGTERM.
+		go func() {
+			<-gctx.Done()
+			stopRun()
+		}()
+		err := pl.Run(runCtx)
+		if err == nil {
+			log.Info("stopped cleanly")
+			// Unblock the HTTP server's shutdown.
+			return errStopped
+		}
+		return err
+	})
+	if err := g.Wait(); err != nil && !errors.Is(err, errStopped) {
+		return err
+	}
+	return nil
+}
+
+var errStopped = errors.New("stopped")
+
+func migrate(ctx context.Context, pool *pgxpool.Pool, schema string, log *zap.Logger) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to postgres: %w", err)
+	}
+	defer conn.Release()
+	n, err := sink.Migrate(ctx, conn.Conn(), schema)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		log.Info("schema migrated", zap.String("schema", schema), zap.Int("applied", n), zap.Int("version", sink.SchemaVersion))
+	}
+	return nil
+}
+
+// newHTTPServer serves /metrics, /healthz and /readyz, and nothing else.
+func newHTTPServer(addr string, reg *prometheus.Registry, pl *checkpoint.Pipeline, w *sink.Writer) (*http.Server, net.Listener, error) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(rw, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
+		st := pl.Status()
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		pgErr := w.Ping(ctx)
+		switch {
+		case !st.Joined:
+			http.Error(rw, "not ready: no partition assignment yet", http.StatusServiceUnavailable)
+		case len(st.Restoring) > 0:
+			http.Error(rw, fmt.Sprintf("not ready: restoring partitions %v", st.Restoring), http.StatusServiceUnavailable)
+		case pgErr != nil || !st.PostgresOK:
+			http.Error(rw, "not ready: postgres unreachable", http.StatusServiceUnavailable)
+		default:
+			fmt.Fprintf(rw, "ready: partitions %v\n", st.Partitions)
+		}
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, badConfig("http_addr %q: %v", addr, err)
+	}
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln, nil
+}
+
+func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("clickagg migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	load := configFlags(fs, "postgres", "postgres_schema", "log.level", "log.format")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	if err := cfg.requirePostgres(); err != nil {
+		return err
+	}
+	pool, err := sink.NewPool(ctx, cfg.Postgres)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to postgres: %w", err)
+	}
+	defer conn.Release()
+	n, err := sink.Migrate(ctx, conn.Conn(), cfg.PostgresSchema)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "schema %s at version %d (%d migrations applied)\n", cfg.PostgresSchema, sink.SchemaVersion, n)
+	return nil
+}

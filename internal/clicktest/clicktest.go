@@ -1,0 +1,253 @@
+// Package clicktest holds test helpers shared by the integration and
+// end-to-end tests: an independent oracle that computes the exact expected
+// counts from the records actually in a topic, and a comparison against
+// the PostgreSQL tables.
+//
+// The oracle deliberately shares no code with package stream: it decodes
+// with encoding/json and applies the event-format rules of DESIGN.md on its
+// own, so a bug in the product's decoder or window code cannot hide itself.
+package clicktest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Key identifies one url_clicks row.
+type Key struct {
+	URL        string
+	Start, End int64 // Unix ms
+}
+
+func (k Key) String() string {
+	return fmt.Sprintf("%s [%s, %s)", k.URL, time.UnixMilli(k.Start).UTC().Format(time.RFC3339), time.UnixMilli(k.End).UTC().Format(time.RFC3339))
+}
+
+// Expected are the exact counts the tables must hold.
+type Expected struct {
+	Clicks  map[Key]int64
+	Totals  map[string]int64
+	Valid   int64
+	Invalid int64
+}
+
+// ReadTopic returns every committed record of topic, reading each partition
+// to its end as it is when called.
+func ReadTopic(ctx context.Context, brokers []string, topic string) ([]*kgo.Record, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	offsets := map[int32]kgo.Offset{}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if s, ok := starts.Lookup(topic, o.Partition); ok && o.Offset > s.Offset {
+			offsets[o.Partition] = kgo.NewOffset().At(s.Offset)
+			want[o.Partition] = o.Offset
+		}
+	})
+	if len(offsets) == 0 {
+		return nil, nil
+	}
+	rd, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	var out []*kgo.Record
+	for len(want) > 0 {
+		fs := rd.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("read topic %s: %w (%d partitions unfinished)", topic, err, len(want))
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if end, ok := want[r.Partition]; ok {
+				if r.Offset+1 >= end {
+					delete(want, r.Partition)
+				}
+				if !r.Attrs.IsControl() && r.Offset < end {
+					out = append(out, r)
+				}
+			}
+		})
+	}
+	return out, nil
+}
+
+// Compute returns the counts a correct aggregator produces from records
+// with the given window sizes and URL limit, under late policy "count"
+// (every valid record is counted in its windows and in url_totals).
+func Compute(records []*kgo.Record, windows []time.Duration, maxURLBytes int) Expected {
+	e := Expected{Clicks: map[Key]int64{}, Totals: map[string]int64{}}
+	for _, r := range records {
+		url, ts, ok := oracleDecode(r.Value, r.Timestamp.UnixMilli(), maxURLBytes)
+		if !ok {
+			e.Invalid++
+			continue
+		}
+		e.Valid++
+		e.Totals[url]++
+		for _, w := range windows {
+			size := w.Milliseconds()
+			start := ts - ((ts%size)+size)%size
+			e.Clicks[Key{URL: url, Start: start, End: start + size}]++
+		}
+	}
+	return e
+}
+
+var (
+	minTS = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	maxTS = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+)
+
+// oracleDecode applies DESIGN.md's event format with encoding/json.
+func oracleDecode(v []byte, recordTS int64, maxURL int) (string, int64, bool) {
+	if !utf8.Valid(v) {
+		return "", 0, false
+	}
+	var m map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(v))
+	if err := dec.Decode(&m); err != nil || m == nil || dec.More() {
+		return "", 0, false
+	}
+	var url string
+	raw, ok := m["url"]
+	if !ok || json.Unmarshal(raw, &url) != nil || url == "" || len(url) > maxURL || strings.ContainsRune(url, 0) {
+		return "", 0, false
+	}
+	ts := recordTS
+	if raw, ok := m["ts"]; ok && string(raw) != "null" {
+		var s string
+		var n json.Number
+		switch {
+		case json.Unmarshal(raw, &s) == nil:
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return "", 0, false
+			}
+			ts = t.UnixMilli()
+		case json.Unmarshal(raw, &n) == nil:
+			i, err := n.Int64()
+			if err != nil || strings.ContainsAny(string(raw), ".eE") {
+				return "", 0, false
+			}
+			ts = i
+		default:
+			return "", 0, false
+		}
+	}
+	if ts < minTS || ts >= maxTS {
+		return "", 0, false
+	}
+	if raw, ok := m["id"]; ok && string(raw) != "null" {
+		var s string
+		var n json.Number
+		if json.Unmarshal(raw, &s) != nil && (json.Unmarshal(raw, &n) != nil || strings.ContainsAny(string(raw), ".eE")) {
+			return "", 0, false
+		}
+	}
+	return url, ts, true
+}
+
+// Querier is what Compare needs of a PostgreSQL connection or pool.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// Compare checks every url_clicks and url_totals row against e, exactly,
+// and returns a description of the first differences (nil when equal).
+// LateClicks are not compared: which records are late depends on timing.
+func Compare(ctx context.Context, q Querier, schema string, e Expected) error {
+	s := pgx.Identifier{schema}.Sanitize()
+	got := map[Key]int64{}
+	rows, err := q.Query(ctx, `SELECT url, window_start, window_end, clicks FROM `+s+`.url_clicks`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var k Key
+		var a, b time.Time
+		var n int64
+		if err := rows.Scan(&k.URL, &a, &b, &n); err != nil {
+			return err
+		}
+		k.Start, k.End = a.UnixMilli(), b.UnixMilli()
+		got[k] = n
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	gotTotals := map[string]int64{}
+	rows, err = q.Query(ctx, `SELECT url, clicks FROM `+s+`.url_totals`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var u string
+		var n int64
+		if err := rows.Scan(&u, &n); err != nil {
+			return err
+		}
+		gotTotals[u] = n
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	var diffs []string
+	var sumGot, sumWant int64
+	for k, want := range e.Clicks {
+		sumWant += want
+		if g := got[k]; g != want {
+			diffs = append(diffs, fmt.Sprintf("url_clicks %s: got %d, want %d", k, g, want))
+		}
+	}
+	for k, g := range got {
+		sumGot += g
+		if _, ok := e.Clicks[k]; !ok && g != 0 {
+			diffs = append(diffs, fmt.Sprintf("url_clicks %s: got %d, want no row", k, g))
+		}
+	}
+	for u, want := range e.Totals {
+		if g := gotTotals[u]; g != want {
+			diffs = append(diffs, fmt.Sprintf("url_totals %q: got %d, want %d", u, g, want))
+		}
+	}
+	for u, g := range gotTotals {
+		if _, ok := e.Totals[u]; !ok && g != 0 {
+			diffs = append(diffs, fmt.Sprintf("url_totals %q: got %d, want no row", u, g))
+		}
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	slices.Sort(diffs)
+	n := len(diffs)
+	if len(diffs) > 15 {
+		diffs = diffs[:15]
+	}
+	return fmt.Errorf("%d rows differ (url_clicks sum got %d, want %d; %d valid records):\n  %s",
+		n, sumGot, sumWant, e.Valid, strings.Join(diffs, "\n  "))
+}

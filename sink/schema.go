@@ -1,0 +1,116 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// DefaultSchema is the PostgreSQL schema the tables live in by default.
+const DefaultSchema = "clickagg"
+
+var schemaNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// ValidateSchemaName checks a schema name: lower-case letters, digits and
+// underscores, starting with a letter or underscore, at most 63 bytes.
+func ValidateSchemaName(s string) error {
+	if !schemaNameRE.MatchString(s) {
+		return fmt.Errorf("postgres schema %q: must match %s", s, schemaNameRE)
+	}
+	return nil
+}
+
+// migrations are applied in order, each once, recorded in schema_migrations.
+// Never edit a released one; append.
+var migrations = []string{
+	// 1: the tables of DESIGN.md.
+	`
+CREATE TABLE {{s}}.url_clicks (
+	url          text        NOT NULL,
+	window_start timestamptz NOT NULL,
+	window_end   timestamptz NOT NULL,
+	clicks       bigint      NOT NULL DEFAULT 0,
+	late_clicks  bigint      NOT NULL DEFAULT 0,
+	final        boolean     NOT NULL DEFAULT false,
+	updated_at   timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (url, window_start, window_end)
+) WITH (fillfactor = 80);
+-- Rows are updated in place by every checkpoint that touches them; the
+-- indexes below never cover a column a delta changes, so those updates stay
+-- HOT (heap-only) and the fillfactor leaves room for them.
+CREATE INDEX url_clicks_size_start_idx ON {{s}}.url_clicks ((window_end - window_start), window_start);
+CREATE INDEX url_clicks_open_idx ON {{s}}.url_clicks (window_end) WHERE NOT final;
+
+CREATE TABLE {{s}}.url_totals (
+	url        text        PRIMARY KEY,
+	clicks     bigint      NOT NULL DEFAULT 0,
+	updated_at timestamptz NOT NULL DEFAULT now()
+) WITH (fillfactor = 80);
+
+CREATE TABLE {{s}}.checkpoints (
+	consumer_group text        NOT NULL,
+	topic          text        NOT NULL,
+	partition      int         NOT NULL,
+	next_offset    bigint      NOT NULL,
+	watermark      timestamptz,
+	restart_offset bigint      NOT NULL,
+	updated_at     timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (consumer_group, topic, partition)
+);
+`,
+}
+
+// SchemaVersion is the version Migrate brings a database to.
+var SchemaVersion = len(migrations)
+
+// ErrSchemaTooNew is returned when the database was migrated by a newer
+// clickagg than this one.
+var ErrSchemaTooNew = errors.New("sink: database schema is newer than this binary")
+
+// Migrate creates the schema and applies every missing migration in one
+// transaction, serialized between replicas by an advisory lock. It returns
+// the number of migrations applied.
+func Migrate(ctx context.Context, conn *pgx.Conn, schema string) (int, error) {
+	if err := ValidateSchemaName(schema); err != nil {
+		return 0, err
+	}
+	s := pgx.Identifier{schema}.Sanitize()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("begin migration: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('clickagg.migrate.' || $1))`, schema); err != nil {
+		return 0, fmt.Errorf("lock for migration: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+s+`;
+CREATE TABLE IF NOT EXISTS `+s+`.schema_migrations (
+	version    int PRIMARY KEY,
+	applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return 0, fmt.Errorf("create schema %s: %w", schema, err)
+	}
+	var have int
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+s+`.schema_migrations`).Scan(&have); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	if have > len(migrations) {
+		return 0, fmt.Errorf("%w: database at version %d, binary knows %d", ErrSchemaTooNew, have, len(migrations))
+	}
+	for v := have + 1; v <= len(migrations); v++ {
+		sql := strings.ReplaceAll(migrations[v-1], "{{s}}", s)
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			return 0, fmt.Errorf("apply migration %d: %w", v, err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO `+s+`.schema_migrations (version) VALUES ($1)`, v); err != nil {
+			return 0, fmt.Errorf("record migration %d: %w", v, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("commit migration: %w", err)
+	}
+	return len(migrations) - have, nil
+}

@@ -1,0 +1,487 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// NoWatermark is the watermark of a partition that has none yet (SQL NULL).
+const NoWatermark int64 = math.MinInt64
+
+// Position is what the checkpoints row records for one partition.
+type Position struct {
+	NextOffset    int64 // the next offset to process
+	Watermark     int64 // Unix ms, or NoWatermark
+	RestartOffset int64 // the lowest offset whose record is not yet emitted
+}
+
+// PartitionUpdate moves one partition's row from Expect to Next.
+type PartitionUpdate struct {
+	Partition int32
+	Expect    Position
+	Next      Position
+}
+
+// ClickDelta adds to one url_clicks row.
+type ClickDelta struct {
+	URL         string
+	WindowStart int64 // Unix ms
+	WindowEnd   int64 // Unix ms
+	Clicks      int64
+	LateClicks  int64
+}
+
+// TotalDelta adds to one url_totals row.
+type TotalDelta struct {
+	URL    string
+	Clicks int64
+}
+
+// Checkpoint is one checkpoint's transaction. Clicks and Totals hold at most
+// one delta per row; Commit sorts them.
+type Checkpoint struct {
+	Partitions []PartitionUpdate
+	Clicks     []ClickDelta
+	Totals     []TotalDelta
+	// TopicPartitions is the topic's partition count: windows are marked
+	// final only when that many partitions have a checkpoints row.
+	TopicPartitions int
+}
+
+// Result describes a committed checkpoint.
+type Result struct {
+	ClickRows  int64 // url_clicks rows written
+	TotalRows  int64 // url_totals rows written
+	Finalized  int64 // url_clicks rows marked final by the finalizer
+	Attempts   int   // transactions tried (more than 1 after deadlocks)
+	Recovered  bool  // an earlier attempt had committed; nothing was rewritten
+	Duration   time.Duration
+	FinalUntil int64 // windows ending at or before this (Unix ms) are final; NoWatermark if none
+}
+
+// ErrFenced is matched (errors.Is) by *FencedError.
+var ErrFenced = errors.New("sink: fenced")
+
+// FencedError reports partitions whose checkpoints row no longer holds the
+// expected position: another writer moved it (DESIGN.md I2). The
+// transaction was rolled back; the caller must re-sync those partitions.
+type FencedError struct {
+	Partitions []int32
+}
+
+func (e *FencedError) Error() string {
+	return fmt.Sprintf("sink: fenced: checkpoint rows of partitions %v were moved by another writer", e.Partitions)
+}
+
+// Is makes errors.Is(err, ErrFenced) true.
+func (e *FencedError) Is(target error) bool { return target == ErrFenced }
+
+// Options configure a Writer.
+type Options struct {
+	Schema string // default DefaultSchema
+	Group  string // consumer group
+	Topic  string
+	// FinalizeBatch bounds how many rows one checkpoint marks final; zero
+	// means 50,000.
+	FinalizeBatch int
+}
+
+// Writer writes checkpoints and reads checkpoint rows for one consumer group
+// and topic. Safe for concurrent use.
+type Writer struct {
+	pool *pgxpool.Pool
+	opts Options
+
+	sqlCAS, sqlRead, sqlInit, sqlGlobalMin     string
+	sqlUpsertClicks, sqlUpsertTotals, sqlFinal string
+	stageClicks, stageTotals                   pgx.Identifier
+}
+
+const (
+	stageClicksTable = "clickagg_stage_clicks"
+	stageTotalsTable = "clickagg_stage_totals"
+)
+
+// createStaging runs once per connection: COPY targets for the deltas.
+const createStaging = `
+CREATE TEMP TABLE IF NOT EXISTS ` + stageClicksTable + ` (
+	url text, window_start timestamptz, window_end timestamptz,
+	clicks bigint, late_clicks bigint) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS ` + stageTotalsTable + ` (
+	url text, clicks bigint) ON COMMIT DELETE ROWS`
+
+// NewPool opens a connection pool whose connections carry the staging
+// tables Writer needs. The caller closes it.
+func NewPool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse postgres DSN: %w", redactErr(err))
+	}
+	cfg.MaxConns = 4
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, createStaging)
+		return err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to postgres: %w", redactErr(err))
+	}
+	return pool, nil
+}
+
+// redactErr drops a DSN parse error's text, which can hold the password.
+func redactErr(err error) error {
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) {
+		return errors.New("invalid connection string (details withheld: it may contain a password)")
+	}
+	return err
+}
+
+// NewWriter returns a Writer using pool (from NewPool).
+func NewWriter(pool *pgxpool.Pool, opts Options) (*Writer, error) {
+	if opts.Schema == "" {
+		opts.Schema = DefaultSchema
+	}
+	if err := ValidateSchemaName(opts.Schema); err != nil {
+		return nil, err
+	}
+	if opts.FinalizeBatch == 0 {
+		opts.FinalizeBatch = 50_000
+	}
+	t := func(name string) string { return pgx.Identifier{opts.Schema, name}.Sanitize() }
+	w := &Writer{pool: pool, opts: opts}
+	w.sqlCAS = `UPDATE ` + t("checkpoints") + `
+SET next_offset = $4, watermark = $5, restart_offset = $6, updated_at = now()
+WHERE consumer_group = $1 AND topic = $2 AND partition = $3
+  AND next_offset = $7 AND restart_offset = $8 AND watermark IS NOT DISTINCT FROM $9`
+	w.sqlRead = `SELECT partition, next_offset, watermark, restart_offset FROM ` + t("checkpoints") + `
+WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3)`
+	w.sqlInit = `INSERT INTO ` + t("checkpoints") + ` (consumer_group, topic, partition, next_offset, watermark, restart_offset)
+VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`
+	w.sqlGlobalMin = `SELECT count(*), count(watermark), min(watermark) FROM ` + t("checkpoints") + `
+WHERE consumer_group = $1 AND topic = $2`
+	// NB: ORDER BY gives every replica the same row-lock order (no
+	// deadlocks on hot rows); COLLATE "C" is byte order and cheap.
+	w.sqlUpsertClicks = `INSERT INTO ` + t("url_clicks") + ` AS t
+	(url, window_start, window_end, clicks, late_clicks, final, updated_at)
+SELECT url, window_start, window_end, clicks, late_clicks, coalesce(window_end <= $1, false), now()
+FROM pg_temp.` + stageClicksTable + `
+ORDER BY url COLLATE "C", window_start, window_end
+ON CONFLICT (url, window_start, window_end) DO UPDATE SET
+	clicks = t.clicks + excluded.clicks,
+	late_clicks = t.late_clicks + excluded.late_clicks,
+	final = t.final OR excluded.final,
+	updated_at = excluded.updated_at`
+	w.sqlUpsertTotals = `INSERT INTO ` + t("url_totals") + ` AS t (url, clicks, updated_at)
+SELECT url, clicks, now() FROM pg_temp.` + stageTotalsTable + `
+ORDER BY url COLLATE "C"
+ON CONFLICT (url) DO UPDATE SET clicks = t.clicks + excluded.clicks, updated_at = excluded.updated_at`
+	// NB: SKIP LOCKED: the finalizer never waits for a row another
+	// replica's checkpoint holds, so it cannot take part in a deadlock; a
+	// skipped row is finalized by a later checkpoint.
+	w.sqlFinal = `UPDATE ` + t("url_clicks") + ` SET final = true, updated_at = now()
+WHERE ctid = ANY(ARRAY(
+	SELECT ctid FROM ` + t("url_clicks") + `
+	WHERE NOT final AND window_end <= $1
+	LIMIT $2 FOR UPDATE SKIP LOCKED))`
+	w.stageClicks = pgx.Identifier{"pg_temp", stageClicksTable}
+	w.stageTotals = pgx.Identifier{"pg_temp", stageTotalsTable}
+	return w, nil
+}
+
+// Schema returns the PostgreSQL schema name.
+func (w *Writer) Schema() string { return w.opts.Schema }
+
+func tsArg(ms int64) any {
+	if ms == NoWatermark {
+		return nil
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+func tsScan(t *time.Time) int64 {
+	if t == nil {
+		return NoWatermark
+	}
+	return t.UnixMilli()
+}
+
+// ReadPositions returns the checkpoints rows of the given partitions; a
+// partition without a row is absent from the map.
+func (w *Writer) ReadPositions(ctx context.Context, partitions []int32) (map[int32]Position, error) {
+	rows, err := w.pool.Query(ctx, w.sqlRead, w.opts.Group, w.opts.Topic, partitions)
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoints: %w", err)
+	}
+	out := make(map[int32]Position, len(partitions))
+	for rows.Next() {
+		var (
+			p   int32
+			pos Position
+			wm  *time.Time
+		)
+		if err := rows.Scan(&p, &pos.NextOffset, &wm, &pos.RestartOffset); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read checkpoints: %w", err)
+		}
+		pos.Watermark = tsScan(wm)
+		out[p] = pos
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read checkpoints: %w", err)
+	}
+	return out, nil
+}
+
+// InitPosition creates partition p's checkpoints row at pos unless a row
+// exists, and returns the row as it now is (DESIGN.md I5: a partition
+// Postgres has never seen starts where start_offset says, recorded here so
+// that every later decision is replayable).
+func (w *Writer) InitPosition(ctx context.Context, p int32, pos Position) (Position, error) {
+	if _, err := w.pool.Exec(ctx, w.sqlInit, w.opts.Group, w.opts.Topic, p,
+		pos.NextOffset, tsArg(pos.Watermark), pos.RestartOffset); err != nil {
+		return Position{}, fmt.Errorf("create checkpoint row for partition %d: %w", p, err)
+	}
+	got, err := w.ReadPositions(ctx, []int32{p})
+	if err != nil {
+		return Position{}, err
+	}
+	cur, ok := got[p]
+	if !ok {
+		return Position{}, fmt.Errorf("checkpoint row for partition %d vanished", p)
+	}
+	return cur, nil
+}
+
+// Ping checks that PostgreSQL answers.
+func (w *Writer) Ping(ctx context.Context) error { return w.pool.Ping(ctx) }
+
+// Retryable reports whether a Commit error is worth retrying with the same
+// Checkpoint: lost connections, server restarts, resource exhaustion,
+// timeouts. Fencing and schema errors are not.
+func Retryable(err error) bool {
+	if err == nil || errors.Is(err, ErrFenced) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code[:2] {
+		case "08", // connection exception
+			"40", // transaction rollback (deadlock, serialization)
+			"53", // insufficient resources
+			"57", // operator intervention (shutdown, cannot connect now)
+			"58": // system error
+			return true
+		}
+		return false
+	}
+	// Not a server error: the connection or the network failed.
+	return true
+}
+
+func isConflict(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
+}
+
+// maxConflictRetries bounds Commit's own retries after deadlocks and
+// serialization failures.
+const maxConflictRetries = 20
+
+// Commit writes one checkpoint transaction (see the package doc). On a
+// *FencedError nothing was written. Other errors leave the database as it
+// was or, if the acknowledgement of COMMIT was lost, committed: calling
+// Commit again with the same Checkpoint is always safe.
+func (w *Writer) Commit(ctx context.Context, cp *Checkpoint) (Result, error) {
+	start := time.Now()
+	sortDeltas(cp)
+	var res Result
+	for {
+		res.Attempts++
+		r, err := w.commitOnce(ctx, cp)
+		if err == nil {
+			r.Attempts, r.Duration = res.Attempts, time.Since(start)
+			return r, nil
+		}
+		var fe *FencedError
+		if errors.As(err, &fe) && len(fe.Partitions) == len(cp.Partitions) {
+			// Every row moved: maybe by our own earlier attempt whose
+			// COMMIT acknowledgement was lost.
+			if ok, rerr := w.alreadyCommitted(ctx, cp); rerr != nil {
+				return res, rerr
+			} else if ok {
+				return Result{Recovered: true, Attempts: res.Attempts, Duration: time.Since(start), FinalUntil: NoWatermark}, nil
+			}
+		}
+		if isConflict(err) && res.Attempts < maxConflictRetries && ctx.Err() == nil {
+			continue
+		}
+		return res, err
+	}
+}
+
+// alreadyCommitted reports whether every partition's row holds the target
+// position. Positions only move forward and every checkpoint that emits
+// anything moves one (next offset, watermark, or restart offset), so a row
+// at the target has had exactly this checkpoint's emissions applied.
+func (w *Writer) alreadyCommitted(ctx context.Context, cp *Checkpoint) (bool, error) {
+	parts := make([]int32, len(cp.Partitions))
+	for i, u := range cp.Partitions {
+		parts[i] = u.Partition
+	}
+	cur, err := w.ReadPositions(ctx, parts)
+	if err != nil {
+		return false, err
+	}
+	for _, u := range cp.Partitions {
+		if got, ok := cur[u.Partition]; !ok || got != u.Next {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func sortDeltas(cp *Checkpoint) {
+	slices.SortFunc(cp.Clicks, func(a, b ClickDelta) int {
+		if c := strings.Compare(a.URL, b.URL); c != 0 {
+			return c
+		}
+		if a.WindowStart != b.WindowStart {
+			return cmpInt(a.WindowStart, b.WindowStart)
+		}
+		return cmpInt(a.WindowEnd, b.WindowEnd)
+	})
+	slices.SortFunc(cp.Totals, func(a, b TotalDelta) int { return strings.Compare(a.URL, b.URL) })
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (w *Writer) commitOnce(ctx context.Context, cp *Checkpoint) (res Result, err error) {
+	res.FinalUntil = NoWatermark
+	conn, err := w.pool.Acquire(ctx)
+	if err != nil {
+		return res, fmt.Errorf("acquire postgres connection: %w", err)
+	}
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return res, fmt.Errorf("begin checkpoint: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+
+	// 1. Fencing first: fail before writing anything (DESIGN.md I2).
+	batch := &pgx.Batch{}
+	for _, u := range cp.Partitions {
+		batch.Queue(w.sqlCAS, w.opts.Group, w.opts.Topic, u.Partition,
+			u.Next.NextOffset, tsArg(u.Next.Watermark), u.Next.RestartOffset,
+			u.Expect.NextOffset, u.Expect.RestartOffset, tsArg(u.Expect.Watermark))
+	}
+	br := tx.SendBatch(ctx, batch)
+	var fenced []int32
+	for _, u := range cp.Partitions {
+		tag, err := br.Exec()
+		if err != nil {
+			_ = br.Close()
+			return res, fmt.Errorf("update checkpoint of partition %d: %w", u.Partition, err)
+		}
+		if tag.RowsAffected() != 1 {
+			fenced = append(fenced, u.Partition)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return res, fmt.Errorf("update checkpoints: %w", err)
+	}
+	if len(fenced) > 0 {
+		return res, &FencedError{Partitions: fenced}
+	}
+
+	// 2. The global watermark, after our own rows moved: windows ending at
+	// or before it are final.
+	var rowsN, wmN int
+	var minWM *time.Time
+	if err := tx.QueryRow(ctx, w.sqlGlobalMin, w.opts.Group, w.opts.Topic).Scan(&rowsN, &wmN, &minWM); err != nil {
+		return res, fmt.Errorf("read global watermark: %w", err)
+	}
+	var finalUntil any // NULL: nothing is final
+	if cp.TopicPartitions > 0 && rowsN >= cp.TopicPartitions && wmN == rowsN && minWM != nil {
+		finalUntil = *minWM
+		res.FinalUntil = minWM.UnixMilli()
+	}
+
+	// 3. The deltas, through COPY into staging tables.
+	if len(cp.Clicks) > 0 {
+		i := 0
+		if _, err := tx.CopyFrom(ctx, w.stageClicks,
+			[]string{"url", "window_start", "window_end", "clicks", "late_clicks"},
+			pgx.CopyFromFunc(func() ([]any, error) {
+				if i == len(cp.Clicks) {
+					return nil, nil
+				}
+				d := &cp.Clicks[i]
+				i++
+				return []any{d.URL, time.UnixMilli(d.WindowStart).UTC(), time.UnixMilli(d.WindowEnd).UTC(), d.Clicks, d.LateClicks}, nil
+			})); err != nil {
+			return res, fmt.Errorf("stage click deltas: %w", err)
+		}
+		tag, err := tx.Exec(ctx, w.sqlUpsertClicks, finalUntil)
+		if err != nil {
+			return res, fmt.Errorf("upsert url_clicks: %w", err)
+		}
+		res.ClickRows = tag.RowsAffected()
+	}
+	if len(cp.Totals) > 0 {
+		i := 0
+		if _, err := tx.CopyFrom(ctx, w.stageTotals, []string{"url", "clicks"},
+			pgx.CopyFromFunc(func() ([]any, error) {
+				if i == len(cp.Totals) {
+					return nil, nil
+				}
+				d := &cp.Totals[i]
+				i++
+				return []any{d.URL, d.Clicks}, nil
+			})); err != nil {
+			return res, fmt.Errorf("stage total deltas: %w", err)
+		}
+		tag, err := tx.Exec(ctx, w.sqlUpsertTotals)
+		if err != nil {
+			return res, fmt.Errorf("upsert url_totals: %w", err)
+		}
+		res.TotalRows = tag.RowsAffected()
+	}
+
+	// 4. Rows written earlier (early results, other partitions) whose window
+	// the global watermark has now passed.
+	if finalUntil != nil {
+		tag, err := tx.Exec(ctx, w.sqlFinal, finalUntil, w.opts.FinalizeBatch)
+		if err != nil {
+			return res, fmt.Errorf("finalize windows: %w", err)
+		}
+		res.Finalized = tag.RowsAffected()
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return res, fmt.Errorf("commit checkpoint: %w", err)
+	}
+	return res, nil
+}

@@ -1,0 +1,24 @@
+// Package state is the local Pebble store behind the window operator.
+//
+// It holds, per Kafka partition: the counts of open windows carried over
+// from earlier checkpoints, the open-window registry (window → lowest offset
+// of a record not yet emitted) and the partition's checkpoint tag (next
+// offset, watermark, restart offset).
+//
+// The store is a cache of PostgreSQL (DESIGN.md I4): it is written after the
+// Postgres commit, one atomic batch per checkpoint, without fsync. A crash
+// may lose the latest batches but never leaves half of one; the caller then
+// sees a tag that does not match Postgres and rebuilds the partition by
+// replay. Counts are added with a merge operator, so a checkpoint writes only
+// the deltas it saw, never reads before writing.
+//
+// Key layout (all integers big-endian; window starts sign-flipped so that
+// keys sort by time):
+//
+//	0x00 "identity"                          consumer group and topic
+//	0x01 partition                           checkpoint tag
+//	0x02 partition size start                registry: lowest pending offset
+//	0x03 partition size start url            count (merge: int64 add)
+//
+// A Store is safe for concurrent use; a Batch is not.
+package state

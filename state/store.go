@@ -1,0 +1,310 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// mergerName is stored on disk by Pebble; changing it makes old stores
+// unreadable, so it carries a version.
+const mergerName = "clickagg.int64add.v1"
+
+// addMerger sums little-endian int64 operands.
+var addMerger = &pebble.Merger{
+	Name: mergerName,
+	Merge: func(_, value []byte) (pebble.ValueMerger, error) {
+		v, err := decodeInt64(value)
+		if err != nil {
+			return nil, err
+		}
+		return &sumMerger{sum: v}, nil
+	},
+}
+
+type sumMerger struct {
+	sum int64
+	buf [8]byte
+}
+
+func (m *sumMerger) MergeNewer(value []byte) error { return m.merge(value) }
+func (m *sumMerger) MergeOlder(value []byte) error { return m.merge(value) }
+
+func (m *sumMerger) merge(value []byte) error {
+	v, err := decodeInt64(value)
+	if err != nil {
+		return err
+	}
+	m.sum += v
+	return nil
+}
+
+func (m *sumMerger) Finish(bool) ([]byte, io.Closer, error) {
+	return encodeInt64(m.buf[:0], m.sum), nil, nil
+}
+
+// Options configure Open.
+type Options struct {
+	// Dir is the store's folder; created when missing.
+	Dir string
+	// FS overrides the file system (tests use vfs.NewMem); nil means disk.
+	FS vfs.FS
+	// CacheBytes is Pebble's block cache size; zero means 64 MiB.
+	CacheBytes int64
+	// Logger receives Pebble's messages; nil discards informational ones.
+	Logger pebble.Logger
+}
+
+// PartitionMeta is the checkpoint tag of one partition's local state.
+type PartitionMeta struct {
+	NextOffset    int64
+	Watermark     int64
+	RestartOffset int64
+}
+
+// Store is the local state store of one consumer group and topic.
+type Store struct {
+	db *pebble.DB
+}
+
+// Open opens (or creates) the store in opts.Dir for the given identity (the
+// consumer group and topic). A store written for another identity is wiped:
+// its offsets mean nothing for this one.
+func Open(opts Options, identity string) (*Store, error) {
+	cacheBytes := opts.CacheBytes
+	if cacheBytes == 0 {
+		cacheBytes = 64 << 20
+	}
+	cache := pebble.NewCache(cacheBytes)
+	defer cache.Unref()
+	logger := opts.Logger
+	if logger == nil {
+		logger = quietLogger{}
+	}
+	po := &pebble.Options{
+		FS:           opts.FS,
+		Cache:        cache,
+		Merger:       addMerger,
+		Logger:       logger,
+		MemTableSize: 32 << 20,
+	}
+	db, err := pebble.Open(opts.Dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("open state store %s: %w", opts.Dir, err)
+	}
+	s := &Store{db: db}
+	if err := s.checkIdentity(identity); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) checkIdentity(identity string) error {
+	v, closer, err := s.db.Get(identityKey)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("read state identity: %w", err)
+	default:
+		same := string(v) == identity
+		_ = closer.Close()
+		if same {
+			return nil
+		}
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	// NB: wipe everything but the identity key itself, then tag.
+	if err := b.DeleteRange([]byte{kindMeta}, []byte{0xff}, nil); err != nil {
+		return err
+	}
+	if err := b.Set(identityKey, []byte(identity), nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("reset state store: %w", err)
+	}
+	return nil
+}
+
+// Close closes the store. Safe to call twice.
+func (s *Store) Close() error {
+	if s.db == nil {
+		return nil
+	}
+	err := s.db.Close()
+	s.db = nil
+	return err
+}
+
+// Meta returns partition p's checkpoint tag; ok is false when the partition
+// has no usable local state.
+func (s *Store) Meta(p int32) (m PartitionMeta, ok bool, err error) {
+	v, closer, err := s.db.Get(partitionKey(nil, kindMeta, p))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return PartitionMeta{}, false, nil
+	}
+	if err != nil {
+		return PartitionMeta{}, false, fmt.Errorf("read partition %d tag: %w", p, err)
+	}
+	defer closer.Close()
+	if len(v) != 24 {
+		return PartitionMeta{}, false, nil // unknown format: rebuild
+	}
+	m.NextOffset, _ = decodeInt64(v[0:8])
+	m.Watermark, _ = decodeInt64(v[8:16])
+	m.RestartOffset, _ = decodeInt64(v[16:24])
+	return m, true, nil
+}
+
+// Windows returns partition p's open-window registry: window → lowest
+// offset of a record not yet emitted.
+func (s *Store) Windows(p int32) (map[Window]int64, error) {
+	prefix := partitionKey(nil, kindWindow, p)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	out := make(map[Window]int64)
+	for ok := it.First(); ok; ok = it.Next() {
+		_, w, _, err := decodeWindowKey(it.Key())
+		if err != nil {
+			return nil, err
+		}
+		first, err := decodeInt64(it.Value())
+		if err != nil {
+			return nil, err
+		}
+		out[w] = first
+	}
+	return out, it.Error()
+}
+
+// ScanWindow calls fn with every URL count stored for window w of partition
+// p, in URL byte order. url is only valid during the call.
+func (s *Store) ScanWindow(p int32, w Window, fn func(url []byte, count int64) error) error {
+	prefix := windowKey(nil, kindCount, p, w)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		n, err := decodeInt64(v)
+		if err != nil {
+			return err
+		}
+		if err := fn(it.Key()[len(prefix):], n); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// DiskUsage returns the store's size on disk in bytes.
+func (s *Store) DiskUsage() uint64 {
+	return s.db.Metrics().DiskSpaceUsage()
+}
+
+// NewBatch starts an atomic write.
+func (s *Store) NewBatch() *Batch {
+	return &Batch{b: s.db.NewBatch()}
+}
+
+// Batch is one atomic write to the store. Not safe for concurrent use.
+type Batch struct {
+	b   *pebble.Batch
+	key []byte
+	val [8]byte
+	err error
+}
+
+func (b *Batch) keep(err error) {
+	if b.err == nil {
+		b.err = err
+	}
+}
+
+// AddCount adds n to url's count in window w of partition p.
+func (b *Batch) AddCount(p int32, w Window, url string, n int64) {
+	b.key = countKey(b.key[:0], p, w, url)
+	b.keep(b.b.Merge(b.key, encodeInt64(b.val[:0], n), nil))
+}
+
+// SetWindow records window w of partition p as open with lowest pending
+// offset first.
+func (b *Batch) SetWindow(p int32, w Window, first int64) {
+	b.key = windowKey(b.key[:0], kindWindow, p, w)
+	b.keep(b.b.Set(b.key, encodeInt64(b.val[:0], first), nil))
+}
+
+// DeleteWindow removes window w of partition p: its counts and registry entry.
+func (b *Batch) DeleteWindow(p int32, w Window) {
+	prefix := windowKey(nil, kindCount, p, w)
+	b.keep(b.b.DeleteRange(prefix, prefixEnd(prefix), nil))
+	b.key = windowKey(b.key[:0], kindWindow, p, w)
+	b.keep(b.b.Delete(b.key, nil))
+}
+
+// SetMeta tags partition p's state with its checkpoint.
+func (b *Batch) SetMeta(p int32, m PartitionMeta) {
+	v := make([]byte, 0, 24)
+	v = encodeInt64(v, m.NextOffset)
+	v = encodeInt64(v, m.Watermark)
+	v = encodeInt64(v, m.RestartOffset)
+	b.keep(b.b.Set(partitionKey(nil, kindMeta, p), v, nil))
+}
+
+// DropPartition removes everything stored for partition p, tag included.
+func (b *Batch) DropPartition(p int32) {
+	for _, kind := range []byte{kindMeta, kindWindow, kindCount} {
+		prefix := partitionKey(nil, kind, p)
+		b.keep(b.b.DeleteRange(prefix, prefixEnd(prefix), nil))
+	}
+}
+
+// Empty reports whether the batch holds no writes.
+func (b *Batch) Empty() bool { return b.b.Empty() }
+
+// Len returns the batch's encoded size in bytes.
+func (b *Batch) Len() int { return b.b.Len() }
+
+// Commit writes the batch atomically and releases it. It does not fsync:
+// the store is a cache of Postgres (see the package doc).
+func (b *Batch) Commit() error {
+	defer b.Close()
+	if b.err != nil {
+		return fmt.Errorf("build state batch: %w", b.err)
+	}
+	if err := b.b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("commit state batch: %w", err)
+	}
+	return nil
+}
+
+// Close releases the batch without writing it. Safe after Commit.
+func (b *Batch) Close() {
+	if b.b != nil {
+		_ = b.b.Close()
+		b.b = nil
+	}
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any) {}
+func (quietLogger) Errorf(format string, args ...any) {
+	pebble.DefaultLogger.Errorf(format, args...)
+}
+func (quietLogger) Fatalf(format string, args ...any) {
+	pebble.DefaultLogger.Fatalf(format, args...)
+}

@@ -1,0 +1,20 @@
+// Package stream turns Kafka records into per-window click counts.
+//
+// It owns decoding (Decoder), window assignment (Assign), watermarks and the
+// per-partition window operator (Operator). The operator is a deterministic
+// core in the style of raft's RawNode: it has no goroutines, reads no clock
+// and does no I/O. Time enters only as record timestamps and as explicit
+// watermark advances (AdvanceWatermark), so a replay of the same records
+// from the same recorded watermark rebuilds exactly the same state, which is
+// what DESIGN.md invariant I3 (deterministic emission) and I4 (rebuild by
+// replay) rely on.
+//
+// The operator keeps only what changed since the last checkpoint: pending
+// on-time counts per open window and late counts per closed window. Counts
+// carried over from earlier checkpoints live in the state store (package
+// state); the checkpoint coordinator (package checkpoint) merges both when a
+// window closes. stream imports neither state nor sink.
+//
+// Units: event times, window starts and sizes, and watermarks are Unix
+// milliseconds (int64). NoWatermark (math.MinInt64) means "no watermark yet".
+package stream

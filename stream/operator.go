@@ -1,0 +1,388 @@
+package stream
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// LatePolicy says what happens to a record whose window the watermark has
+// already passed.
+type LatePolicy uint8
+
+const (
+	// LateCount adds the record to its window's clicks and late_clicks (and
+	// to url_totals) at the next checkpoint. The default: nothing is dropped.
+	LateCount LatePolicy = iota
+	// LateDrop counts the record in clickagg_late_events_total only.
+	LateDrop
+)
+
+// String returns the policy's configuration name.
+func (p LatePolicy) String() string {
+	switch p {
+	case LateCount:
+		return "count"
+	case LateDrop:
+		return "drop"
+	}
+	return fmt.Sprintf("LatePolicy(%d)", uint8(p))
+}
+
+// ParseLatePolicy parses "count" or "drop".
+func ParseLatePolicy(s string) (LatePolicy, error) {
+	switch s {
+	case "count", "":
+		return LateCount, nil
+	case "drop":
+		return LateDrop, nil
+	case "dead-letter":
+		return 0, errors.New(`late policy "dead-letter" needs a dead-letter topic, which this version does not support yet; use count or drop`)
+	}
+	return 0, fmt.Errorf("late policy %q: must be count or drop", s)
+}
+
+// OperatorOptions configure an Operator.
+type OperatorOptions struct {
+	// Windows are the tumbling window sizes, each at least 1s and a whole
+	// number of milliseconds. The smallest one also drives url_totals: a
+	// record is added to its URL's total when it is emitted for the smallest
+	// window.
+	Windows []time.Duration
+	// OutOfOrder is how far behind the highest event time seen a record may
+	// be and still be on time. Zero means records must arrive in order.
+	OutOfOrder time.Duration
+	// Late is the late-record policy.
+	Late LatePolicy
+	// MaxURLBytes bounds the URL length; zero means DefaultMaxURLBytes.
+	MaxURLBytes int
+}
+
+// Record is one Kafka record as the operator sees it.
+type Record struct {
+	Offset      int64
+	TimestampMs int64 // the Kafka record timestamp, used when the event has no ts
+	Value       []byte
+	Control     bool // a transaction marker: advances the offset, counts nothing
+}
+
+// Outcome says what Process did with one record.
+type Outcome struct {
+	// Reason is why the record was rejected; ReasonNone when it was valid.
+	Reason Reason
+	// Late has bit i set when the record was late for window size i
+	// (Sizes()[i]); it was counted or dropped there as the policy says.
+	Late uint32
+	// Replayed is set when the record was processed while rebuilding state
+	// from already-checkpointed input: the caller must not count it again in
+	// its metrics.
+	Replayed bool
+}
+
+// MaxWindows is the most window sizes one operator runs.
+const MaxWindows = 16
+
+// Counts maps URL to a click count.
+type Counts map[string]int64
+
+// Operator is the window operator of one partition. It is a deterministic
+// state machine: the same records, from the same starting state, give the
+// same state and the same checkpoint plans. Not safe for concurrent use.
+type Operator struct {
+	sizes      []int64 // ascending, ms
+	outOfOrder int64
+	late       LatePolicy
+	dec        Decoder
+
+	next        int64 // next offset to process
+	wm          int64
+	replayUntil int64 // while replaying: the checkpointed next offset; else -1
+
+	// open maps each window holding pending (not yet emitted) counts to the
+	// lowest offset of a record pending in it. Pending counts from earlier
+	// checkpoints live in the state store; the part added since the last
+	// checkpoint lives in pending.
+	open    map[Window]int64
+	pending map[Window]Counts
+	lateBuf map[Window]Counts
+}
+
+// NewOperator validates opts and returns an operator with no state; call
+// Resume or StartReplay before Process.
+func NewOperator(opts OperatorOptions) (*Operator, error) {
+	if len(opts.Windows) == 0 {
+		return nil, errors.New("windows: at least one window size is required")
+	}
+	if len(opts.Windows) > MaxWindows {
+		return nil, fmt.Errorf("windows: at most %d sizes", MaxWindows)
+	}
+	sizes := make([]int64, 0, len(opts.Windows))
+	for _, w := range opts.Windows {
+		if w < time.Second {
+			return nil, fmt.Errorf("window %s: must be at least 1s", w)
+		}
+		if w%time.Millisecond != 0 {
+			return nil, fmt.Errorf("window %s: must be a whole number of milliseconds", w)
+		}
+		sizes = append(sizes, w.Milliseconds())
+	}
+	slices.Sort(sizes)
+	if len(slices.Compact(slices.Clone(sizes))) != len(sizes) {
+		return nil, errors.New("windows: each size may appear only once")
+	}
+	if opts.OutOfOrder < 0 {
+		return nil, fmt.Errorf("out-of-orderness %s: must not be negative", opts.OutOfOrder)
+	}
+	maxURL := opts.MaxURLBytes
+	if maxURL < 0 {
+		return nil, fmt.Errorf("max URL bytes %d: must not be negative", maxURL)
+	}
+	return &Operator{
+		sizes:       sizes,
+		outOfOrder:  opts.OutOfOrder.Milliseconds(),
+		late:        opts.Late,
+		dec:         Decoder{MaxURLBytes: maxURL},
+		wm:          NoWatermark,
+		replayUntil: -1,
+		open:        make(map[Window]int64),
+		pending:     make(map[Window]Counts),
+		lateBuf:     make(map[Window]Counts),
+	}, nil
+}
+
+// Sizes returns the window sizes in milliseconds, smallest first. The caller
+// must not modify the slice.
+func (o *Operator) Sizes() []int64 { return o.sizes }
+
+// NextOffset returns the offset of the next record the operator expects.
+func (o *Operator) NextOffset() int64 { return o.next }
+
+// Watermark returns the current watermark (NoWatermark if none).
+func (o *Operator) Watermark() int64 { return o.wm }
+
+// Replaying reports whether the operator is rebuilding state from records
+// below the checkpointed offset (DESIGN.md I4). It emits nothing meanwhile.
+func (o *Operator) Replaying() bool { return o.replayUntil >= 0 }
+
+// ReplayUntil returns the checkpointed next offset the replay runs to, or -1.
+func (o *Operator) ReplayUntil() int64 { return o.replayUntil }
+
+// Resume starts the operator live from local state that matches the
+// checkpoint: next offset, watermark and the open-window registry (window →
+// lowest pending offset). It takes ownership of open.
+func (o *Operator) Resume(next, wm int64, open map[Window]int64) {
+	o.reset()
+	o.next, o.wm = next, wm
+	if open != nil {
+		o.open = open
+	}
+}
+
+// StartReplay starts rebuilding state: records from offset from up to (not
+// including) until are replayed with the watermark fixed at wm, the one
+// recorded with the checkpoint. Records of windows that wm has closed were
+// emitted already and are skipped; the rest rebuild the open windows. When
+// from >= until there is nothing to replay and the operator is live at once.
+func (o *Operator) StartReplay(from, until, wm int64) {
+	o.reset()
+	o.next, o.wm = from, wm
+	if from < until {
+		o.replayUntil = until
+	} else {
+		o.next = until
+	}
+}
+
+func (o *Operator) reset() {
+	o.next, o.wm, o.replayUntil = 0, NoWatermark, -1
+	clear(o.open)
+	clear(o.pending)
+	clear(o.lateBuf)
+}
+
+// finishReplay switches from replay to live at the checkpointed offset.
+func (o *Operator) finishReplay() {
+	o.next = o.replayUntil
+	o.replayUntil = -1
+}
+
+// Process applies one record. Records must come in offset order; a record
+// below NextOffset (a duplicate delivery) is ignored.
+func (o *Operator) Process(r Record) Outcome {
+	if r.Offset < o.next {
+		return Outcome{Replayed: true}
+	}
+	if o.replayUntil >= 0 && r.Offset >= o.replayUntil {
+		// NB: the record at replayUntil-1 was not delivered (deleted or a
+		// marker); everything below the checkpoint has been seen.
+		o.finishReplay()
+	}
+	replaying := o.replayUntil >= 0
+	o.next = r.Offset + 1
+	if replaying && o.next >= o.replayUntil {
+		defer o.finishReplay()
+	}
+	if r.Control {
+		return Outcome{Replayed: replaying}
+	}
+	c, reason := o.dec.Decode(r.Value)
+	if reason != ReasonNone {
+		return Outcome{Reason: reason, Replayed: replaying}
+	}
+	ts := c.TimeMs
+	if !c.HasTime {
+		ts = r.TimestampMs
+		if !ValidEventTime(ts) {
+			return Outcome{Reason: ReasonTimestampOutOfRange, Replayed: replaying}
+		}
+	}
+	out := Outcome{Replayed: replaying}
+	for i, size := range o.sizes {
+		w := Assign(ts, size)
+		if w.ClosedBy(o.wm) {
+			// While replaying, a closed window's records were emitted
+			// before the checkpoint (on time or late): skip them.
+			out.Late |= 1 << i
+			if !replaying && o.late == LateCount {
+				add(o.lateBuf, w, c.URL)
+			}
+			continue
+		}
+		add(o.pending, w, c.URL)
+		if _, ok := o.open[w]; !ok {
+			o.open[w] = r.Offset
+		}
+	}
+	if replaying {
+		out.Late = 0
+	}
+	o.wm = nextWatermark(o.wm, ts, o.outOfOrder)
+	return out
+}
+
+func add(m map[Window]Counts, w Window, url []byte) {
+	c := m[w]
+	if c == nil {
+		c = make(Counts)
+		m[w] = c
+	}
+	c[string(url)]++ // NB: no allocation when the key exists.
+}
+
+// AdvanceWatermark moves the watermark forward to wm (never back), as the
+// runner does for an idle partition. It reports whether the watermark moved.
+// Not allowed while replaying.
+func (o *Operator) AdvanceWatermark(wm int64) bool {
+	if o.Replaying() || (o.wm != NoWatermark && wm <= o.wm) {
+		return false
+	}
+	o.wm = wm
+	return true
+}
+
+// Plan is what one checkpoint of one partition emits and records.
+type Plan struct {
+	NextOffset    int64
+	Watermark     int64
+	RestartOffset int64 // lowest offset whose record is not yet emitted
+	// Emit lists the windows whose pending counts this checkpoint emits,
+	// ordered by end then size: the windows the watermark closed, plus every
+	// open window when Flush is set. Closed ones become final.
+	Emit  []Window
+	Flush bool
+}
+
+// Plan computes the next checkpoint without changing the operator. With
+// flush, every open window's partial counts are emitted too (early results,
+// final checkpoint). Must not be called while replaying.
+func (o *Operator) Plan(flush bool) Plan {
+	if o.Replaying() {
+		panic("stream: Plan called while replaying")
+	}
+	p := Plan{NextOffset: o.next, Watermark: o.wm, RestartOffset: o.next, Flush: flush}
+	for w, first := range o.open {
+		if flush || w.ClosedBy(o.wm) {
+			p.Emit = append(p.Emit, w)
+			continue
+		}
+		p.RestartOffset = min(p.RestartOffset, first)
+	}
+	slices.SortFunc(p.Emit, compareWindows)
+	return p
+}
+
+func compareWindows(a, b Window) int {
+	if a.End() != b.End() {
+		if a.End() < b.End() {
+			return -1
+		}
+		return 1
+	}
+	switch {
+	case a.Size < b.Size:
+		return -1
+	case a.Size > b.Size:
+		return 1
+	}
+	return 0
+}
+
+// Pending returns the counts added to window w since the last checkpoint
+// (nil if none). The map is owned by the operator and valid until Commit or
+// DropPending.
+func (o *Operator) Pending(w Window) Counts { return o.pending[w] }
+
+// PendingWindows calls fn for every window with counts added since the last
+// checkpoint.
+func (o *Operator) PendingWindows(fn func(w Window, c Counts)) {
+	for w, c := range o.pending {
+		fn(w, c)
+	}
+}
+
+// LateCounts calls fn for every closed window that received late records
+// since the last checkpoint (policy count).
+func (o *Operator) LateCounts(fn func(w Window, c Counts)) {
+	for w, c := range o.lateBuf {
+		fn(w, c)
+	}
+}
+
+// OpenWindows calls fn for every open window with its lowest pending offset.
+func (o *Operator) OpenWindows(fn func(w Window, first int64)) {
+	for w, first := range o.open {
+		fn(w, first)
+	}
+}
+
+// Commit applies a plan whose checkpoint committed: emitted windows leave
+// the registry and the since-last-checkpoint counts are dropped (the caller
+// has written those of still-open windows to the state store first).
+func (o *Operator) Commit(p Plan) {
+	for _, w := range p.Emit {
+		delete(o.open, w)
+	}
+	o.DropPending()
+}
+
+// DropPending forgets the counts added since the last checkpoint after the
+// caller has moved them to the state store (used while replaying, to bound
+// memory). The open-window registry is kept.
+func (o *Operator) DropPending() {
+	clear(o.pending)
+	clear(o.lateBuf)
+}
+
+// PendingKeys returns how many (window, URL) counters are buffered since the
+// last checkpoint; the runner uses it to checkpoint early under load.
+func (o *Operator) PendingKeys() int {
+	n := 0
+	for _, c := range o.pending {
+		n += len(c)
+	}
+	for _, c := range o.lateBuf {
+		n += len(c)
+	}
+	return n
+}

@@ -1,0 +1,114 @@
+package stream
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+)
+
+// KafkaOptions are the connection settings shared by every Kafka client of
+// the process (consumer, generator, admin).
+type KafkaOptions struct {
+	Brokers  []string
+	ClientID string
+	Logger   *zap.Logger // nil: no client logs
+}
+
+// ClientOpts returns the kgo options for o.
+func (o KafkaOptions) ClientOpts() ([]kgo.Opt, error) {
+	if len(o.Brokers) == 0 {
+		return nil, errors.New("brokers: at least one Kafka broker address is required")
+	}
+	for _, b := range o.Brokers {
+		if strings.TrimSpace(b) == "" {
+			return nil, fmt.Errorf("brokers %q: empty address", strings.Join(o.Brokers, ","))
+		}
+	}
+	id := o.ClientID
+	if id == "" {
+		id = "clickagg"
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(o.Brokers...),
+		kgo.ClientID(id),
+	}
+	if o.Logger != nil {
+		opts = append(opts, kgo.WithLogger(kgoLogger{o.Logger.Named("kafka")}))
+	}
+	return opts, nil
+}
+
+// ConsumerOptions are the consumer-group settings of the aggregator.
+type ConsumerOptions struct {
+	Topic            string
+	Group            string
+	SessionTimeout   time.Duration // zero: the client's default (45s)
+	RebalanceTimeout time.Duration // zero: the client's default (60s)
+	InstanceID       string        // static membership; empty: dynamic
+}
+
+// ConsumerOpts returns the kgo options of a group consumer that reads
+// committed records only, sees transaction markers (so that its next offset
+// can pass them, see Record.Control), never commits by itself and lets
+// rebalances happen only between polls.
+func (o ConsumerOptions) ConsumerOpts() []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.ConsumeTopics(o.Topic),
+		kgo.ConsumerGroup(o.Group),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	}
+	if o.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(o.SessionTimeout))
+		// NB: heartbeat well within the session so a live member is
+		// never mistaken for a dead one.
+		opts = append(opts, kgo.HeartbeatInterval(min(3*time.Second, o.SessionTimeout/3)))
+	}
+	if o.RebalanceTimeout > 0 {
+		opts = append(opts, kgo.RebalanceTimeout(o.RebalanceTimeout))
+	}
+	if o.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(o.InstanceID))
+	}
+	return opts
+}
+
+// kgoLogger adapts zap to kgo.Logger. kgo logs broker addresses and
+// protocol events, never credentials.
+type kgoLogger struct{ l *zap.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel {
+	switch {
+	case k.l.Core().Enabled(zap.DebugLevel):
+		return kgo.LogLevelDebug
+	case k.l.Core().Enabled(zap.InfoLevel):
+		// NB: kgo's info level is chatty (every join and fetch session);
+		// keep warnings and errors.
+		return kgo.LogLevelWarn
+	}
+	return kgo.LogLevelError
+}
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	fields := make([]zap.Field, 0, len(keyvals)/2)
+	for i := 0; i+1 < len(keyvals); i += 2 {
+		fields = append(fields, zap.Any(fmt.Sprint(keyvals[i]), keyvals[i+1]))
+	}
+	switch level {
+	case kgo.LogLevelError:
+		k.l.Error(msg, fields...)
+	case kgo.LogLevelWarn:
+		k.l.Warn(msg, fields...)
+	case kgo.LogLevelInfo:
+		k.l.Info(msg, fields...)
+	default:
+		k.l.Debug(msg, fields...)
+	}
+}
