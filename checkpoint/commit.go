@@ -19,6 +19,7 @@ import (
 // planned is one live task's part of a checkpoint.
 type planned struct {
 	t    *task
+	live bool // false: the task is replaying and takes no part in the transaction
 	plan stream.Plan
 	next sink.Position
 	emit map[stream.Window]bool
@@ -48,7 +49,7 @@ func (pl *Pipeline) checkpoint(ctx context.Context, flush bool, reason string) e
 				pl.m.CheckpointFailures.WithLabelValues("fenced").Inc()
 				pl.m.Fenced.Add(float64(len(fe.Partitions)))
 				pl.log.Warn("checkpoint fenced: another writer moved these partitions; re-syncing from postgres",
-					zap.Int32s("partitions", fe.Partitions))
+					zap.Int32s("partitions", fe.Partitions), zap.Any("expected", fe.Expected), zap.Any("found", fe.Found))
 				if err := pl.resync(ctx, fe.Partitions); err != nil {
 					return fmt.Errorf("re-sync fenced partitions: %w", err)
 				}
@@ -67,6 +68,9 @@ func (pl *Pipeline) checkpoint(ctx context.Context, flush bool, reason string) e
 			return err
 		}
 		for _, pp := range plans {
+			if !pp.live {
+				continue // replaying: persist moved its counts to the store
+			}
 			pp.t.op.Commit(pp.plan)
 			pp.t.committed = pp.next
 			pp.t.metaDirty = false
@@ -131,7 +135,7 @@ func (pl *Pipeline) plan(flush bool) ([]planned, *sink.Checkpoint, error) {
 		}
 		smallest := t.op.Sizes()[0]
 		plan := t.op.Plan(flush)
-		pp := planned{t: t, plan: plan, emit: make(map[stream.Window]bool, len(plan.Emit)),
+		pp := planned{t: t, live: true, plan: plan, emit: make(map[stream.Window]bool, len(plan.Emit)),
 			next: sink.Position{NextOffset: plan.NextOffset, Watermark: plan.Watermark, RestartOffset: plan.RestartOffset}}
 		emits := false
 		for _, w := range plan.Emit {
@@ -194,10 +198,10 @@ func (pl *Pipeline) persist(plans []planned) error {
 				b.SetWindow(p, state.Window(w), first)
 			}
 		})
-		if t.live() && (pp.next != t.committed || t.metaDirty) {
+		if pp.live && (pp.next != t.committed || t.metaDirty) {
 			b.SetMeta(p, state.PartitionMeta(pp.next))
 		}
-		if !t.live() {
+		if !pp.live {
 			t.op.DropPending() // replaying: moved to the store above
 		}
 	}

@@ -126,6 +126,7 @@ type Status struct {
 	LastCheckpoint   time.Time // zero before the first
 	Lag              int64     // records behind the partitions' ends (known ends only)
 	Consumed         int64     // live records consumed since start
+	Replayed         int64     // records re-read to rebuild state since start
 	LastError        string
 	CheckpointsTotal int64
 }
@@ -161,6 +162,7 @@ type Pipeline struct {
 		s Status
 	}
 	consumed atomic.Int64
+	replayed atomic.Int64
 }
 
 // New returns a pipeline over an open state store and sink writer; Run
@@ -193,6 +195,7 @@ func (pl *Pipeline) Status() Status {
 	s.Partitions = slices.Clone(s.Partitions)
 	s.Restoring = slices.Clone(s.Restoring)
 	s.Consumed = pl.consumed.Load()
+	s.Replayed = pl.replayed.Load()
 	return s
 }
 
@@ -263,13 +266,20 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 	now := time.Now()
 	pl.lastCheckpoint, pl.lastFlush = now, now
 	pl.stats.reset(now)
+	// NB: start consuming only now: from here on the group callbacks may
+	// run, and they use the fields set above.
+	cl.AddConsumeTopics(pl.opts.Consumer.Topic)
 
 	loopErr := pl.loop(ctx)
+	idle := errors.Is(loopErr, errIdle)
+	if idle {
+		loopErr = nil
+	}
 
 	// NB: the last poll blocks rebalances until AllowRebalance, so the
 	// final checkpoint runs while this process still owns its partitions.
 	var finalErr error
-	if loopErr == nil || errors.Is(loopErr, errIdle) {
+	if loopErr == nil {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pl.opts.ShutdownTimeout)
 		finalErr = pl.checkpoint(fctx, true /* flush */, "final")
 		if finalErr == nil {
@@ -281,8 +291,11 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 	cl.AllowRebalance()
 	cl.Close() // leaves the group; revoke callbacks only drop tasks now
 	pl.logProgress(time.Now(), true)
+	pl.log.Info("pipeline stopped", zap.Int64("records_consumed", pl.consumed.Load()),
+		zap.Int64("records_replayed", pl.replayed.Load()), zap.Bool("exit_when_idle", idle), zap.NamedError("loop_error", loopErr),
+		zap.NamedError("final_checkpoint_error", finalErr))
 	switch {
-	case loopErr != nil && !errors.Is(loopErr, errIdle):
+	case loopErr != nil:
 		return loopErr
 	case finalErr != nil:
 		return fmt.Errorf("final checkpoint: %w", finalErr)
@@ -347,7 +360,7 @@ func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) {
 		}
 		t.end = end
 		wasReplaying := t.op.Replaying()
-		var live int64
+		var live, replayed int64
 		for _, r := range fp.Records {
 			out := t.op.Process(stream.Record{
 				Offset:      r.Offset,
@@ -356,7 +369,7 @@ func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) {
 				Control:     r.Attrs.IsControl(),
 			})
 			if out.Replayed {
-				pl.m.Replayed.Inc()
+				replayed++
 				continue
 			}
 			if r.Attrs.IsControl() {
@@ -377,6 +390,10 @@ func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) {
 					}
 				}
 			}
+		}
+		if replayed > 0 {
+			pl.m.Replayed.Add(float64(replayed))
+			pl.replayed.Add(replayed)
 		}
 		if live > 0 {
 			t.lastRecord = now

@@ -76,6 +76,9 @@ var ErrFenced = errors.New("sink: fenced")
 // transaction was rolled back; the caller must re-sync those partitions.
 type FencedError struct {
 	Partitions []int32
+	// Expected and Found are the rows' positions as the writer expected
+	// them and as they were, for the logs.
+	Expected, Found map[int32]Position
 }
 
 func (e *FencedError) Error() string {
@@ -414,7 +417,15 @@ func (w *Writer) commitOnce(ctx context.Context, cp *Checkpoint) (res Result, er
 		return res, fmt.Errorf("update checkpoints: %w", err)
 	}
 	if len(fenced) > 0 {
-		return res, &FencedError{Partitions: fenced}
+		fe := &FencedError{Partitions: fenced, Expected: map[int32]Position{}}
+		for _, u := range cp.Partitions {
+			if slices.Contains(fenced, u.Partition) {
+				fe.Expected[u.Partition] = u.Expect
+			}
+		}
+		_ = tx.Rollback(ctx)
+		fe.Found, _ = w.ReadPositions(ctx, fenced)
+		return res, fe
 	}
 
 	// 2. The global watermark, after our own rows moved: windows ending at

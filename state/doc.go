@@ -6,10 +6,10 @@
 // offset, watermark, restart offset).
 //
 // The store is a cache of PostgreSQL (DESIGN.md I4): it is written after the
-// Postgres commit, one atomic batch per checkpoint, without fsync. A crash
-// may lose the latest batches but never leaves half of one; the caller then
-// sees a tag that does not match Postgres and rebuilds the partition by
-// replay. Counts are added with a merge operator, so a checkpoint writes only
+// Postgres commit, one atomic, synced batch per checkpoint (one fsync per
+// checkpoint, none per record). A crash between the two writes, or a lost
+// volume, never leaves half a batch; the caller then sees a tag that does
+// not match Postgres and rebuilds the partition by replay. Counts are added with a merge operator, so a checkpoint writes only
 // the deltas it saw, never reads before writing.
 //
 // Key layout (all integers big-endian; window starts sign-flipped so that

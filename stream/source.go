@@ -54,10 +54,11 @@ type ConsumerOptions struct {
 // ConsumerOpts returns the kgo options of a group consumer that reads
 // committed records only, sees transaction markers (so that its next offset
 // can pass them, see Record.Control), never commits by itself and lets
-// rebalances happen only between polls.
+// rebalances happen only between polls. The topic is not among them: the
+// caller adds it with AddConsumeTopics once the client is wired up, since
+// group callbacks can run as soon as consumption starts.
 func (o ConsumerOptions) ConsumerOpts() []kgo.Opt {
 	opts := []kgo.Opt{
-		kgo.ConsumeTopics(o.Topic),
 		kgo.ConsumerGroup(o.Group),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(),

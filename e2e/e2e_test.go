@@ -1,0 +1,354 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/clickagg/clickagg/internal/clicktest"
+	"github.com/clickagg/clickagg/internal/gen"
+	"github.com/clickagg/clickagg/sink"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TestExitWhenIdleOverPreProducedTopic: `clickagg run --exit-when-idle 5s`
+// over a pre-produced topic exits 0 and leaves exact counts.
+func TestExitWhenIdleOverPreProducedTopic(t *testing.T) {
+	e := newEnv(t, 6)
+	ctx := context.Background()
+	e.produce(ctx, gen.Options{Count: 30_000, URLs: 1000, Zipf: 1.1, Seed: 3,
+		LateFraction: 0.02, OutOfOrderFraction: 0.1, InvalidFraction: 0.02})
+	p := e.run("--state-dir", t.TempDir(), "--exit-when-idle", "5s")
+	if code := p.wait(t, 2*time.Minute); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	exp := e.expectExact(ctx, e.records(ctx))
+	t.Logf("%d valid, %d invalid records; %d url_clicks rows", exp.Valid, exp.Invalid, len(exp.Clicks))
+}
+
+// TestExactlyOnceUnderSIGKILL produces a known stream (keyed and unkeyed,
+// late, out-of-order and invalid records) while SIGKILLing `clickagg run`
+// at random moments, restarting it each time (sometimes without its state
+// folder), and then compares every row with the oracle.
+func TestExactlyOnceUnderSIGKILL(t *testing.T) {
+	e := newEnv(t, 6)
+	ctx := context.Background()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("CLICKAGG_E2E_SEED"); s != "" {
+		fmt.Sscan(s, &seed)
+	}
+	t.Logf("seed %d (set CLICKAGG_E2E_SEED to repeat)", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	start := time.Now().Add(-30 * time.Minute)
+
+	var wg sync.WaitGroup
+	producing := make(chan struct{})
+	for i, unkeyed := range []bool{false, true} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.produce(ctx, gen.Options{Count: 25_000, Rate: 800, EventRate: 100, StartTime: start,
+				URLs: 500, Zipf: 1.1, Seed: seed + uint64(i), Unkeyed: unkeyed,
+				LateFraction: 0.02, OutOfOrderFraction: 0.1, InvalidFraction: 0.02})
+		}()
+	}
+	go func() { wg.Wait(); close(producing) }()
+	isProducing := func() bool {
+		select {
+		case <-producing:
+			return false
+		default:
+			return true
+		}
+	}
+
+	dir := filepath.Join(t.TempDir(), "state")
+	kills, killsWhileProducing := 0, 0
+	for kills < 6 || isProducing() {
+		if kills%3 == 2 {
+			// A pod rescheduled without its volume: rebuild from PostgreSQL.
+			if err := os.RemoveAll(dir); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p := e.run("--state-dir", dir)
+		before := sumNext(e.positions(ctx, "clickagg"))
+		// Kill at a random moment after the process has made progress (or
+		// has nothing left to do).
+		waitFor(t, 2*time.Minute, "a checkpoint after restart", func() bool {
+			n := sumNext(e.positions(ctx, "clickagg"))
+			return n > before || (!isProducing() && n == e.endOffsets(ctx))
+		})
+		time.Sleep(time.Duration(rng.Int64N(int64(1500 * time.Millisecond)))) // a random kill point, not a wait for a result
+		if isProducing() {
+			killsWhileProducing++
+		}
+		p.kill(syscall.SIGKILL)
+		p.wait(t, 10*time.Second)
+		kills++
+		t.Logf("kill %d: checkpointed offsets %d", kills, sumNext(e.positions(ctx, "clickagg")))
+	}
+	if killsWhileProducing < 5 {
+		t.Errorf("only %d of %d kills happened while records were still arriving; want at least 5", killsWhileProducing, kills)
+	}
+	<-producing
+	p := e.run("--state-dir", dir, "--exit-when-idle", "3s")
+	if code := p.wait(t, 3*time.Minute); code != 0 {
+		t.Fatalf("final run: exit code %d", code)
+	}
+	exp := e.expectExact(ctx, e.records(ctx))
+	t.Logf("%d kills (%d while producing); %d valid records, %d invalid; %d url_clicks rows exact", kills, killsWhileProducing, exp.Valid, exp.Invalid, len(exp.Clicks))
+}
+
+// TestRestartResumesAtCheckpoint shows that a restarted process starts at
+// the PostgreSQL checkpoint: from local state when it matches, by a replay
+// from the restart offset (not from the start) when it is gone.
+func TestRestartResumesAtCheckpoint(t *testing.T) {
+	for _, lose := range []bool{false, true} {
+		name := "local-state"
+		if lose {
+			name = "state-lost"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, 3)
+			ctx := context.Background()
+			dir := t.TempDir()
+			// 10 minutes of event time at 20 records/s: many 1m windows, so
+			// the restart offset moves on as they close.
+			e.produce(ctx, gen.Options{Count: 12_000, EventRate: 20, URLs: 50, Seed: 9,
+				StartTime: time.Now().Add(-time.Hour)})
+			p := e.run("--state-dir", dir, "--windows", "1m")
+			waitFor(t, time.Minute, "everything checkpointed", func() bool {
+				return sumNext(e.positions(ctx, "clickagg")) == 12_000
+			})
+			p.kill(syscall.SIGKILL)
+			p.wait(t, 10*time.Second)
+			at := e.positions(ctx, "clickagg")
+			var replay int64
+			for _, pos := range at {
+				replay += pos.NextOffset - pos.RestartOffset
+			}
+			if lose {
+				os.RemoveAll(dir)
+			}
+			e.produce(ctx, gen.Options{Count: 900, EventRate: 20, URLs: 50, Seed: 10, StartTime: time.Now().Add(-time.Hour).Add(10 * time.Minute)})
+			p = e.run("--state-dir", dir, "--windows", "1m", "--exit-when-idle", "2s")
+			if code := p.wait(t, 2*time.Minute); code != 0 {
+				t.Fatalf("exit code %d", code)
+			}
+			for _, a := range p.logEntries("partition assigned") {
+				part := int32(a["partition"].(float64))
+				pos := at[part]
+				want := pos.NextOffset
+				if lose {
+					want = pos.RestartOffset
+				}
+				if int64(a["start"].(float64)) != want || a["local_state"].(bool) == lose {
+					t.Errorf("partition %d: started at %v (local state %v); checkpoint next %d restart %d",
+						part, a["start"], a["local_state"], pos.NextOffset, pos.RestartOffset)
+				}
+			}
+			stopped := p.logEntries("pipeline stopped")
+			if len(stopped) != 1 {
+				t.Fatalf("want one 'pipeline stopped' line, got %d", len(stopped))
+			}
+			consumed, replayed := int64(stopped[0]["records_consumed"].(float64)), int64(stopped[0]["records_replayed"].(float64))
+			wantReplay := int64(0)
+			if lose {
+				wantReplay = replay
+			}
+			if consumed != 900 || replayed != wantReplay {
+				t.Fatalf("consumed %d (want the 900 new records), replayed %d (want %d of the 12000 before the kill)", consumed, replayed, wantReplay)
+			}
+			if lose && (replay == 0 || replay >= 12_000) {
+				t.Fatalf("replay span %d: want some, but not everything", replay)
+			}
+			e.expectExact(ctx, e.records(ctx), time.Minute)
+		})
+	}
+}
+
+// TestZombieIsFenced: a process frozen (SIGSTOP) long enough to lose its
+// partitions, then resumed, holds a stale checkpoint position; its writes
+// must be refused while the new owner goes on, and the counts stay exact.
+func TestZombieIsFenced(t *testing.T) {
+	e := newEnv(t, 4)
+	ctx := context.Background()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.produce(ctx, gen.Options{Count: 20_000, Rate: 1500, URLs: 200, Seed: 21, Unkeyed: true,
+			OutOfOrderFraction: 0.1, LateFraction: 0.01})
+	}()
+	zombie := e.run("--state-dir", t.TempDir(), "--checkpoint-interval", "300ms")
+	waitFor(t, time.Minute, "first checkpoint", func() bool { return sumNext(e.positions(ctx, "clickagg")) > 0 })
+	zombie.kill(syscall.SIGSTOP)
+	frozenAt := e.positions(ctx, "clickagg")
+	owner := e.run("--state-dir", t.TempDir(), "--exit-when-idle", "3s")
+	waitFor(t, time.Minute, "the new owner to move every row", func() bool {
+		now := e.positions(ctx, "clickagg")
+		for p, pos := range frozenAt {
+			if now[p] == pos {
+				return false
+			}
+		}
+		return true
+	})
+	zombie.kill(syscall.SIGCONT)
+	<-done
+	if code := owner.wait(t, 3*time.Minute); code != 0 {
+		t.Fatalf("owner exit code %d", code)
+	}
+	zombie.kill(syscall.SIGTERM)
+	zombie.wait(t, time.Minute)
+	fenced := len(zombie.logEntries("checkpoint fenced: another writer moved these partitions; re-syncing from postgres"))
+	lost := len(zombie.logEntries("partitions lost")) + len(zombie.logEntries("partitions revoked"))
+	t.Logf("zombie: %d fenced checkpoints, %d lost/revoked notices", fenced, lost)
+	if fenced+lost == 0 {
+		t.Fatal("the resumed zombie was neither fenced nor told it lost its partitions")
+	}
+	// The zombie may have re-joined and taken partitions back after the
+	// owner left; finish whatever is left with one more run.
+	last := e.run("--state-dir", t.TempDir(), "--exit-when-idle", "2s")
+	if code := last.wait(t, 2*time.Minute); code != 0 {
+		t.Fatalf("last run exit code %d", code)
+	}
+	e.expectExact(ctx, e.records(ctx))
+}
+
+// TestIdleTimeoutMakesWindowsFinal: after traffic stops, idle partitions'
+// watermarks follow the clock and every window becomes final.
+func TestIdleTimeoutMakesWindowsFinal(t *testing.T) {
+	e := newEnv(t, 3)
+	ctx := context.Background()
+	e.produce(ctx, gen.Options{Count: 300, EventRate: 100, URLs: 20, Seed: 4, StartTime: time.Now().Add(-3 * time.Second)})
+	p := e.run("--state-dir", t.TempDir(), "--windows", "2s", "--out-of-orderness", "0s", "--idle-timeout", "1s")
+	waitFor(t, time.Minute, "every window final", func() bool {
+		var rows, final, clicks int64
+		err := e.pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE final), coalesce(sum(clicks), 0) FROM clickagg.url_clicks`).Scan(&rows, &final, &clicks)
+		return err == nil && rows > 0 && rows == final && clicks == 300
+	})
+	p.kill(syscall.SIGTERM)
+	if code := p.wait(t, time.Minute); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
+
+// TestLateRecordsLandInLateClicks: under policy count a late record adds to
+// its window's clicks and late_clicks, and to url_totals.
+func TestLateRecordsLandInLateClicks(t *testing.T) {
+	e := newEnv(t, 1)
+	ctx := context.Background()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(e.brokers, ",")...), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	base := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	var recs []*kgo.Record
+	for i := range 120 { // two hours of on-time clicks
+		recs = append(recs, &kgo.Record{Value: fmt.Appendf(nil, `{"url":"/on","ts":%d}`, base.Add(time.Duration(i)*time.Minute).UnixMilli())})
+	}
+	for i := range 7 { // then late ones for 10:05
+		recs = append(recs, &kgo.Record{Value: fmt.Appendf(nil, `{"url":"/late","ts":"2026-05-01T10:05:%02dZ"}`, i)})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	p := e.run("--state-dir", t.TempDir(), "--exit-when-idle", "2s")
+	if code := p.wait(t, time.Minute); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	for _, size := range []string{"1 minute", "1 hour"} {
+		var clicks, late int64
+		if err := e.pool.QueryRow(ctx, `SELECT clicks, late_clicks FROM clickagg.url_clicks
+WHERE url = '/late' AND window_end - window_start = $1::interval`, size).Scan(&clicks, &late); err != nil {
+			t.Fatalf("%s window of /late: %v", size, err)
+		}
+		if clicks != 7 || late != 7 {
+			t.Fatalf("%s window of /late: clicks %d late %d, want 7 and 7", size, clicks, late)
+		}
+	}
+	var total int64
+	if err := e.pool.QueryRow(ctx, `SELECT clicks FROM clickagg.url_totals WHERE url = '/late'`).Scan(&total); err != nil || total != 7 {
+		t.Fatalf("url_totals /late = %d (%v), want 7", total, err)
+	}
+	e.expectExact(ctx, e.records(ctx))
+}
+
+// TestSIGTERMTakesFinalCheckpoint: SIGTERM under load exits 0 and
+// PostgreSQL then holds exactly every record below the committed offsets,
+// open windows included.
+func TestSIGTERMTakesFinalCheckpoint(t *testing.T) {
+	e := newEnv(t, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.produce(ctx, gen.Options{Rate: 3000, URLs: 300, Seed: 8, OutOfOrderFraction: 0.1})
+	p := e.run("--state-dir", t.TempDir(), "--checkpoint-interval", "1h")
+	time.Sleep(3 * time.Second) // let it consume under load; not a wait for a result
+	p.kill(syscall.SIGTERM)
+	if code := p.wait(t, time.Minute); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
+	}
+	cancel()
+	pos := e.positions(context.Background(), "clickagg")
+	if sumNext(pos) == 0 {
+		t.Fatal("nothing was checkpointed")
+	}
+	var below []*kgo.Record
+	for _, r := range e.records(context.Background()) {
+		if r.Offset < pos[r.Partition].NextOffset {
+			below = append(below, r)
+		}
+	}
+	exp := clicktest.Compute(below, windows, 2048)
+	if err := clicktest.Compare(context.Background(), e.pool, sink.DefaultSchema, exp); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("final checkpoint holds %d records", exp.Valid)
+}
+
+// TestBadConfigIsOneLineExit2: a bad setting is a one-line error naming it.
+func TestBadConfigIsOneLineExit2(t *testing.T) {
+	cases := []struct {
+		args []string
+		env  string
+		want string
+	}{
+		{[]string{"run", "--windows", "1m,0s"}, "", "windows"},
+		{[]string{"run", "--checkpoint-interval", "soon"}, "", "checkpoint_interval"},
+		{[]string{"run", "--late-policy", "ignore"}, "", "late.policy"},
+		{[]string{"run"}, "CLICKAGG_IDLE_TIMEOUT=-1s", "idle_timeout"},
+		{[]string{"run", "--start-offset", "middle"}, "", "start_offset"},
+		{[]string{"run", "--postgres", "postgres://u:hunter2@h/db", "--brokers", "nohostport"}, "", "brokers"},
+		{[]string{"run", "--config", "/nonexistent.yaml"}, "", "config file"},
+	}
+	for _, c := range cases {
+		cmd := exec.Command(binary, c.args...)
+		cmd.Env = append(os.Environ(), "DATABASE_URL=postgres://x:secret-pass@127.0.0.1:1/db")
+		if c.env != "" {
+			cmd.Env = append(cmd.Env, c.env)
+		}
+		out, err := cmd.CombinedOutput()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 2 {
+			t.Errorf("%v: err %v, want exit code 2; output %q", c.args, err, out)
+			continue
+		}
+		s := strings.TrimSpace(string(out))
+		if strings.Count(s, "\n") != 0 || !strings.Contains(s, c.want) {
+			t.Errorf("%v: output %q, want one line naming %q", c.args, s, c.want)
+		}
+		if strings.Contains(s, "secret-pass") || strings.Contains(s, "hunter2") {
+			t.Errorf("%v: output leaks a password: %q", c.args, s)
+		}
+	}
+}

@@ -1,0 +1,272 @@
+// Package e2e drives the built clickagg binary as a subprocess against an
+// in-process Kafka-protocol broker (kfake) and a real PostgreSQL, kills it,
+// restarts it, and compares PostgreSQL with counts computed independently
+// from the records in the topic (internal/clicktest).
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/clickagg/clickagg/internal/clicktest"
+	"github.com/clickagg/clickagg/internal/gen"
+	"github.com/clickagg/clickagg/internal/pgtest"
+	"github.com/clickagg/clickagg/sink"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "clickagg-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "clickagg")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/clickagg")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build clickagg:", err)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(dir)
+	pgtest.Main(m)
+}
+
+const topic = "clicks"
+
+var windows = []time.Duration{time.Minute, time.Hour}
+
+type env struct {
+	t       *testing.T
+	broker  *kfake.Cluster
+	brokers string
+	dsn     string
+	pool    *pgxpool.Pool
+}
+
+func newEnv(t *testing.T, partitions int32) *env {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic),
+		kfake.GroupMinSessionTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	dsn := pgtest.DSN(t)
+	pool, err := sink.NewPool(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	conn, err := pool.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := sink.Migrate(context.Background(), conn.Conn(), sink.DefaultSchema); err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, broker: c, brokers: strings.Join(c.ListenAddrs(), ","), dsn: dsn, pool: pool}
+}
+
+// proc is one running clickagg.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+	mu   sync.Mutex
+	logs bytes.Buffer
+}
+
+// run starts `clickagg run` with the test's broker and database plus args.
+func (e *env) run(args ...string) *proc {
+	e.t.Helper()
+	base := []string{"run", "--brokers", e.brokers, "--topic", topic, "--http-addr", "off",
+		"--log-format", "json", "--session-timeout", "2s", "--windows", "1m,1h", "--checkpoint-interval", "100ms"}
+	cmd := exec.Command(binary, append(base, args...)...)
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+e.dsn)
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cmd.Stdout = os.Stdout
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.logs.Write(sc.Bytes())
+			p.logs.WriteByte('\n')
+			p.mu.Unlock()
+		}
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	e.t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+		if e.t.Failed() {
+			e.t.Logf("clickagg logs:\n%s", p.tail(60))
+		}
+	})
+	return p
+}
+
+func (p *proc) kill(sig syscall.Signal) { _ = p.cmd.Process.Signal(sig) }
+
+// wait waits for the process to exit and returns its exit code.
+func (p *proc) wait(t *testing.T, within time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(within):
+		t.Fatalf("clickagg did not exit within %s; logs:\n%s", within, p.tail(40))
+	}
+	if p.err == nil {
+		return 0
+	}
+	if ee, ok := p.err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	t.Fatalf("wait: %v", p.err)
+	return -1
+}
+
+func (p *proc) tail(n int) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(p.logs.String()), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// logEntries returns the JSON log entries whose message is msg.
+func (p *proc) logEntries(msg string) []map[string]any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []map[string]any
+	for _, line := range strings.Split(p.logs.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// produce generates records and returns when all are acknowledged.
+func (e *env) produce(ctx context.Context, o gen.Options) gen.Stats {
+	e.t.Helper()
+	g, err := gen.New(o)
+	if err != nil {
+		e.t.Error(err)
+		return gen.Stats{}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(e.brokers, ",")...), kgo.ProducerLinger(2*time.Millisecond))
+	if err != nil {
+		e.t.Error(err)
+		return gen.Stats{}
+	}
+	defer cl.Close()
+	st, err := gen.Produce(ctx, cl, topic, g, nil)
+	if err != nil && ctx.Err() == nil {
+		e.t.Error(err)
+	}
+	return st
+}
+
+// endOffsets returns the sum of the topic's end offsets.
+func (e *env) endOffsets(ctx context.Context) int64 {
+	e.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(e.brokers, ",")...))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n
+}
+
+// positions returns the checkpoints rows by partition.
+func (e *env) positions(ctx context.Context, group string) map[int32]sink.Position {
+	e.t.Helper()
+	w, err := sink.NewWriter(e.pool, sink.Options{Group: group, Topic: topic})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	pos, err := w.ReadPositions(ctx, []int32{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return pos
+}
+
+// records reads the topic back.
+func (e *env) records(ctx context.Context) []*kgo.Record {
+	e.t.Helper()
+	recs, err := clicktest.ReadTopic(ctx, strings.Split(e.brokers, ","), topic)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return recs
+}
+
+// expectExact compares PostgreSQL with the oracle over records.
+func (e *env) expectExact(ctx context.Context, recs []*kgo.Record, sizes ...time.Duration) clicktest.Expected {
+	e.t.Helper()
+	if sizes == nil {
+		sizes = windows
+	}
+	exp := clicktest.Compute(recs, sizes, 2048)
+	if err := clicktest.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
+		e.t.Fatal(err)
+	}
+	return exp
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+}
+
+func sumNext(pos map[int32]sink.Position) int64 {
+	var n int64
+	for _, p := range pos {
+		n += p.NextOffset
+	}
+	return n
+}
