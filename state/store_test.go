@@ -1,29 +1,144 @@
 package state
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-func TestMetaRoundTrip(t *testing.T) {
-	fs := vfs.NewMem()
-	s, err := Open(Options{Dir: "db", FS: fs}, "g\x00t")
+func openMem(t *testing.T, fs vfs.FS, identity string) *Store {
+	t.Helper()
+	s, err := Open(Options{Dir: "db", FS: fs}, identity)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := s.NewBatch()
-	b.SetMeta(3, PartitionMeta{NextOffset: 10, Watermark: 20, RestartOffset: 5})
-	b.AddCount(3, Window{Size: 60000, Start: 120000}, "/a", 2)
-	b.AddCount(3, Window{Size: 60000, Start: 120000}, "/a", 3)
-	if b.Empty() {
-		t.Fatal("batch with writes reports empty")
+	return s
+}
+
+func scan(t *testing.T, s *Store, p int32, w Window) string {
+	t.Helper()
+	out := ""
+	if err := s.ScanWindow(p, w, func(url []byte, n int64) error {
+		out += fmt.Sprintf("%s=%d ", url, n)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
+	return out
+}
+
+func TestStoreCountsMergeAndWindowsDelete(t *testing.T) {
+	fs := vfs.NewMem()
+	s := openMem(t, fs, "g\x00t")
+	w1, w2 := Window{Size: 60_000, Start: 0}, Window{Size: 60_000, Start: 60_000}
+	b := s.NewBatch()
+	b.AddCount(3, w1, "/a", 2)
+	b.AddCount(3, w1, "/b", 1)
+	b.AddCount(3, w2, "/a", 5)
+	b.AddCount(4, w1, "/a", 9)
+	b.SetWindow(3, w1, 10)
+	b.SetWindow(3, w2, 12)
+	b.SetMeta(3, PartitionMeta{NextOffset: 20, Watermark: 30, RestartOffset: 10})
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}
+	b = s.NewBatch()
+	b.AddCount(3, w1, "/a", 3) // merged, not overwritten
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := scan(t, s, 3, w1); got != "/a=5 /b=1 " {
+		t.Fatalf("window 1 = %q", got)
+	}
+	reg, err := s.Windows(3)
+	if err != nil || len(reg) != 2 || reg[w1] != 10 || reg[w2] != 12 {
+		t.Fatalf("registry = %v %v", reg, err)
+	}
+	b = s.NewBatch()
+	b.DeleteWindow(3, w1)
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := scan(t, s, 3, w1); got != "" {
+		t.Fatalf("deleted window still holds %q", got)
+	}
+	if got := scan(t, s, 3, w2); got != "/a=5 " {
+		t.Fatalf("neighbour window = %q", got)
+	}
+	if got := scan(t, s, 4, w1); got != "/a=9 " {
+		t.Fatalf("other partition = %q", got)
+	}
+	// Survives a reopen.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal("second Close:", err)
+	}
+	s = openMem(t, fs, "g\x00t")
 	m, ok, err := s.Meta(3)
-	if err != nil || !ok || m != (PartitionMeta{10, 20, 5}) {
-		t.Fatalf("Meta = %+v %v %v", m, ok, err)
+	if err != nil || !ok || m != (PartitionMeta{20, 30, 10}) {
+		t.Fatalf("Meta after reopen = %+v %v %v", m, ok, err)
+	}
+	// DropPartition removes one partition, tag included.
+	b = s.NewBatch()
+	b.DropPartition(3)
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := s.Meta(3); ok {
+		t.Fatal("tag survived DropPartition")
+	}
+	if got := scan(t, s, 3, w2); got != "" {
+		t.Fatalf("counts survived DropPartition: %q", got)
+	}
+	if got := scan(t, s, 4, w1); got != "/a=9 " {
+		t.Fatalf("DropPartition(3) touched partition 4: %q", got)
+	}
+	s.Close()
+}
+
+func TestStoreWipedForAnotherIdentity(t *testing.T) {
+	fs := vfs.NewMem()
+	s := openMem(t, fs, "g1\x00clicks")
+	b := s.NewBatch()
+	b.SetMeta(0, PartitionMeta{NextOffset: 5})
+	b.AddCount(0, Window{Size: 1000, Start: 0}, "/a", 1)
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openMem(t, fs, "g2\x00clicks")
+	defer s.Close()
+	if _, ok, _ := s.Meta(0); ok {
+		t.Fatal("state of another group and topic was kept")
+	}
+	if got := scan(t, s, 0, Window{Size: 1000, Start: 0}); got != "" {
+		t.Fatalf("counts kept: %q", got)
+	}
+}
+
+func BenchmarkBatchAddCount(b *testing.B) {
+	s, err := Open(Options{Dir: b.TempDir()}, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	urls := make([]string, 10_000)
+	for i := range urls {
+		urls[i] = fmt.Sprintf("https://example.com/page/%d", i)
+	}
+	w := Window{Size: 60_000, Start: 0}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += len(urls) {
+		batch := s.NewBatch()
+		for _, u := range urls {
+			batch.AddCount(0, w, u, 1)
+		}
+		if err := batch.Commit(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

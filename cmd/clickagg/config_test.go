@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func load(t *testing.T, args []string, env map[string]string, yaml string) (*Config, error) {
+	t.Helper()
+	for _, s := range settings {
+		for _, e := range strings.Split(s.env, ",") {
+			t.Setenv(e, "")
+		}
+	}
+	t.Setenv("CLICKAGG_CONFIG", "")
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	if yaml != "" {
+		p := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append([]string{"--config", p}, args...)
+	}
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	l := configFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return l()
+}
+
+func TestConfigDefaults(t *testing.T) {
+	c, err := load(t, nil, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Topic != "clicks" || c.Group != "clickagg" || c.Brokers[0] != "localhost:9092" ||
+		c.CheckpointInterval.D() != time.Second || c.OutOfOrderness.D() != 5*time.Second ||
+		c.IdleTimeout.D() != 30*time.Second || len(c.windows) != 1 || c.windows[0] != time.Minute ||
+		c.StartOffset != "earliest" || c.Late.Policy != "count" || c.Emit.EarlyInterval != 0 ||
+		c.HTTPAddr != ":8080" || c.PostgresSchema != "clickagg" {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestConfigPrecedenceFileEnvFlag(t *testing.T) {
+	yaml := "topic: from-file\ngroup: from-file\nwindows: [1m, 1h]\nlate:\n  policy: drop\nemit:\n  early_interval: 2s\n"
+	c, err := load(t, []string{"--group", "from-flag"}, map[string]string{"CLICKAGG_TOPIC": "from-env", "CLICKAGG_GROUP": "from-env",
+		"KAFKA_BROKERS": "k1:9092, k2:9092", "DATABASE_URL": "postgres://u:p@h/db"}, yaml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Topic != "from-env" || c.Group != "from-flag" || len(c.Brokers) != 2 || c.Brokers[1] != "k2:9092" ||
+		len(c.windows) != 2 || c.windows[1] != time.Hour || c.late.String() != "drop" || c.Emit.EarlyInterval.D() != 2*time.Second ||
+		c.Postgres != "postgres://u:p@h/db" {
+		t.Fatalf("precedence: %+v", c)
+	}
+}
+
+func TestConfigExplicitZeroKept(t *testing.T) {
+	c, err := load(t, []string{"--out-of-orderness", "0s"}, map[string]string{"CLICKAGG_IDLE_TIMEOUT": "0"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.OutOfOrderness != 0 || c.IdleTimeout != 0 {
+		t.Fatalf("explicit zeros replaced by defaults: ooo %s idle %s", c.OutOfOrderness.D(), c.IdleTimeout.D())
+	}
+	c, err = load(t, nil, nil, "idle_timeout: 0s\n")
+	if err != nil || c.IdleTimeout != 0 {
+		t.Fatalf("explicit zero in the file: %v %v", c.IdleTimeout.D(), err)
+	}
+}
+
+func TestConfigErrorsNameTheSetting(t *testing.T) {
+	cases := []struct {
+		args []string
+		env  map[string]string
+		yaml string
+		want string
+	}{
+		{args: []string{"--windows", "1m,fast"}, want: "windows"},
+		{args: []string{"--windows", "1m,1m"}, want: "appears twice"},
+		{args: []string{"--windows", "500ms"}, want: "at least 1s"},
+		{args: []string{"--checkpoint-interval", "1ms"}, want: "checkpoint_interval"},
+		{args: []string{"--session-timeout", "10ms"}, want: "session_timeout"},
+		{args: []string{"--start-offset", "now"}, want: "start_offset"},
+		{args: []string{"--late-policy", "keep"}, want: "late.policy"},
+		{args: []string{"--max-url-bytes", "0x10"}, want: "max_url_bytes"},
+		{args: []string{"--log-level", "chatty"}, want: "log.level"},
+		{args: []string{"--brokers", "http://k:9092"}, want: "brokers"},
+		{args: []string{"--postgres-schema", "Bad-Name"}, want: "postgres_schema"},
+		{env: map[string]string{"CLICKAGG_OUT_OF_ORDERNESS": "-1s"}, want: "out_of_orderness"},
+		{env: map[string]string{"CLICKAGG_EXIT_WHEN_IDLE": "later"}, want: "CLICKAGG_EXIT_WHEN_IDLE"},
+		{yaml: "topik: x\n", want: "topik"},
+		{yaml: "checkpoint_interval: soon\n", want: "not a duration"},
+		{args: []string{"--postgres", "not a dsn at all"}, want: "postgres"},
+	}
+	for _, c := range cases {
+		_, err := load(t, c.args, c.env, c.yaml)
+		var ce *configError
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v %v %q: err = %v, want a one-line config error naming %q", c.args, c.env, c.yaml, err, c.want)
+		}
+	}
+}
+
+func TestRedactedHidesPasswords(t *testing.T) {
+	for _, dsn := range []string{"postgres://app:s3cr3t-pw@db:5432/clicks?sslmode=verify-full", "host=db user=app password=s3cr3t-pw dbname=clicks"} {
+		c, err := load(t, []string{"--postgres", dsn}, nil, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := c.Redacted()
+		if strings.Contains(out, "s3cr3t-pw") || !strings.Contains(out, "REDACTED") {
+			t.Fatalf("Redacted() = %s", out)
+		}
+	}
+}
+
+func TestRunPrintConfig(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	t.Setenv("DATABASE_URL", "postgres://app:s3cr3t-pw@db/clicks")
+	code := realMain([]string{"run", "--print-config", "--windows", "1m,1h"}, &stdout, &stderr)
+	if code != 0 || strings.Contains(stdout.String(), "s3cr3t-pw") || !strings.Contains(stdout.String(), "- 1h") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+}

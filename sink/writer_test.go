@@ -1,0 +1,249 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/clickagg/clickagg/internal/pgtest"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func newPool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	ctx := context.Background()
+	pool, err := NewPool(ctx, pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if n, err := Migrate(ctx, conn.Conn(), DefaultSchema); err != nil || n != SchemaVersion {
+		t.Fatalf("Migrate = %d, %v", n, err)
+	}
+	if n, err := Migrate(ctx, conn.Conn(), DefaultSchema); err != nil || n != 0 {
+		t.Fatalf("second Migrate = %d, %v; want 0 applied", n, err)
+	}
+	return pool
+}
+
+const (
+	t0 = int64(1767225600000) // 2026-01-01T00:00:00Z
+	m1 = int64(60_000)
+)
+
+func pos(next, wm, restart int64) Position {
+	return Position{NextOffset: next, Watermark: wm, RestartOffset: restart}
+}
+
+func TestMigrateRefusesNewerSchema(t *testing.T) {
+	pool := newPool(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `INSERT INTO clickagg.schema_migrations (version) VALUES (999)`); err != nil {
+		t.Fatal(err)
+	}
+	conn, _ := pool.Acquire(ctx)
+	defer conn.Release()
+	if _, err := Migrate(ctx, conn.Conn(), DefaultSchema); !errors.Is(err, ErrSchemaTooNew) {
+		t.Fatalf("err = %v, want ErrSchemaTooNew", err)
+	}
+}
+
+func TestCommitAddsDeltasAndFencesStaleWriters(t *testing.T) {
+	pool := newPool(t)
+	ctx := context.Background()
+	w, err := NewWriter(pool, Options{Group: "g", Topic: "clicks"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := pos(0, NoWatermark, 0)
+	if got, err := w.InitPosition(ctx, 0, start); err != nil || got != start {
+		t.Fatalf("InitPosition = %+v, %v", got, err)
+	}
+	// Init never overwrites an existing row.
+	if got, err := w.InitPosition(ctx, 0, pos(99, 1, 99)); err != nil || got != start {
+		t.Fatalf("second InitPosition = %+v, %v; want the existing row", got, err)
+	}
+	cp := func(expect, next Position, clicks int64) *Checkpoint {
+		return &Checkpoint{
+			Partitions: []PartitionUpdate{{Partition: 0, Expect: expect, Next: next}},
+			Clicks:     []ClickDelta{{URL: "/a", WindowStart: t0, WindowEnd: t0 + m1, Clicks: clicks}, {URL: "/b", WindowStart: t0, WindowEnd: t0 + m1, Clicks: 1, LateClicks: 1}},
+			Totals:     []TotalDelta{{URL: "/b", Clicks: 1}, {URL: "/a", Clicks: clicks}},
+		}
+	}
+	a := pos(10, t0, 5)
+	if _, err := w.Commit(ctx, cp(start, a, 3)); err != nil {
+		t.Fatal(err)
+	}
+	b := pos(20, t0+1000, 12)
+	if _, err := w.Commit(ctx, cp(a, b, 4)); err != nil {
+		t.Fatal(err)
+	}
+	// A zombie still holding position a cannot write.
+	_, err = w.Commit(ctx, cp(a, pos(15, t0+500, 9), 100))
+	var fe *FencedError
+	if !errors.As(err, &fe) || !errors.Is(err, ErrFenced) || fe.Found[0] != b || fe.Expected[0] != a {
+		t.Fatalf("stale commit: err = %v (%+v), want fenced with found %+v", err, fe, b)
+	}
+	// Same next offset, other watermark: still fenced (an idle advance or
+	// an early flush moves the row without moving the offset).
+	if _, err := w.Commit(ctx, cp(pos(20, t0, 12), pos(20, t0+2000, 12), 1)); !errors.Is(err, ErrFenced) {
+		t.Fatalf("watermark mismatch: err = %v, want fenced", err)
+	}
+	if _, err := w.Commit(ctx, cp(pos(20, t0+1000, 5), pos(20, t0+2000, 20), 1)); !errors.Is(err, ErrFenced) {
+		t.Fatalf("restart offset mismatch: err = %v, want fenced", err)
+	}
+	// Repeating the last commit (its acknowledgement lost) is recognised
+	// and writes nothing twice.
+	res, err := w.Commit(ctx, cp(a, b, 4))
+	if err != nil || !res.Recovered {
+		t.Fatalf("repeated commit: %+v, %v; want Recovered", res, err)
+	}
+	var clicksA, clicksB, lateB, totalA int64
+	if err := pool.QueryRow(ctx, `SELECT
+	(SELECT clicks FROM clickagg.url_clicks WHERE url = '/a'),
+	(SELECT clicks FROM clickagg.url_clicks WHERE url = '/b'),
+	(SELECT late_clicks FROM clickagg.url_clicks WHERE url = '/b'),
+	(SELECT clicks FROM clickagg.url_totals WHERE url = '/a')`).Scan(&clicksA, &clicksB, &lateB, &totalA); err != nil {
+		t.Fatal(err)
+	}
+	if clicksA != 7 || clicksB != 2 || lateB != 2 || totalA != 7 {
+		t.Fatalf("clicks /a %d /b %d late /b %d total /a %d; want 7 2 2 7", clicksA, clicksB, lateB, totalA)
+	}
+	got, err := w.ReadPositions(ctx, []int32{0, 1})
+	if err != nil || len(got) != 1 || got[0] != b {
+		t.Fatalf("ReadPositions = %v, %v", got, err)
+	}
+}
+
+func TestWindowsBecomeFinalWhenEveryPartitionPassed(t *testing.T) {
+	pool := newPool(t)
+	ctx := context.Background()
+	w, _ := NewWriter(pool, Options{Group: "g", Topic: "clicks"})
+	for p := range int32(2) {
+		if _, err := w.InitPosition(ctx, p, pos(0, NoWatermark, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	final := func() map[string]bool {
+		rows, err := pool.Query(ctx, `SELECT url, final FROM clickagg.url_clicks`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for rows.Next() {
+			var u string
+			var f bool
+			rows.Scan(&u, &f)
+			out[u] = f
+		}
+		return out
+	}
+	// Partition 0 passes the window's end; partition 1 has no watermark.
+	_, err := w.Commit(ctx, &Checkpoint{TopicPartitions: 2,
+		Partitions: []PartitionUpdate{{Partition: 0, Expect: pos(0, NoWatermark, 0), Next: pos(5, t0+2*m1, 5)}},
+		Clicks:     []ClickDelta{{URL: "/a", WindowStart: t0, WindowEnd: t0 + m1, Clicks: 5}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := final(); f["/a"] {
+		t.Fatal("final while partition 1 has no watermark")
+	}
+	// Partition 1 passes too: the earlier row is finalized.
+	res, err := w.Commit(ctx, &Checkpoint{TopicPartitions: 2,
+		Partitions: []PartitionUpdate{{Partition: 1, Expect: pos(0, NoWatermark, 0), Next: pos(3, t0+m1, 3)}},
+		Clicks:     []ClickDelta{{URL: "/b", WindowStart: t0, WindowEnd: t0 + m1, Clicks: 3}, {URL: "/c", WindowStart: t0 + m1, WindowEnd: t0 + 2*m1, Clicks: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := final(); !f["/a"] || !f["/b"] || f["/c"] {
+		t.Fatalf("final = %v; want /a and /b final, /c open (ends after the global watermark)", f)
+	}
+	if res.FinalUntil != t0+m1 {
+		t.Fatalf("FinalUntil = %d, want %d", res.FinalUntil, t0+m1)
+	}
+	// A topic with more partitions than rows finalizes nothing.
+	w3, _ := NewWriter(pool, Options{Group: "g3", Topic: "clicks"})
+	w3.InitPosition(ctx, 0, pos(0, NoWatermark, 0))
+	if _, err := w3.Commit(ctx, &Checkpoint{TopicPartitions: 3,
+		Partitions: []PartitionUpdate{{Partition: 0, Expect: pos(0, NoWatermark, 0), Next: pos(1, t0+9*m1, 1)}},
+		Clicks:     []ClickDelta{{URL: "/d", WindowStart: t0, WindowEnd: t0 + m1, Clicks: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if f := final(); f["/d"] {
+		t.Fatal("final although 2 of 3 partitions never checkpointed")
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	cases := []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{&FencedError{}, false},
+		{context.Canceled, false},
+		{&pgconn.PgError{Code: "40P01"}, true}, // deadlock
+		{&pgconn.PgError{Code: "40001"}, true}, // serialization
+		{&pgconn.PgError{Code: "57P01"}, true}, // admin shutdown
+		{&pgconn.PgError{Code: "08006"}, true}, // connection failure
+		{&pgconn.PgError{Code: "53300"}, true}, // too many connections
+		{&pgconn.PgError{Code: "42P01"}, false}, // undefined table
+		{&pgconn.PgError{Code: "23505"}, false}, // unique violation
+		{fmt.Errorf("commit: %w", errors.New("read tcp: connection reset")), true},
+	}
+	for _, c := range cases {
+		if got := Retryable(c.err); got != c.want {
+			t.Errorf("Retryable(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
+func TestCommitSurvivesPostgresRestart(t *testing.T) {
+	srv := pgtest.NewServer(t)
+	ctx := context.Background()
+	pool, err := NewPool(ctx, srv.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	conn, _ := pool.Acquire(ctx)
+	if _, err := Migrate(ctx, conn.Conn(), DefaultSchema); err != nil {
+		t.Fatal(err)
+	}
+	conn.Release()
+	w, _ := NewWriter(pool, Options{Group: "g", Topic: "t"})
+	w.InitPosition(ctx, 0, pos(0, NoWatermark, 0))
+	cp := &Checkpoint{Partitions: []PartitionUpdate{{Partition: 0, Expect: pos(0, NoWatermark, 0), Next: pos(1, t0, 1)}},
+		Clicks: []ClickDelta{{URL: "/a", WindowStart: t0, WindowEnd: t0 + m1, Clicks: 1}}}
+	if err := srv.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.Commit(ctx, cp)
+	if err == nil || !Retryable(err) {
+		t.Fatalf("commit while PostgreSQL is down: %v; want a retryable error", err)
+	}
+	if err := srv.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err = w.Commit(ctx, cp)
+		if err == nil || !Retryable(err) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // retry interval
+	}
+	if err != nil {
+		t.Fatalf("commit after restart: %v", err)
+	}
+}

@@ -1,0 +1,375 @@
+package stream
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	sec = int64(1000)
+	minute = 60 * sec
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+
+func click(url string, ts int64) []byte {
+	return fmt.Appendf(nil, `{"url":%q,"ts":%d}`, url, ts)
+}
+
+func newOp(t *testing.T, o OperatorOptions) *Operator {
+	t.Helper()
+	op, err := NewOperator(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op.StartReplay(0, 0, NoWatermark)
+	return op
+}
+
+func TestNewOperatorValidates(t *testing.T) {
+	cases := []struct {
+		o    OperatorOptions
+		want string
+	}{
+		{OperatorOptions{}, "at least one window"},
+		{OperatorOptions{Windows: []time.Duration{500 * time.Millisecond}}, "at least 1s"},
+		{OperatorOptions{Windows: []time.Duration{time.Second + time.Microsecond}}, "whole number of milliseconds"},
+		{OperatorOptions{Windows: []time.Duration{time.Minute, time.Minute}}, "only once"},
+		{OperatorOptions{Windows: []time.Duration{time.Minute}, OutOfOrder: -time.Second}, "negative"},
+	}
+	for _, c := range cases {
+		_, err := NewOperator(c.o)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("NewOperator(%+v) = %v, want error containing %q", c.o, err, c.want)
+		}
+	}
+}
+
+func TestParseLatePolicy(t *testing.T) {
+	for in, want := range map[string]LatePolicy{"": LateCount, "count": LateCount, "drop": LateDrop} {
+		if got, err := ParseLatePolicy(in); err != nil || got != want {
+			t.Errorf("ParseLatePolicy(%q) = %v, %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"dead-letter", "ignore", "COUNT"} {
+		if _, err := ParseLatePolicy(in); err == nil {
+			t.Errorf("ParseLatePolicy(%q): want an error", in)
+		}
+	}
+}
+
+// TestOperatorScenario walks one partition through on-time, out-of-order,
+// late and invalid records and two checkpoints, in the style of a golden
+// script: each step states the operator's visible state.
+func TestOperatorScenario(t *testing.T) {
+	op := newOp(t, OperatorOptions{Windows: []time.Duration{time.Minute}, OutOfOrder: 10 * time.Second})
+	off := int64(0)
+	process := func(v []byte, recTS int64) Outcome {
+		out := op.Process(Record{Offset: off, TimestampMs: recTS, Value: v})
+		off++
+		return out
+	}
+	expect := func(step string, got, want any) {
+		t.Helper()
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s: got %v, want %v", step, got, want)
+		}
+	}
+
+	expect("on time", process(click("/a", t0+5*sec), 0), Outcome{})
+	expect("watermark", op.Watermark(), t0-5*sec)
+	expect("no ts: record timestamp", process([]byte(`{"url":"/b"}`), t0+50*sec), Outcome{})
+	expect("watermark", op.Watermark(), t0+40*sec)
+	expect("next window", process(click("/a", t0+65*sec), 0), Outcome{})
+	expect("out of order, on time", process(click("/a", t0+59*sec), 0), Outcome{})
+	expect("invalid", process([]byte(`{"url":""}`), 0), Outcome{Reason: ReasonEmptyURL})
+	expect("absurd record timestamp", process([]byte(`{"url":"/c"}`), 12), Outcome{Reason: ReasonTimestampOutOfRange})
+
+	// Checkpoint 1: watermark t0+55s has not closed [t0, t0+60s).
+	p := op.Plan(false)
+	expect("plan 1", fmt.Sprint(p.NextOffset, p.Watermark-t0, p.RestartOffset, len(p.Emit)), fmt.Sprint(6, 55*sec, 0, 0))
+	op.Commit(p)
+
+	expect("closes the first window", process(click("/b", t0+75*sec), 0), Outcome{})
+	expect("late for [t0, t0+60s)", process(click("/a", t0+1*sec), 0), Outcome{Late: 1})
+
+	p = op.Plan(false)
+	expect("plan 2 emits", p.Emit, []Window{{Size: minute, Start: t0}})
+	expect("plan 2 restart offset: first pending record of the open window", p.RestartOffset, int64(2))
+	var late []string
+	op.LateCounts(func(w Window, c Counts) { late = append(late, fmt.Sprint(w.Start-t0, c)) })
+	expect("late counts", late, []string{"0 map[/a:1]"})
+	op.Commit(p)
+	expect("open after commit", openWindows(op), []string{"60000@2"})
+
+	// A flush emits the open window too and moves the restart offset.
+	p = op.Plan(true)
+	expect("flush emits", p.Emit, []Window{{Size: minute, Start: t0 + minute}})
+	expect("flush restart offset", p.RestartOffset, p.NextOffset)
+}
+
+func openWindows(op *Operator) []string {
+	var out []string
+	op.OpenWindows(func(w Window, first int64) { out = append(out, fmt.Sprintf("%d@%d", w.Start-t0, first)) })
+	slices.Sort(out)
+	return out
+}
+
+func TestLateDropAndMultipleSizes(t *testing.T) {
+	op := newOp(t, OperatorOptions{Windows: []time.Duration{time.Hour, time.Minute}, Late: LateDrop})
+	op.Process(Record{Offset: 0, Value: click("/a", t0+2*minute)})
+	// Late for the minute window only: bit 0 is the smallest size (1m).
+	out := op.Process(Record{Offset: 1, Value: click("/a", t0+30*sec)})
+	if out.Late != 1 {
+		t.Fatalf("Late = %b, want 1 (the 1m window only)", out.Late)
+	}
+	n := 0
+	op.LateCounts(func(Window, Counts) { n++ })
+	if n != 0 {
+		t.Fatal("policy drop kept late counts")
+	}
+	if got := op.Pending(Window{Size: 60 * minute, Start: t0})["/a"]; got != 2 {
+		t.Fatalf("hour window pending = %d, want 2 (the late-for-1m record is on time for 1h)", got)
+	}
+}
+
+func TestControlRecordsAndDuplicatesAdvanceOnly(t *testing.T) {
+	op := newOp(t, OperatorOptions{Windows: []time.Duration{time.Minute}})
+	op.Process(Record{Offset: 0, Value: click("/a", t0)})
+	if out := op.Process(Record{Offset: 0, Value: click("/a", t0)}); !out.Replayed {
+		t.Fatal("a record below the next offset must be ignored")
+	}
+	op.Process(Record{Offset: 5, Control: true})
+	if op.NextOffset() != 6 {
+		t.Fatalf("next offset %d after a marker at 5, want 6", op.NextOffset())
+	}
+	if got := op.PendingKeys(); got != 1 {
+		t.Fatalf("pending keys %d, want 1", got)
+	}
+}
+
+// harness runs an operator through the checkpoint protocol the way package
+// checkpoint does, with a map standing in for the state store, and records
+// everything it emits.
+type harness struct {
+	op      *Operator
+	store   map[Window]Counts // counts carried over from earlier checkpoints
+	emitted map[string]int64  // window@url -> clicks emitted
+	late    map[string]int64
+	totals  map[string]int64
+	pos     [3]int64 // the last checkpoint: next offset, watermark, restart offset
+}
+
+func newHarness(op *Operator) *harness {
+	return &harness{op: op, store: map[Window]Counts{}, emitted: map[string]int64{}, late: map[string]int64{}, totals: map[string]int64{}}
+}
+
+func (h *harness) checkpoint(flush bool) {
+	p := h.op.Plan(flush)
+	smallest := h.op.Sizes()[0]
+	emit := func(w Window, url string, n int64) {
+		h.emitted[fmt.Sprintf("%d/%d@%s", w.Size, w.Start, url)] += n
+		if w.Size == smallest {
+			h.totals[url] += n
+		}
+	}
+	for _, w := range p.Emit {
+		for url, n := range h.store[w] {
+			emit(w, url, n)
+		}
+		for url, n := range h.op.Pending(w) {
+			emit(w, url, n)
+		}
+		delete(h.store, w)
+	}
+	h.op.LateCounts(func(w Window, c Counts) {
+		for url, n := range c {
+			emit(w, url, n)
+			h.late[url] += n
+		}
+	})
+	emitted := map[Window]bool{}
+	for _, w := range p.Emit {
+		emitted[w] = true
+	}
+	h.op.PendingWindows(func(w Window, c Counts) {
+		if emitted[w] {
+			return
+		}
+		if h.store[w] == nil {
+			h.store[w] = Counts{}
+		}
+		for url, n := range c {
+			h.store[w][url] += n
+		}
+	})
+	h.op.Commit(p)
+	h.pos = [3]int64{p.NextOffset, p.Watermark, p.RestartOffset}
+}
+
+// TestReplayRebuildsExactly is the operator-level form of DESIGN.md I3/I4:
+// crash after any checkpoint, lose the local state, rebuild by replaying
+// [restart offset, next offset) with the recorded watermark, carry on; the
+// total emitted per window and URL equals an uninterrupted run's, which
+// equals the count of valid records (late policy count).
+func TestReplayRebuildsExactly(t *testing.T) {
+	for seed := range uint64(40) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 7))
+			recs := randomRecords(rng, 3000)
+			opts := OperatorOptions{Windows: []time.Duration{time.Minute, 7 * time.Minute}, OutOfOrder: 3 * time.Second}
+			// Checkpoint schedule: every few records, some with flush, and
+			// idle watermark advances in between.
+			type step struct {
+				at    int
+				flush bool
+				idle  int64
+			}
+			var steps []step
+			for i := rng.IntN(50); i < len(recs); i += 1 + rng.IntN(200) {
+				s := step{at: i, flush: rng.IntN(8) == 0}
+				if rng.IntN(10) == 0 {
+					s.idle = recs[i].TimestampMs + int64(rng.IntN(120))*sec
+				}
+				steps = append(steps, s)
+			}
+			run := func(crashAfter int) *harness {
+				op, _ := NewOperator(opts)
+				op.StartReplay(0, 0, NoWatermark)
+				h := newHarness(op)
+				next := 0
+				for si, s := range steps {
+					for ; next < s.at; next++ {
+						h.op.Process(recs[next])
+					}
+					if s.idle != 0 {
+						h.op.AdvanceWatermark(s.idle)
+					}
+					h.checkpoint(s.flush)
+					if si == crashAfter {
+						// Crash: lose the operator and the store, keep what was
+						// emitted and the recorded position; rebuild by replay.
+						op2, _ := NewOperator(opts)
+						op2.StartReplay(h.pos[2], h.pos[0], h.pos[1])
+						h.op, h.store = op2, map[Window]Counts{}
+						for i := h.pos[2]; i < h.pos[0]; i++ {
+							if out := h.op.Process(recs[i]); !out.Replayed {
+								t.Fatalf("record %d processed live during replay", i)
+							}
+						}
+						if h.op.Replaying() || h.op.NextOffset() != h.pos[0] || h.op.Watermark() != h.pos[1] {
+							t.Fatalf("after replay: replaying %v next %d wm %d, want %d %d", h.op.Replaying(), h.op.NextOffset(), h.op.Watermark(), h.pos[0], h.pos[1])
+						}
+						// Replay builds the counts up in memory; checkpoint
+						// code moves them to the store without emitting.
+						h.op.PendingWindows(func(w Window, c Counts) {
+							h.store[w] = maps.Clone(c)
+						})
+						h.op.DropPending()
+					}
+				}
+				for ; next < len(recs); next++ {
+					h.op.Process(recs[next])
+				}
+				h.checkpoint(true)
+				return h
+			}
+			want := expectedCounts(recs, opts)
+			base := run(-1)
+			if diff := diffCounts(base.emitted, want); diff != "" {
+				t.Fatalf("uninterrupted run: %s", diff)
+			}
+			for _, crash := range []int{0, len(steps) / 3, len(steps) / 2, len(steps) - 1} {
+				h := run(crash)
+				if diff := diffCounts(h.emitted, want); diff != "" {
+					t.Fatalf("crash after checkpoint %d: %s", crash, diff)
+				}
+				if fmt.Sprint(h.totals) != fmt.Sprint(base.totals) {
+					t.Fatalf("crash after checkpoint %d: totals differ", crash)
+				}
+			}
+		})
+	}
+}
+
+func randomRecords(rng *rand.Rand, n int) []Record {
+	var recs []Record
+	ts := t0
+	for i := range n {
+		ts += int64(rng.IntN(400))
+		at := ts
+		switch x := rng.IntN(100); {
+		case x < 10:
+			at -= int64(rng.IntN(3000)) // out of order, mostly on time
+		case x < 14:
+			at -= int64(60+rng.IntN(600)) * sec // late
+		}
+		v := click(fmt.Sprintf("/u%d", rng.IntN(12)), at)
+		switch rng.IntN(40) {
+		case 0:
+			v = []byte(`{"url":`)
+		case 1:
+			v = fmt.Appendf(nil, `{"url":"/nots%d"}`, rng.IntN(3)) // record timestamp applies
+		}
+		recs = append(recs, Record{Offset: int64(i), TimestampMs: at, Value: v})
+	}
+	return recs
+}
+
+func expectedCounts(recs []Record, opts OperatorOptions) map[string]int64 {
+	var dec Decoder
+	want := map[string]int64{}
+	for _, r := range recs {
+		c, reason := dec.Decode(r.Value)
+		if reason != ReasonNone {
+			continue
+		}
+		ts := c.TimeMs
+		if !c.HasTime {
+			ts = r.TimestampMs
+		}
+		for _, d := range opts.Windows {
+			w := Assign(ts, d.Milliseconds())
+			want[fmt.Sprintf("%d/%d@%s", w.Size, w.Start, c.URL)]++
+		}
+	}
+	return want
+}
+
+func diffCounts(got, want map[string]int64) string {
+	var diffs []string
+	for k, v := range want {
+		if got[k] != v {
+			diffs = append(diffs, fmt.Sprintf("%s: got %d want %d", k, got[k], v))
+		}
+	}
+	for k, v := range got {
+		if _, ok := want[k]; !ok {
+			diffs = append(diffs, fmt.Sprintf("%s: got %d want none", k, v))
+		}
+	}
+	slices.Sort(diffs)
+	if len(diffs) > 5 {
+		diffs = append(diffs[:5], fmt.Sprintf("... %d in all", len(diffs)))
+	}
+	return strings.Join(diffs, "; ")
+}
+
+func BenchmarkOperatorProcess(b *testing.B) {
+	op, _ := NewOperator(OperatorOptions{Windows: []time.Duration{time.Minute}, OutOfOrder: 5 * time.Second})
+	op.StartReplay(0, 0, NoWatermark)
+	vals := make([][]byte, 1000)
+	for i := range vals {
+		vals[i] = click(fmt.Sprintf("https://example.com/page/%d", i), t0+int64(i))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		op.Process(Record{Offset: int64(i), Value: vals[i%len(vals)]})
+	}
+}
