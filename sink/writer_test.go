@@ -192,11 +192,11 @@ func TestRetryable(t *testing.T) {
 		{nil, false},
 		{&FencedError{}, false},
 		{context.Canceled, false},
-		{&pgconn.PgError{Code: "40P01"}, true}, // deadlock
-		{&pgconn.PgError{Code: "40001"}, true}, // serialization
-		{&pgconn.PgError{Code: "57P01"}, true}, // admin shutdown
-		{&pgconn.PgError{Code: "08006"}, true}, // connection failure
-		{&pgconn.PgError{Code: "53300"}, true}, // too many connections
+		{&pgconn.PgError{Code: "40P01"}, true},  // deadlock
+		{&pgconn.PgError{Code: "40001"}, true},  // serialization
+		{&pgconn.PgError{Code: "57P01"}, true},  // admin shutdown
+		{&pgconn.PgError{Code: "08006"}, true},  // connection failure
+		{&pgconn.PgError{Code: "53300"}, true},  // too many connections
 		{&pgconn.PgError{Code: "42P01"}, false}, // undefined table
 		{&pgconn.PgError{Code: "23505"}, false}, // unique violation
 		{fmt.Errorf("commit: %w", errors.New("read tcp: connection reset")), true},

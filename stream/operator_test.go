@@ -11,7 +11,7 @@ import (
 )
 
 const (
-	sec = int64(1000)
+	sec    = int64(1000)
 	minute = 60 * sec
 )
 
