@@ -151,6 +151,7 @@ type Pipeline struct {
 	topicPartitions int
 	lastCheckpoint  time.Time
 	lastFlush       time.Time
+	lastMetadata    time.Time
 	closing         bool
 	stats           progress
 
@@ -304,9 +305,8 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 }
 
 func (pl *Pipeline) loop(ctx context.Context) error {
+	wait := pl.opts.CheckpointInterval
 	for {
-		now := time.Now()
-		wait := pl.lastCheckpoint.Add(pl.opts.CheckpointInterval).Sub(now)
 		pctx, cancel := context.WithTimeout(ctx, max(wait, time.Millisecond))
 		fetches := pl.cl.PollRecords(pctx, pl.opts.MaxPollRecords)
 		cancel()
@@ -316,7 +316,7 @@ func (pl *Pipeline) loop(ctx context.Context) error {
 		if err := pl.handleFetchErrors(fetches); err != nil {
 			return err
 		}
-		now = time.Now()
+		now := time.Now()
 		pl.process(fetches, now)
 		if err := pl.maybeCheckpoint(ctx, now); err != nil {
 			if ctx.Err() != nil {
@@ -328,6 +328,9 @@ func (pl *Pipeline) loop(ctx context.Context) error {
 			return err
 		}
 		pl.logProgress(now, false)
+		// NB: computed before AllowRebalance: from there until the next
+		// poll returns, group callbacks may run and checkpoint.
+		wait = pl.lastCheckpoint.Add(pl.opts.CheckpointInterval).Sub(time.Now())
 		pl.cl.AllowRebalance()
 	}
 }
@@ -426,6 +429,10 @@ func (pl *Pipeline) maybeCheckpoint(ctx context.Context, now time.Time) error {
 		return nil
 	}
 	if due {
+		if now.Sub(pl.lastMetadata) >= metadataInterval {
+			pl.refreshPartitionCount(ctx)
+			pl.lastMetadata = now
+		}
 		pl.advanceIdle(ctx, now)
 	}
 	flush := pl.opts.EarlyInterval > 0 && now.Sub(pl.lastFlush) >= pl.opts.EarlyInterval
@@ -458,6 +465,38 @@ func (pl *Pipeline) advanceIdle(ctx context.Context, now time.Time) {
 			pl.log.Debug("idle partition watermark advanced", zap.Int32("partition", t.p), zap.Int64("watermark", wm))
 		}
 	}
+}
+
+// metadataInterval is how often the topic's partition count is refreshed:
+// windows are final only when every partition has passed them, so a topic
+// that grew must be noticed.
+const metadataInterval = 10 * time.Second
+
+func (pl *Pipeline) refreshPartitionCount(ctx context.Context) {
+	mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	md, err := pl.adm.Metadata(mctx, pl.opts.Consumer.Topic)
+	if err != nil {
+		pl.log.Debug("refresh topic metadata", zap.Error(err))
+		return
+	}
+	if td, ok := md.Topics[pl.opts.Consumer.Topic]; ok && td.Err == nil && len(td.Partitions) > 0 {
+		pl.topicPartitions = max(pl.topicPartitions, len(td.Partitions))
+	}
+}
+
+// StateIdentity is the identity of the local state store for these
+// options: the consumer group, the topic, and every setting that changes
+// what the stored counts mean. A store written under another identity is
+// wiped and rebuilt from PostgreSQL.
+func StateIdentity(o Options) string {
+	sizes := make([]string, 0, len(o.Operator.Windows))
+	for _, w := range o.Operator.Windows {
+		sizes = append(sizes, w.String())
+	}
+	slices.Sort(sizes)
+	return fmt.Sprintf("v1\x00%s\x00%s\x00windows=%v ooo=%s late=%s max_url=%d",
+		o.Consumer.Group, o.Consumer.Topic, sizes, o.Operator.OutOfOrder, o.Operator.Late, o.Operator.MaxURLBytes)
 }
 
 // refreshEnds reads the partitions' last stable offsets (the end a

@@ -100,10 +100,6 @@ func (e *env) start(ctx context.Context, pc pipelineConfig) (*Pipeline, *Metrics
 	if pc.stateDir == "" {
 		pc.stateDir = e.t.TempDir()
 	}
-	store, err := state.Open(state.Options{Dir: pc.stateDir}, pc.sinkGroup+"\x00"+topic)
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	w, err := sink.NewWriter(e.pool, sink.Options{Group: pc.sinkGroup, Topic: topic})
 	if err != nil {
 		e.t.Fatal(err)
@@ -121,6 +117,10 @@ func (e *env) start(ctx context.Context, pc pipelineConfig) (*Pipeline, *Metrics
 	}
 	if pc.opts != nil {
 		pc.opts(&opts)
+	}
+	store, err := state.Open(state.Options{Dir: pc.stateDir}, StateIdentity(opts))
+	if err != nil {
+		e.t.Fatal(err)
 	}
 	pl, err := New(opts, store, w)
 	if err != nil {

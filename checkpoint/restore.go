@@ -39,9 +39,6 @@ func (pl *Pipeline) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[
 		// the client leave this group session and rejoin; the partitions
 		// are restored then.
 		pl.log.Error("restore assigned partitions", zap.Int32s("partitions", parts), zap.Error(err))
-		for _, p := range parts {
-			delete(pl.tasks, p)
-		}
 	}
 	pl.publishTasks()
 }
@@ -106,7 +103,9 @@ func (pl *Pipeline) dropTasks(parts []int32, why string) {
 }
 
 // restore creates tasks for parts from their PostgreSQL rows and the local
-// state store, and records where each starts consuming.
+// state store, and records where each starts consuming. It is all or
+// nothing: the tasks and start offsets are installed only when every
+// partition is ready, so a failure leaves the previous tasks in place.
 func (pl *Pipeline) restore(ctx context.Context, parts []int32, now time.Time) error {
 	rows, err := retryPG(ctx, pl, func() (map[int32]sink.Position, error) { return pl.sink.ReadPositions(ctx, parts) })
 	if err != nil {
@@ -118,81 +117,119 @@ func (pl *Pipeline) restore(ctx context.Context, parts []int32, now time.Time) e
 			missing = append(missing, p)
 		}
 	}
-	logStarts, err := pl.listOffsets(ctx, pl.adm.ListStartOffsets)
+	logStarts, err := pl.listOffsets(ctx, parts, "start", pl.adm.ListStartOffsets)
 	if err != nil {
 		return err
 	}
-	if len(missing) > 0 {
-		starts := logStarts
-		if pl.opts.StartOffset == "latest" {
-			if starts, err = pl.listOffsets(ctx, pl.adm.ListCommittedOffsets); err != nil {
-				return err
-			}
-		}
-		for _, p := range missing {
-			off, ok := starts[p]
-			if !ok {
-				return fmt.Errorf("partition %d: no %s offset listed", p, pl.opts.StartOffset)
-			}
-			pos, err := retryPG(ctx, pl, func() (sink.Position, error) {
-				return pl.sink.InitPosition(ctx, p, sink.Position{NextOffset: off, Watermark: sink.NoWatermark, RestartOffset: off})
-			})
-			if err != nil {
-				return err
-			}
-			rows[p] = pos
-			pl.log.Info("new partition", zap.Int32("partition", p), zap.String("start_offset", pl.opts.StartOffset), zap.Int64("offset", pos.NextOffset))
-		}
+	ends, err := pl.listOffsets(ctx, parts, "end", pl.adm.ListCommittedOffsets)
+	if err != nil {
+		return err
 	}
-	for _, p := range parts {
-		if err := pl.restoreOne(p, rows[p], logStarts[p], now); err != nil {
+	for _, p := range missing {
+		off := logStarts[p]
+		if pl.opts.StartOffset == "latest" {
+			off = ends[p]
+		}
+		pos, err := retryPG(ctx, pl, func() (sink.Position, error) {
+			return pl.sink.InitPosition(ctx, p, sink.Position{NextOffset: off, Watermark: sink.NoWatermark, RestartOffset: off})
+		})
+		if err != nil {
 			return err
 		}
+		rows[p] = pos
+		pl.log.Info("new partition", zap.Int32("partition", p), zap.String("start_offset", pl.opts.StartOffset), zap.Int64("offset", pos.NextOffset))
 	}
+	tasks := make(map[int32]*task, len(parts))
+	starts := make(map[int32]int64, len(parts))
+	for _, p := range parts {
+		t, start, err := pl.restoreOne(p, rows[p], logStarts[p], ends[p], now)
+		if err != nil {
+			return err
+		}
+		tasks[p], starts[p] = t, start
+	}
+	pl.startMu.Lock()
+	for p, t := range tasks {
+		pl.tasks[p] = t
+		pl.starts[p] = starts[p]
+	}
+	pl.startMu.Unlock()
 	return nil
 }
 
-// listOffsets lists per-partition offsets of the topic and refreshes the
-// topic's partition count.
-func (pl *Pipeline) listOffsets(ctx context.Context, list func(context.Context, ...string) (kadm.ListedOffsets, error)) (map[int32]int64, error) {
-	listed, err := list(ctx, pl.opts.Consumer.Topic)
-	if err != nil {
-		return nil, fmt.Errorf("list offsets of %s: %w", pl.opts.Consumer.Topic, err)
-	}
-	out := make(map[int32]int64)
-	var lerr error
-	listed.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil {
-			lerr = fmt.Errorf("list offsets of %s partition %d: %w", o.Topic, o.Partition, o.Err)
-			return
+// listOffsets lists the start or end offsets of parts, retrying transient
+// broker errors until ctx ends. Errors of partitions not in parts (say, a
+// leader moving elsewhere in the topic) do not matter. It also refreshes
+// the topic's partition count.
+func (pl *Pipeline) listOffsets(ctx context.Context, parts []int32, what string, list func(context.Context, ...string) (kadm.ListedOffsets, error)) (map[int32]int64, error) {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		out, n, err := pl.listOffsetsOnce(ctx, parts, list)
+		if err == nil {
+			pl.topicPartitions = max(pl.topicPartitions, n)
+			return out, nil
 		}
-		out[o.Partition] = o.Offset
-	})
-	if lerr != nil {
-		return nil, lerr
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("list %s offsets of %s: %w", what, pl.opts.Consumer.Topic, err)
+		}
+		pl.log.Warn("list offsets; retrying", zap.String("which", what), zap.Int("attempt", attempt), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("list %s offsets of %s: %w", what, pl.opts.Consumer.Topic, errors.Join(err, ctx.Err()))
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
-	pl.topicPartitions = max(pl.topicPartitions, len(out))
-	return out, nil
 }
 
-// restoreOne creates partition p's task from its checkpoints row.
-func (pl *Pipeline) restoreOne(p int32, pos sink.Position, logStart int64, now time.Time) error {
+func (pl *Pipeline) listOffsetsOnce(ctx context.Context, parts []int32, list func(context.Context, ...string) (kadm.ListedOffsets, error)) (map[int32]int64, int, error) {
+	listed, err := list(ctx, pl.opts.Consumer.Topic)
+	if err != nil && len(listed) == 0 {
+		return nil, 0, err
+	}
+	all := make(map[int32]kadm.ListedOffset)
+	listed.Each(func(o kadm.ListedOffset) {
+		if o.Partition >= 0 {
+			all[o.Partition] = o
+		}
+	})
+	out := make(map[int32]int64, len(parts))
+	for _, p := range parts {
+		o, ok := all[p]
+		switch {
+		case !ok:
+			return nil, 0, fmt.Errorf("partition %d not listed", p)
+		case o.Err != nil:
+			return nil, 0, fmt.Errorf("partition %d: %w", p, o.Err)
+		}
+		out[p] = o.Offset
+	}
+	return out, len(all), nil
+}
+
+// restoreOne builds partition p's task from its checkpoints row and returns
+// it with the offset consumption starts at.
+func (pl *Pipeline) restoreOne(p int32, pos sink.Position, logStart, end int64, now time.Time) (*task, int64, error) {
 	op, err := stream.NewOperator(pl.opts.Operator)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
-	t := &task{p: p, op: op, committed: pos, end: -1, assignedAt: now, lastRecord: now}
+	t := &task{p: p, op: op, committed: pos, end: end, assignedAt: now, lastRecord: now}
 	meta, ok, err := pl.store.Meta(p)
 	if err != nil {
-		return err
+		return nil, 0, err
+	}
+	local := ok && meta == state.PartitionMeta(pos)
+	if end < pos.NextOffset {
+		pl.log.Error("the checkpoint is beyond the partition's end: was the topic deleted and recreated? records below the checkpoint are skipped",
+			zap.Int32("partition", p), zap.Int64("next_offset", pos.NextOffset), zap.Int64("end_offset", end))
 	}
 	var start int64
-	switch {
-	case ok && meta == state.PartitionMeta(pos):
+	if local {
 		// The local state is this very checkpoint's: resume at once.
 		reg, err := pl.store.Windows(p)
 		if err != nil {
-			return err
+			return nil, 0, err
 		}
 		open := make(map[stream.Window]int64, len(reg))
 		for w, first := range reg {
@@ -202,23 +239,28 @@ func (pl *Pipeline) restoreOne(p int32, pos sink.Position, logStart int64, now t
 		start = pos.NextOffset
 		pl.m.Restores.WithLabelValues("local").Inc()
 		pl.m.RestoreDuration.Observe(time.Since(now).Seconds())
-	default:
+	} else {
 		// No local state, a stale one, a crash between the two writes, or a
 		// zombie's leftovers: rebuild from PostgreSQL's restart offset.
 		b := pl.store.NewBatch()
 		b.DropPartition(p)
 		if err := b.Commit(); err != nil {
-			return err
+			return nil, 0, err
 		}
-		op.StartReplay(pos.RestartOffset, pos.NextOffset, pos.Watermark)
-		start = pos.RestartOffset
+		from := pos.RestartOffset
+		if logStart > from && from < pos.NextOffset {
+			pl.log.Error("records needed to rebuild open windows were deleted by retention; their counts will be short",
+				zap.Int32("partition", p), zap.Int64("restart_offset", pos.RestartOffset),
+				zap.Int64("log_start_offset", logStart), zap.Int64("next_offset", pos.NextOffset))
+			// NB: never wait for records that no longer exist: a replay
+			// only ends when it reaches the checkpoint.
+			from = min(logStart, pos.NextOffset)
+		}
+		op.StartReplay(from, pos.NextOffset, pos.Watermark)
+		start = from
 		kind := "fresh"
 		if op.Replaying() {
 			kind = "rebuild"
-			if logStart > pos.RestartOffset {
-				pl.log.Error("records needed to rebuild open windows were deleted by retention; their counts will be short",
-					zap.Int32("partition", p), zap.Int64("restart_offset", pos.RestartOffset), zap.Int64("log_start_offset", logStart))
-			}
 		} else {
 			pl.m.RestoreDuration.Observe(time.Since(now).Seconds())
 		}
@@ -226,21 +268,33 @@ func (pl *Pipeline) restoreOne(p int32, pos sink.Position, logStart int64, now t
 		pl.m.Restores.WithLabelValues(kind).Inc()
 	}
 	pl.log.Info("partition assigned",
-		zap.Int32("partition", p), zap.Bool("local_state", ok && meta == state.PartitionMeta(pos)),
+		zap.Int32("partition", p), zap.Bool("local_state", local),
 		zap.Int64("next_offset", pos.NextOffset), zap.Int64("restart_offset", pos.RestartOffset),
 		zap.Int64("start", start))
-	pl.tasks[p] = t
-	pl.startMu.Lock()
-	pl.starts[p] = start
-	pl.startMu.Unlock()
-	return nil
+	return t, start, nil
 }
 
 // resync re-restores partitions whose checkpoint was fenced while this
-// process still believes it owns them, and seeks their consumption.
+// process still believes it owns them, and seeks their consumption. It
+// retries until it succeeds or ctx ends: until then the old tasks stay in
+// place, and every checkpoint they attempt is fenced again.
 func (pl *Pipeline) resync(ctx context.Context, parts []int32) error {
-	if err := pl.restore(ctx, parts, time.Now()); err != nil {
-		return err
+	backoff := 100 * time.Millisecond
+	for {
+		err := pl.restore(ctx, parts, time.Now())
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		pl.log.Warn("re-sync fenced partitions; retrying", zap.Int32s("partitions", parts), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
 	seek := make(map[int32]kgo.EpochOffset, len(parts))
 	pl.startMu.Lock()

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -96,7 +99,15 @@ type Options struct {
 	// FinalizeBatch bounds how many rows one checkpoint marks final; zero
 	// means 50,000.
 	FinalizeBatch int
+	// AttemptTimeout bounds one checkpoint transaction (a dead connection
+	// must not block the pipeline until TCP keepalive notices); zero means
+	// 5 minutes.
+	AttemptTimeout time.Duration
 }
+
+// errAttemptTimeout marks a transaction attempt that ran out of time; it is
+// retryable.
+var errAttemptTimeout = errors.New("sink: attempt timed out")
 
 // Writer writes checkpoints and reads checkpoint rows for one consumer group
 // and topic. Safe for concurrent use.
@@ -130,6 +141,14 @@ func NewPool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("parse postgres DSN: %w", redactErr(err))
 	}
 	cfg.MaxConns = 4
+	// NB: a backend whose client vanished mid-transaction (half-open TCP
+	// after a failover or partition) would hold its row locks on hot
+	// url_totals rows until the server's keepalive notices, stalling every
+	// replica; the server ends such sessions after a minute. lock_timeout
+	// turns a stuck wait into a retryable error.
+	cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "60000"
+	cfg.ConnConfig.RuntimeParams["lock_timeout"] = "60000"
+	cfg.ConnConfig.RuntimeParams["application_name"] = "clickagg"
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		_, err := c.Exec(ctx, createStaging)
 		return err
@@ -160,6 +179,9 @@ func NewWriter(pool *pgxpool.Pool, opts Options) (*Writer, error) {
 	}
 	if opts.FinalizeBatch == 0 {
 		opts.FinalizeBatch = 50_000
+	}
+	if opts.AttemptTimeout == 0 {
+		opts.AttemptTimeout = 5 * time.Minute
 	}
 	t := func(name string) string { return pgx.Identifier{opts.Schema, name}.Sanitize() }
 	w := &Writer{pool: pool, opts: opts}
@@ -282,14 +304,26 @@ func Retryable(err error) bool {
 		case "08", // connection exception
 			"40", // transaction rollback (deadlock, serialization)
 			"53", // insufficient resources
-			"57", // operator intervention (shutdown, cannot connect now)
+			"57", // operator intervention (shutdown, cannot connect now, query canceled)
 			"58": // system error
 			return true
 		}
-		return false
+		return pe.Code == "55P03" // lock_not_available: lock_timeout
 	}
-	// Not a server error: the connection or the network failed.
-	return true
+	// Not a server error: retry only what looks like a lost or unusable
+	// connection, so that a bug (say, a value pgx cannot encode) fails
+	// loudly instead of retrying forever.
+	var (
+		ne net.Error
+		ce *pgconn.ConnectError
+	)
+	return errors.Is(err, errAttemptTimeout) ||
+		errors.Is(err, pgconn.ErrConnClosed) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, context.DeadlineExceeded) ||
+		errors.As(err, &ne) || errors.As(err, &ce) ||
+		pgconn.SafeToRetry(err) || pgconn.Timeout(err)
 }
 
 func isConflict(err error) bool {
@@ -311,7 +345,12 @@ func (w *Writer) Commit(ctx context.Context, cp *Checkpoint) (Result, error) {
 	var res Result
 	for {
 		res.Attempts++
-		r, err := w.commitOnce(ctx, cp)
+		actx, cancel := context.WithTimeout(ctx, w.opts.AttemptTimeout)
+		r, err := w.commitOnce(actx, cp)
+		if err != nil && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("checkpoint transaction took longer than %s: %w", w.opts.AttemptTimeout, errAttemptTimeout)
+		}
+		cancel()
 		if err == nil {
 			r.Attempts, r.Duration = res.Attempts, time.Since(start)
 			return r, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 
@@ -199,7 +200,10 @@ func TestRetryable(t *testing.T) {
 		{&pgconn.PgError{Code: "53300"}, true},  // too many connections
 		{&pgconn.PgError{Code: "42P01"}, false}, // undefined table
 		{&pgconn.PgError{Code: "23505"}, false}, // unique violation
-		{fmt.Errorf("commit: %w", errors.New("read tcp: connection reset")), true},
+		{fmt.Errorf("commit: %w", syscall.ECONNRESET), true},
+		{fmt.Errorf("commit: %w", pgconn.ErrConnClosed), true},
+		{fmt.Errorf("commit: %w", errAttemptTimeout), true},
+		{errors.New("cannot encode value"), false}, // a bug: fail loudly
 	}
 	for _, c := range cases {
 		if got := Retryable(c.err); got != c.want {

@@ -255,7 +255,12 @@ func (o *Operator) Process(r Record) Outcome {
 		}
 	}
 	if replaying {
+		// NB: the watermark stays at the recorded one for the whole replay:
+		// it decides which records were emitted already. Letting it move
+		// (say, after out_of_orderness changed between runs) would close
+		// windows early and skip records never emitted.
 		out.Late = 0
+		return out
 	}
 	o.wm = nextWatermark(o.wm, ts, o.outOfOrder)
 	return out

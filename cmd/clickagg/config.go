@@ -15,6 +15,7 @@ import (
 
 	"github.com/clickagg/clickagg/sink"
 	"github.com/clickagg/clickagg/stream"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -431,20 +432,13 @@ func (c *Config) Redacted() string {
 	return string(b)
 }
 
-// redactDSN hides the password of a DSN (URL or key=value form).
+// redactDSN describes a DSN without its password or any other parameter:
+// only host, port, user and database are shown.
 func redactDSN(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "REDACTED")
-		}
-		return u.String()
+	pc, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return "(unparseable; withheld)"
 	}
-	var parts []string
-	for _, f := range strings.Fields(dsn) {
-		if k, _, ok := strings.Cut(f, "="); ok && strings.EqualFold(k, "password") {
-			f = k + "=REDACTED"
-		}
-		parts = append(parts, f)
-	}
-	return strings.Join(parts, " ")
+	return fmt.Sprintf("postgres://%s@%s:%d/%s (password and other parameters withheld)",
+		url.PathEscape(pc.User), pc.Host, pc.Port, url.PathEscape(pc.Database))
 }

@@ -115,13 +115,14 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 }
 
 func TestRedactedHidesPasswords(t *testing.T) {
-	for _, dsn := range []string{"postgres://app:s3cr3t-pw@db:5432/clicks?sslmode=verify-full", "host=db user=app password=s3cr3t-pw dbname=clicks"} {
+	for _, dsn := range []string{"postgres://app:s3cr3t-pw@db:5432/clicks?sslmode=verify-full", "host=db user=app password=s3cr3t-pw dbname=clicks",
+		"postgres://app@db/clicks?password=s3cr3t-pw", "host=db password = s3cr3t-pw", "host=db password='a s3cr3t-pw'"} {
 		c, err := load(t, []string{"--postgres", dsn}, nil, "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		out := c.Redacted()
-		if strings.Contains(out, "s3cr3t-pw") || !strings.Contains(out, "REDACTED") {
+		if strings.Contains(out, "s3cr3t-pw") || !strings.Contains(out, "withheld") {
 			t.Fatalf("Redacted() = %s", out)
 		}
 	}

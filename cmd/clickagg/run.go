@@ -69,27 +69,32 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 		return err
 	}
 	defer pool.Close()
-	if err := migrate(ctx, pool, cfg.PostgresSchema, log); err != nil {
-		return err
+	// NB: PostgreSQL may come up after us (a pod starting with its
+	// database); wait for it rather than crash-loop.
+	for backoff := 200 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		err := migrate(ctx, pool, cfg.PostgresSchema, log)
+		if err == nil {
+			break
+		}
+		if !sink.Retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		log.Warn("postgres unavailable at start; retrying", zap.Duration("backoff", backoff), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
 	}
 	w, err := sink.NewWriter(pool, sink.Options{Schema: cfg.PostgresSchema, Group: cfg.Group, Topic: cfg.Topic})
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
-		return fmt.Errorf("create state dir: %w", err)
-	}
-	store, err := state.Open(state.Options{Dir: cfg.StateDir}, cfg.Group+"\x00"+cfg.Topic)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := checkpoint.NewMetrics(reg)
 	hostname, _ := os.Hostname()
-	pl, err := checkpoint.New(checkpoint.Options{
+	popts := checkpoint.Options{
 		Kafka: stream.KafkaOptions{Brokers: cfg.Brokers, ClientID: "clickagg-" + hostname, Logger: log},
 		Consumer: stream.ConsumerOptions{
 			Topic: cfg.Topic, Group: cfg.Group, SessionTimeout: cfg.SessionTimeout.D(), InstanceID: cfg.InstanceID,
@@ -105,7 +110,16 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 		ShutdownTimeout:    cfg.ShutdownTimeout.D(),
 		Logger:             log,
 		Metrics:            metrics,
-	}, store, w)
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
+		return fmt.Errorf("create state dir: %w", err)
+	}
+	store, err := state.Open(state.Options{Dir: cfg.StateDir}, checkpoint.StateIdentity(popts))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	pl, err := checkpoint.New(popts, store, w)
 	if err != nil {
 		return badConfig("%v", err)
 	}
