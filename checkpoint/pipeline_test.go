@@ -384,3 +384,60 @@ func TestBadStartOffsetRejected(t *testing.T) {
 	_ = errors.New
 	_ = filepath.Join
 }
+
+// TestPostgresOutageMidRun: PostgreSQL goes away for a few seconds while
+// records arrive; checkpoints retry, readiness reflects it, nothing is lost
+// or counted twice.
+func TestPostgresOutageMidRun(t *testing.T) {
+	srv := pgtest.NewServer(t)
+	ctx := context.Background()
+	pool, err := sink.NewPool(ctx, srv.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	conn, _ := pool.Acquire(ctx)
+	if _, err := sink.Migrate(ctx, conn.Conn(), sink.DefaultSchema); err != nil {
+		t.Fatal(err)
+	}
+	conn.Release()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	e := &env{t: t, broker: c, brokers: c.ListenAddrs(), dsn: srv.DSN(), pool: pool}
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		e.produce(ctx, gen.Options{Count: 12_000, Rate: 2000, URLs: 100, Seed: 17, OutOfOrderFraction: 0.1, LateFraction: 0.02})
+	}()
+	pl, _, done := e.start(ctx, pipelineConfig{opts: func(o *Options) { o.ExitWhenIdle = 2 * time.Second }})
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("first checkpoint", func() bool { return pl.Status().CheckpointsTotal > 0 })
+	if err := srv.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("readiness to notice", func() bool { return !pl.Status().PostgresOK })
+	stalled := pl.Status().CheckpointsTotal
+	time.Sleep(3 * time.Second) // the outage; not a wait for a result
+	if got := pl.Status().CheckpointsTotal; got != stalled {
+		t.Fatalf("%d checkpoints committed while PostgreSQL was down", got-stalled)
+	}
+	if err := srv.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("recovery", func() bool { return pl.Status().PostgresOK && pl.Status().CheckpointsTotal > stalled })
+	<-produced
+	e.wait(done, 2*time.Minute)
+	e.expectExact(ctx, []time.Duration{time.Minute, time.Hour})
+}
