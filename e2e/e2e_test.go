@@ -352,3 +352,69 @@ func TestBadConfigIsOneLineExit2(t *testing.T) {
 		}
 	}
 }
+
+// TestGenRunQuery drives the other commands: gen creates and fills the
+// topic, run aggregates it, query reads the tables back.
+func TestGenRunQuery(t *testing.T) {
+	e := newEnv(t, 1)
+	ctx := context.Background()
+	cli := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(binary, args...)
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+e.dsn, "KAFKA_BROKERS="+e.brokers)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("clickagg %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	out := cli("migrate")
+	if !strings.Contains(out, "schema clickagg at version") {
+		t.Fatalf("migrate: %q", out)
+	}
+	out = cli("gen", "--topic", "gen-clicks", "--partitions", "3", "--count", "5000", "--urls", "40",
+		"--zipf", "1.3", "--seed", "5", "--invalid", "0.1", "--late", "0.05", "--start-time", "2026-02-01T10:00:00Z")
+	if !strings.HasPrefix(out, "produced 5000 records to gen-clicks") || !strings.Contains(out, "invalid (") {
+		t.Fatalf("gen: %q", out)
+	}
+	p := e.run("--topic", "gen-clicks", "--state-dir", t.TempDir(), "--exit-when-idle", "2s")
+	if code := p.wait(t, time.Minute); code != 0 {
+		t.Fatalf("run exit %d", code)
+	}
+	recs, err := clicktest.ReadTopic(ctx, strings.Split(e.brokers, ","), "gen-clicks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 5000 {
+		t.Fatalf("topic holds %d records", len(recs))
+	}
+	exp := clicktest.Compute(recs, windows, 2048)
+	if err := clicktest.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
+		t.Fatal(err)
+	}
+	top := cli("query", "top", "--window", "1h", "--limit", "3")
+	lines := strings.Split(strings.TrimSpace(top), "\n")
+	if len(lines) != 5 || !strings.HasPrefix(lines[0], "top 3 URLs, 1h0m0s window") {
+		t.Fatalf("query top:\n%s", top)
+	}
+	// The newest hour's leader, computed independently.
+	var newest int64
+	for k := range exp.Clicks {
+		if k.End-k.Start == time.Hour.Milliseconds() && k.Start > newest {
+			newest = k.Start
+		}
+	}
+	best, bestN := "", int64(0)
+	for k, n := range exp.Clicks {
+		if k.Start == newest && k.End-k.Start == time.Hour.Milliseconds() && (n > bestN || n == bestN && k.URL < best) {
+			best, bestN = k.URL, n
+		}
+	}
+	if f := strings.Fields(lines[2]); len(f) < 4 || f[0] != fmt.Sprint(bestN) || f[3] != best {
+		t.Fatalf("top row %q, want %d clicks for %s", lines[2], bestN, best)
+	}
+	u := cli("query", "url", best)
+	if !strings.HasPrefix(u, fmt.Sprintf("%s: %d clicks in total", best, exp.Totals[best])) {
+		t.Fatalf("query url: %q, want total %d", u, exp.Totals[best])
+	}
+}
