@@ -9,7 +9,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 DEMO_FLAGS ?= --duration 60s
 TEST_FLAGS ?=
 
-.PHONY: all build demo test test-short lint bench postgres clean
+.PHONY: all build demo test test-short soak lint bench postgres kafka clean
 
 all: build
 
@@ -21,13 +21,30 @@ build:
 postgres:
 	@./scripts/ensure-postgres.sh
 
+# The real Apache Kafka broker's jars (kafka/lib, from Maven Central) and
+# kcat, for the end-to-end and chaos tests. Both skip with a message when
+# Java/Maven or apt are missing; CLICKAGG_REQUIRE_KAFKA=1 turns that into a
+# test failure (CI).
+kafka:
+	@./scripts/ensure-kafka.sh
+	@./scripts/ensure-kcat.sh
+
 demo: postgres build
 	./$(BIN) demo $(DEMO_FLAGS)
 
-# Unit, integration (kfake + a throwaway PostgreSQL) and end-to-end tests.
-test: postgres
+# Unit, integration (kfake + a throwaway PostgreSQL), end-to-end and the
+# bounded chaos suite (real Kafka broker when available).
+CHAOS ?= short
+test: postgres kafka
 	$(GO) vet ./...
-	CLICKAGG_REQUIRE_POSTGRES=1 $(GO) test -race -count=1 -timeout 20m $(TEST_FLAGS) ./...
+	@rm -f bin/chaos-report.txt; mkdir -p bin
+	CLICKAGG_REQUIRE_POSTGRES=1 CLICKAGG_CHAOS=$(CHAOS) CLICKAGG_CHAOS_REPORT=$(CURDIR)/bin/chaos-report.txt \
+		$(GO) test -race -count=1 -timeout 30m $(TEST_FLAGS) ./...
+	@if [ -s bin/chaos-report.txt ]; then echo "chaos suite:"; cat bin/chaos-report.txt; fi
+
+# The long soak before a release: every chaos scenario ten times bigger.
+soak:
+	$(MAKE) test CHAOS=soak TEST_FLAGS='-run Chaos -timeout 3h'
 
 test-short:
 	$(GO) test -short -count=1 ./...

@@ -80,11 +80,11 @@ func TestExactlyOnceUnderSIGKILL(t *testing.T) {
 			}
 		}
 		p := e.run("--state-dir", dir)
-		before := sumNext(e.positions(ctx, "clickagg"))
+		before := sumNext(e.positions(ctx))
 		// Kill at a random moment after the process has made progress (or
 		// has nothing left to do).
 		waitFor(t, 2*time.Minute, "a checkpoint after restart", func() bool {
-			n := sumNext(e.positions(ctx, "clickagg"))
+			n := sumNext(e.positions(ctx))
 			return n > before || (!isProducing() && n == e.endOffsets(ctx))
 		})
 		time.Sleep(time.Duration(rng.Int64N(int64(1500 * time.Millisecond)))) // a random kill point, not a wait for a result
@@ -94,7 +94,7 @@ func TestExactlyOnceUnderSIGKILL(t *testing.T) {
 		p.kill(syscall.SIGKILL)
 		p.wait(t, 10*time.Second)
 		kills++
-		t.Logf("kill %d: checkpointed offsets %d", kills, sumNext(e.positions(ctx, "clickagg")))
+		t.Logf("kill %d: checkpointed offsets %d", kills, sumNext(e.positions(ctx)))
 	}
 	if killsWhileProducing < 5 {
 		t.Errorf("only %d of %d kills happened while records were still arriving; want at least 5", killsWhileProducing, kills)
@@ -127,11 +127,11 @@ func TestRestartResumesAtCheckpoint(t *testing.T) {
 				StartTime: time.Now().Add(-time.Hour)})
 			p := e.run("--state-dir", dir, "--windows", "1m")
 			waitFor(t, time.Minute, "everything checkpointed", func() bool {
-				return sumNext(e.positions(ctx, "clickagg")) == 12_000
+				return sumNext(e.positions(ctx)) == 12_000
 			})
 			p.kill(syscall.SIGKILL)
 			p.wait(t, 10*time.Second)
-			at := e.positions(ctx, "clickagg")
+			at := e.positions(ctx)
 			var replay int64
 			for _, pos := range at {
 				replay += pos.NextOffset - pos.RestartOffset
@@ -189,12 +189,12 @@ func TestZombieIsFenced(t *testing.T) {
 			OutOfOrderFraction: 0.1, LateFraction: 0.01})
 	}()
 	zombie := e.run("--state-dir", t.TempDir(), "--checkpoint-interval", "300ms")
-	waitFor(t, time.Minute, "first checkpoint", func() bool { return sumNext(e.positions(ctx, "clickagg")) > 0 })
+	waitFor(t, time.Minute, "first checkpoint", func() bool { return sumNext(e.positions(ctx)) > 0 })
 	zombie.kill(syscall.SIGSTOP)
-	frozenAt := e.positions(ctx, "clickagg")
+	frozenAt := e.positions(ctx)
 	owner := e.run("--state-dir", t.TempDir(), "--exit-when-idle", "3s")
 	waitFor(t, time.Minute, "the new owner to move every row", func() bool {
-		now := e.positions(ctx, "clickagg")
+		now := e.positions(ctx)
 		for p, pos := range frozenAt {
 			if now[p] == pos {
 				return false
@@ -247,7 +247,7 @@ func TestIdleTimeoutMakesWindowsFinal(t *testing.T) {
 func TestLateRecordsLandInLateClicks(t *testing.T) {
 	e := newEnv(t, 1)
 	ctx := context.Background()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(e.brokers, ",")...), kgo.DefaultProduceTopic(topic))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(e.brokers, ",")...), kgo.DefaultProduceTopic(e.topic))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func TestSIGTERMTakesFinalCheckpoint(t *testing.T) {
 		t.Fatalf("exit code %d after SIGTERM", code)
 	}
 	cancel()
-	pos := e.positions(context.Background(), "clickagg")
+	pos := e.positions(context.Background())
 	if sumNext(pos) == 0 {
 		t.Fatal("nothing was checkpointed")
 	}
@@ -369,19 +369,21 @@ func TestGenRunQuery(t *testing.T) {
 		return string(out)
 	}
 	out := cli("migrate")
+	_ = out
 	if !strings.Contains(out, "schema clickagg at version") {
 		t.Fatalf("migrate: %q", out)
 	}
-	out = cli("gen", "--topic", "gen-clicks", "--partitions", "3", "--count", "5000", "--urls", "40",
+	genTopic := e.topic + "-gen"
+	out = cli("gen", "--topic", genTopic, "--partitions", "3", "--count", "5000", "--urls", "40",
 		"--zipf", "1.3", "--seed", "5", "--invalid", "0.1", "--late", "0.05", "--start-time", "2026-02-01T10:00:00Z")
-	if !strings.HasPrefix(out, "produced 5000 records to gen-clicks") || !strings.Contains(out, "invalid (") {
+	if !strings.HasPrefix(out, "produced 5000 records to "+genTopic) || !strings.Contains(out, "invalid (") {
 		t.Fatalf("gen: %q", out)
 	}
-	p := e.run("--topic", "gen-clicks", "--state-dir", t.TempDir(), "--exit-when-idle", "2s")
+	p := e.run("--topic", genTopic, "--state-dir", t.TempDir(), "--exit-when-idle", "2s")
 	if code := p.wait(t, time.Minute); code != 0 {
 		t.Fatalf("run exit %d", code)
 	}
-	recs, err := clicktest.ReadTopic(ctx, strings.Split(e.brokers, ","), "gen-clicks")
+	recs, err := clicktest.ReadTopic(ctx, strings.Split(e.brokers, ","), genTopic)
 	if err != nil {
 		t.Fatal(err)
 	}

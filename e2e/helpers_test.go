@@ -21,6 +21,7 @@ import (
 
 	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
+	"github.com/clickagg/clickagg/internal/kafkatest"
 	"github.com/clickagg/clickagg/internal/pgtest"
 	"github.com/clickagg/clickagg/sink"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -45,29 +46,65 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	defer os.RemoveAll(dir)
-	pgtest.Main(m)
+	// NB: pgtest.Main runs the tests and exits; the wrapper stops the
+	// shared real broker (if one was started) before that.
+	pgtest.Main(kafkatest.Wrap(m))
 }
-
-const topic = "clicks"
 
 var windows = []time.Duration{time.Minute, time.Hour}
 
+// realKafka reports whether the end-to-end tests run against the real
+// Apache Kafka broker: CLICKAGG_E2E_BROKER=kafka|kfake picks, the default
+// is the real one when it is available (see internal/kafkatest).
+func realKafka(t testing.TB) bool {
+	switch os.Getenv("CLICKAGG_E2E_BROKER") {
+	case "kfake":
+		return false
+	case "kafka":
+		return true
+	}
+	if ok, _ := kafkatest.Available(); ok {
+		return true
+	}
+	if os.Getenv(kafkatest.RequireEnv) != "" {
+		_, why := kafkatest.Available()
+		t.Fatalf("%s is set but the real Kafka broker is unavailable: %s", kafkatest.RequireEnv, why)
+	}
+	return false
+}
+
 type env struct {
 	t       *testing.T
-	broker  *kfake.Cluster
+	real    *kafkatest.Broker // nil with kfake
+	fake    *kfake.Cluster
 	brokers string
+	topic   string
+	group   string
 	dsn     string
 	pool    *pgxpool.Pool
 }
 
+// newEnv gives the test a topic with the given partitions on the broker
+// (kfake in-process or the shared real one), a consumer group of its own
+// and a fresh database.
 func newEnv(t *testing.T, partitions int32) *env {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic),
-		kfake.GroupMinSessionTimeout(time.Second))
-	if err != nil {
-		t.Fatal(err)
+	e := &env{t: t, topic: "clicks", group: "clickagg"}
+	if realKafka(t) {
+		e.real = kafkatest.Shared(t)
+		e.brokers = e.real.Addr()
+		suffix := fmt.Sprintf("%s-%d", strings.NewReplacer("/", "-", " ", "_").Replace(t.Name()), time.Now().UnixNano()%1e9)
+		e.topic, e.group = "clicks-"+suffix, "clickagg-"+suffix
+		e.createTopic(e.topic, partitions)
+	} else {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, e.topic),
+			kfake.GroupMinSessionTimeout(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		e.fake, e.brokers = c, strings.Join(c.ListenAddrs(), ",")
 	}
-	t.Cleanup(c.Close)
 	dsn := pgtest.DSN(t)
 	pool, err := sink.NewPool(context.Background(), dsn)
 	if err != nil {
@@ -82,7 +119,32 @@ func newEnv(t *testing.T, partitions int32) *env {
 	if _, err := sink.Migrate(context.Background(), conn.Conn(), sink.DefaultSchema); err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, broker: c, brokers: strings.Join(c.ListenAddrs(), ","), dsn: dsn, pool: pool}
+	e.dsn, e.pool = dsn, pool
+	return e
+}
+
+func (e *env) admin() (*kadm.Client, func()) {
+	e.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(e.brokers, ",")...))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return kadm.NewClient(cl), cl.Close
+}
+
+func (e *env) createTopic(name string, partitions int32) {
+	e.t.Helper()
+	adm, done := e.admin()
+	defer done()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := adm.CreateTopic(ctx, partitions, 1, nil, name)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		e.t.Fatalf("create topic %s: %v", name, err)
+	}
 }
 
 // proc is one running clickagg.
@@ -97,7 +159,7 @@ type proc struct {
 // run starts `clickagg run` with the test's broker and database plus args.
 func (e *env) run(args ...string) *proc {
 	e.t.Helper()
-	base := []string{"run", "--brokers", e.brokers, "--topic", topic, "--http-addr", "off",
+	base := []string{"run", "--brokers", e.brokers, "--topic", e.topic, "--group", e.group, "--http-addr", "off",
 		"--log-format", "json", "--session-timeout", "2s", "--windows", "1m,1h", "--checkpoint-interval", "100ms"}
 	cmd := exec.Command(binary, append(base, args...)...)
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+e.dsn)
@@ -190,7 +252,7 @@ func (e *env) produce(ctx context.Context, o gen.Options) gen.Stats {
 		return gen.Stats{}
 	}
 	defer cl.Close()
-	st, err := gen.Produce(ctx, cl, topic, g, nil)
+	st, err := gen.Produce(ctx, cl, e.topic, g, nil)
 	if err != nil && ctx.Err() == nil {
 		e.t.Error(err)
 	}
@@ -200,12 +262,9 @@ func (e *env) produce(ctx context.Context, o gen.Options) gen.Stats {
 // endOffsets returns the sum of the topic's end offsets.
 func (e *env) endOffsets(ctx context.Context) int64 {
 	e.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(e.brokers, ",")...))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	adm, done := e.admin()
+	defer done()
+	ends, err := adm.ListEndOffsets(ctx, e.topic)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -214,14 +273,18 @@ func (e *env) endOffsets(ctx context.Context) int64 {
 	return n
 }
 
-// positions returns the checkpoints rows by partition.
-func (e *env) positions(ctx context.Context, group string) map[int32]sink.Position {
+// positions returns the checkpoints rows of the test's group by partition.
+func (e *env) positions(ctx context.Context) map[int32]sink.Position {
 	e.t.Helper()
-	w, err := sink.NewWriter(e.pool, sink.Options{Group: group, Topic: topic})
+	w, err := sink.NewWriter(e.pool, sink.Options{Group: e.group, Topic: e.topic})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	pos, err := w.ReadPositions(ctx, []int32{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
+	parts := make([]int32, 64)
+	for i := range parts {
+		parts[i] = int32(i)
+	}
+	pos, err := w.ReadPositions(ctx, parts)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -231,7 +294,7 @@ func (e *env) positions(ctx context.Context, group string) map[int32]sink.Positi
 // records reads the topic back.
 func (e *env) records(ctx context.Context) []*kgo.Record {
 	e.t.Helper()
-	recs, err := clicktest.ReadTopic(ctx, strings.Split(e.brokers, ","), topic)
+	recs, err := clicktest.ReadTopic(ctx, strings.Split(e.brokers, ","), e.topic)
 	if err != nil {
 		e.t.Fatal(err)
 	}

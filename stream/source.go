@@ -65,6 +65,10 @@ func (o ConsumerOptions) ConsumerOpts() []kgo.Opt {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// NB: partitions added to the topic are found at the next metadata
+		// refresh; the default (5 min) would leave them unconsumed, and
+		// windows unfinalized, for that long.
+		kgo.MetadataMaxAge(15 * time.Second),
 	}
 	if o.SessionTimeout > 0 {
 		opts = append(opts, kgo.SessionTimeout(o.SessionTimeout))

@@ -142,8 +142,9 @@ func NewServer(t testing.TB) *pglocal.Server {
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
 //
-// It calls os.Exit(m.Run()) after cleanup.
-func Main(m *testing.M) {
+// It calls os.Exit(m.Run()) after cleanup. m is usually the *testing.M;
+// a wrapper can stop more shared servers after the tests.
+func Main(m interface{ Run() int }) {
 	code := m.Run()
 	mu.Lock()
 	s := shared

@@ -1,0 +1,48 @@
+#!/bin/sh
+# ensure-kcat.sh: make sure the kcat command-line Kafka client (formerly
+# kafkacat) is installed, for the tests that drive a real broker with it.
+# Idempotent.
+#
+# When neither kcat nor kafkacat is on PATH and we run as root on a system
+# with apt-get, installs the Debian/Ubuntu "kcat" package (refreshing the
+# package lists only if the first attempt fails). Otherwise prints what to
+# install. Exits 0 either way: the kcat tests skip when it is missing.
+set -eu
+
+found() {
+	for c in kcat kafkacat; do
+		if p=$(command -v "$c" 2>/dev/null) && [ -n "$p" ]; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+
+if p=$(found); then
+	echo "kcat: $p"
+	exit 0
+fi
+
+if [ "$(id -u 2>/dev/null || echo unknown)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+	echo "ensure-kcat: installing kcat (apt-get install kcat)..." >&2
+	export DEBIAN_FRONTEND=noninteractive
+	if ! apt-get install -y --no-install-recommends kcat; then
+		echo "ensure-kcat: install failed; refreshing the package lists and retrying..." >&2
+		if apt-get update && apt-get install -y --no-install-recommends kcat; then
+			:
+		else
+			echo "ensure-kcat: could not install kcat; the kcat tests will be skipped" >&2
+			exit 0
+		fi
+	fi
+	if p=$(found); then
+		echo "kcat: $p"
+		exit 0
+	fi
+	echo "ensure-kcat: the kcat package is installed but kcat is not on PATH; the kcat tests will be skipped" >&2
+	exit 0
+fi
+
+echo "ensure-kcat: kcat not found; the kcat tests will be skipped (install it: Debian/Ubuntu: sudo apt-get install kcat; macOS: brew install kcat)" >&2
+exit 0
