@@ -83,6 +83,8 @@ func (pl *Pipeline) checkpoint(ctx context.Context, flush bool, reason string) e
 		if len(cp.Partitions) > 0 {
 			pl.m.Checkpoints.Inc()
 			pl.m.CheckpointDuration.Observe(time.Since(start).Seconds())
+			pl.m.CheckpointRows.Observe(float64(res.ClickRows + res.TotalRows))
+			pl.m.TxDuration.Observe(res.Duration.Seconds())
 			pl.m.RowsWritten.WithLabelValues("url_clicks").Add(float64(res.ClickRows))
 			pl.m.RowsWritten.WithLabelValues("url_totals").Add(float64(res.TotalRows))
 			pl.m.Finalized.Add(float64(res.Finalized))

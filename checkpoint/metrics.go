@@ -17,6 +17,10 @@ type Metrics struct {
 	Checkpoints        prometheus.Counter
 	CheckpointFailures *prometheus.CounterVec
 	CheckpointDuration prometheus.Histogram
+	CheckpointRows     prometheus.Histogram
+	TxDuration         prometheus.Histogram
+	PostgresUp         prometheus.Gauge
+	Ready              prometheus.Gauge
 	RowsWritten        *prometheus.CounterVec
 	Finalized          prometheus.Counter
 	Fenced             prometheus.Counter
@@ -26,6 +30,8 @@ type Metrics struct {
 	Partitions         prometheus.Gauge
 	Lag                *prometheus.GaugeVec
 	Watermark          *prometheus.GaugeVec
+	WatermarkLag       *prometheus.GaugeVec
+	StateBytes         prometheus.Gauge
 	PendingKeys        prometheus.Gauge
 	OpenWindows        prometheus.Gauge
 	LastCheckpoint     prometheus.Gauge
@@ -64,6 +70,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time to take one checkpoint: plan, PostgreSQL transaction, state batch.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
 		}),
+		CheckpointRows: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "clickagg_checkpoint_rows",
+			Help:    "Rows (url_clicks and url_totals) one checkpoint wrote.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 12),
+		}),
+		TxDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "clickagg_postgres_transaction_duration_seconds",
+			Help:    "Time of one successful checkpoint transaction in PostgreSQL, retries included.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}),
+		PostgresUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "clickagg_postgres_up",
+			Help: "1 when the last PostgreSQL operation succeeded, 0 while it fails.",
+		}),
+		Ready: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "clickagg_ready",
+			Help: "1 when /readyz would answer 200: assigned, every owned partition restored, PostgreSQL up.",
+		}),
 		RowsWritten: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "clickagg_postgres_rows_written_total",
 			Help: "Rows inserted or updated by checkpoints, by table.",
@@ -101,6 +125,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "clickagg_watermark_seconds",
 			Help: "The partition's watermark as Unix seconds.",
 		}, []string{"partition"}),
+		WatermarkLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "clickagg_watermark_lag_seconds",
+			Help: "Wall clock minus the partition's watermark: how far event time trails.",
+		}, []string{"partition"}),
+		StateBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "clickagg_state_bytes",
+			Help: "Size of the local state store on disk.",
+		}),
 		PendingKeys: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "clickagg_pending_keys",
 			Help: "(window, URL) counters buffered since the last checkpoint.",
@@ -120,11 +152,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, c := range []string{"postgres", "fenced", "state"} {
 		m.CheckpointFailures.WithLabelValues(c)
 	}
+	for _, k := range []string{"local", "rebuild", "fresh"} {
+		m.Restores.WithLabelValues(k)
+	}
+	m.PostgresUp.Set(1)
 	if reg != nil {
 		reg.MustRegister(m.Consumed, m.Accepted, m.Rejected, m.Late, m.Checkpoints,
-			m.CheckpointFailures, m.CheckpointDuration, m.RowsWritten, m.Finalized,
+			m.CheckpointFailures, m.CheckpointDuration, m.CheckpointRows, m.TxDuration,
+			m.PostgresUp, m.Ready, m.RowsWritten, m.Finalized,
 			m.Fenced, m.Restores, m.RestoreDuration, m.Replayed, m.Partitions, m.Lag,
-			m.Watermark, m.PendingKeys, m.OpenWindows, m.LastCheckpoint)
+			m.Watermark, m.WatermarkLag, m.StateBytes, m.PendingKeys, m.OpenWindows, m.LastCheckpoint)
 	}
 	return m
 }

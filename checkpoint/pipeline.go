@@ -204,6 +204,8 @@ func (pl *Pipeline) setPostgresOK(ok bool, err error) {
 	pl.status.Lock()
 	defer pl.status.Unlock()
 	pl.status.s.PostgresOK = ok
+	pl.m.PostgresUp.Set(b2f(ok))
+	pl.m.Ready.Set(b2f(pl.status.s.Ready()))
 	if err != nil {
 		pl.status.s.LastError = err.Error()
 	}
@@ -227,6 +229,7 @@ func (pl *Pipeline) publishTasks() {
 		}
 		if wm := t.op.Watermark(); wm != stream.NoWatermark {
 			pl.m.Watermark.WithLabelValues(strconv.Itoa(int(p))).Set(float64(wm) / 1000)
+			pl.m.WatermarkLag.WithLabelValues(strconv.Itoa(int(p))).Set(float64(time.Now().UnixMilli()-wm) / 1000)
 		}
 		t.op.OpenWindows(func(stream.Window, int64) { open++ })
 		pending += t.op.PendingKeys()
@@ -234,9 +237,31 @@ func (pl *Pipeline) publishTasks() {
 	pl.m.Partitions.Set(float64(len(parts)))
 	pl.m.OpenWindows.Set(float64(open))
 	pl.m.PendingKeys.Set(float64(pending))
+	if pl.store != nil {
+		pl.m.StateBytes.Set(float64(pl.store.DiskUsage()))
+	}
 	pl.status.Lock()
 	defer pl.status.Unlock()
 	pl.status.s.Partitions, pl.status.s.Restoring, pl.status.s.Lag = parts, restoring, lag
+	pl.m.Ready.Set(b2f(pl.status.s.Ready()))
+}
+
+// forgetPartitionSeries drops the per-partition series of partitions this
+// process no longer owns, so dashboards do not show stale lag.
+func (pl *Pipeline) forgetPartitionSeries(parts []int32) {
+	for _, p := range parts {
+		l := strconv.Itoa(int(p))
+		pl.m.Lag.DeleteLabelValues(l)
+		pl.m.Watermark.DeleteLabelValues(l)
+		pl.m.WatermarkLag.DeleteLabelValues(l)
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // errIdle ends the loop when ExitWhenIdle holds.

@@ -98,6 +98,7 @@ func (pl *Pipeline) dropTasks(parts []int32, why string) {
 		delete(pl.starts, p)
 	}
 	pl.startMu.Unlock()
+	pl.forgetPartitionSeries(parts)
 	pl.log.Info("partitions "+why, zap.Int32s("partitions", parts))
 	pl.publishTasks()
 }

@@ -3,10 +3,13 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,8 +19,15 @@ import (
 	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
 	"github.com/clickagg/clickagg/sink"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
+
+func scramAuth(user, pass string) sasl.Mechanism {
+	return scram.Auth{User: user, Pass: pass}.AsSha256Mechanism()
+}
 
 // TestExitWhenIdleOverPreProducedTopic: `clickagg run --exit-when-idle 5s`
 // over a pre-produced topic exits 0 and leaves exact counts.
@@ -419,4 +429,158 @@ func TestGenRunQuery(t *testing.T) {
 	if !strings.HasPrefix(u, fmt.Sprintf("%s: %d clicks in total", best, exp.Totals[best])) {
 		t.Fatalf("query url: %q, want total %d", u, exp.Totals[best])
 	}
+}
+
+// TestMetricsHealthAndSecrets runs against a SASL/SCRAM broker with
+// passwords in the DSN and the SASL settings: /metrics must show the key
+// series moving, /healthz and /readyz answer, nothing else is served, and
+// no password appears in anything the process prints or serves.
+func TestMetricsHealthAndSecrets(t *testing.T) {
+	const saslPW, pgPW = "sasl-Secret-1234", "pg-Secret-5678"
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "clicks"), kfake.GroupMinSessionTimeout(time.Second),
+		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "app", saslPW))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	e := newEnv(t, 1) // the database; the broker is the SASL one above
+	e.brokers, e.topic, e.group = strings.Join(c.ListenAddrs(), ","), "clicks", "clickagg-sasl"
+	dsn := strings.Replace(e.dsn, "postgres://clickagg@", "postgres://clickagg:"+pgPW+"@", 1)
+	if dsn == e.dsn {
+		t.Fatalf("cannot add a password to %s", e.dsn)
+	}
+	httpAddr := freeAddr(t)
+	cmd := exec.Command(binary, "run", "--brokers", e.brokers, "--topic", e.topic, "--group", e.group,
+		"--state-dir", t.TempDir(), "--http-addr", httpAddr, "--log-level", "debug", "--log-format", "json",
+		"--checkpoint-interval", "100ms", "--kafka-sasl-mechanism", "SCRAM-SHA-256", "--kafka-sasl-username", "app")
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+dsn, "CLICKAGG_KAFKA_SASL_PASSWORD="+saslPW)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	produce := func(n int) {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic("clicks"),
+			kgo.SASL(scramAuth("app", saslPW)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		var recs []*kgo.Record
+		for i := range n {
+			v := fmt.Sprintf(`{"url":"/p%d","ts":%d}`, i%7, time.Now().UnixMilli())
+			if i%10 == 0 {
+				v = `{"url":` // invalid
+			}
+			recs = append(recs, &kgo.Record{Value: []byte(v)})
+		}
+		if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + httpAddr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	metric := func(body, name string) float64 {
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, name+" ") {
+				v, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
+				return v
+			}
+		}
+		return -1
+	}
+	var allServed strings.Builder
+	waitFor(t, time.Minute, "ready", func() bool { code, _ := get("/readyz"); return code == http.StatusOK })
+	produce(500)
+	var first string
+	waitFor(t, time.Minute, "500 records in the metrics", func() bool {
+		_, first = get("/metrics")
+		return metric(first, "clickagg_records_consumed_total") == 500 && metric(first, "clickagg_checkpoints_total") > 0
+	})
+	produce(300)
+	var second string
+	waitFor(t, time.Minute, "800 records in the metrics", func() bool {
+		_, second = get("/metrics")
+		return metric(second, "clickagg_records_consumed_total") == 800 &&
+			metric(second, "clickagg_checkpoints_total") > metric(first, "clickagg_checkpoints_total")
+	})
+	allServed.WriteString(first + second)
+	checks := []struct {
+		name string
+		ok   func(a, b float64) bool
+	}{
+		{"clickagg_events_accepted_total", func(a, b float64) bool { return a == 450 && b == 720 }},
+		{`clickagg_events_rejected_total{reason="invalid_json"}`, func(a, b float64) bool { return a == 50 && b == 80 }},
+		{"clickagg_checkpoints_total", func(a, b float64) bool { return a > 0 && b > a }},
+		{"clickagg_checkpoint_duration_seconds_count", func(a, b float64) bool { return a > 0 && b > a }},
+		{"clickagg_postgres_transaction_duration_seconds_count", func(a, b float64) bool { return a > 0 && b > a }},
+		{"clickagg_checkpoint_rows_count", func(a, b float64) bool { return a > 0 && b > a }},
+		{`clickagg_consumer_lag_records{partition="0"}`, func(a, b float64) bool { return a >= 0 && b >= 0 }},
+		{`clickagg_watermark_lag_seconds{partition="0"}`, func(a, b float64) bool { return a > -60 && b > -60 }},
+		{"clickagg_partitions_owned", func(a, b float64) bool { return a == 2 && b == 2 }},
+		{"clickagg_ready", func(a, b float64) bool { return a == 1 && b == 1 }},
+		{"clickagg_postgres_up", func(a, b float64) bool { return a == 1 && b == 1 }},
+		{"clickagg_state_bytes", func(a, b float64) bool { return a > 0 && b > 0 }},
+		{`clickagg_restores_total{kind="fresh"}`, func(a, b float64) bool { return a == 2 && b == 2 }},
+		{"clickagg_last_checkpoint_timestamp_seconds", func(a, b float64) bool { return a > 0 && b >= a }},
+	}
+	for _, ck := range checks {
+		a, b := metric(first, ck.name), metric(second, ck.name)
+		if !ck.ok(a, b) {
+			t.Errorf("%s: %v then %v", ck.name, a, b)
+		}
+	}
+	if code, body := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz: %d %s", code, body)
+	}
+	for _, path := range []string{"/", "/debug/pprof/", "/metrics/x", "/config", "/env"} {
+		if code, _ := get(path); code != http.StatusNotFound {
+			t.Errorf("GET %s = %d, want 404: only the documented paths are served", path, code)
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, out.String())
+	}
+	printed, _ := exec.Command(binary, "run", "--print-config", "--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-username", "app",
+		"--kafka-sasl-password", saslPW, "--postgres", dsn).CombinedOutput()
+	everything := out.String() + allServed.String() + string(printed)
+	for _, secret := range []string{saslPW, pgPW} {
+		if strings.Contains(everything, secret) {
+			t.Fatalf("the secret %q was printed or served", secret)
+		}
+	}
+	if !strings.Contains(out.String(), `"msg":"checkpoint"`) {
+		t.Fatal("no debug checkpoint lines were logged: the leak check saw too little")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a
+// subprocess's stdout and stderr.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -1,12 +1,18 @@
 package stream
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"go.uber.org/zap"
 )
 
@@ -16,6 +22,79 @@ type KafkaOptions struct {
 	Brokers  []string
 	ClientID string
 	Logger   *zap.Logger // nil: no client logs
+	TLS      TLSOptions
+	SASL     SASLOptions
+}
+
+// TLSOptions configure TLS to the brokers.
+type TLSOptions struct {
+	Enabled bool
+	// CAFile is a PEM bundle of the CAs to trust; empty: the system pool.
+	CAFile string
+	// CertFile and KeyFile are a PEM client certificate and key (mutual
+	// TLS); both or neither.
+	CertFile, KeyFile string
+	// ServerName overrides the name checked in the broker certificates.
+	ServerName string
+	// InsecureSkipVerify disables certificate checks: for tests only.
+	InsecureSkipVerify bool
+}
+
+// SASLOptions configure SASL authentication. Password is a secret: it is
+// never logged or put in an error.
+type SASLOptions struct {
+	Mechanism string // PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty: no SASL
+	Username  string
+	Password  string
+}
+
+// tlsConfig builds the TLS configuration, reading the files.
+func (o TLSOptions) tlsConfig() (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.ServerName, InsecureSkipVerify: o.InsecureSkipVerify} //nolint:gosec // opt-in, documented as test-only
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka.tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("kafka.tls.ca_file %s: no PEM certificate found", o.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		return nil, errors.New("kafka.tls.cert_file and kafka.tls.key_file: set both or neither")
+	}
+	if o.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka.tls.cert_file/key_file: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// mechanism returns the SASL mechanism, or nil without SASL.
+func (o SASLOptions) mechanism() (sasl.Mechanism, error) {
+	if o.Mechanism == "" {
+		if o.Username != "" || o.Password != "" {
+			return nil, errors.New("kafka.sasl.mechanism: required when a SASL username or password is set (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
+		}
+		return nil, nil
+	}
+	if o.Username == "" || o.Password == "" {
+		return nil, fmt.Errorf("kafka.sasl: mechanism %s needs a username and a password (CLICKAGG_KAFKA_SASL_PASSWORD)", o.Mechanism)
+	}
+	switch strings.ToUpper(o.Mechanism) {
+	case "PLAIN":
+		return plain.Auth{User: o.Username, Pass: o.Password}.AsMechanism(), nil
+	case "SCRAM-SHA-256":
+		return scram.Auth{User: o.Username, Pass: o.Password}.AsSha256Mechanism(), nil
+	case "SCRAM-SHA-512":
+		return scram.Auth{User: o.Username, Pass: o.Password}.AsSha512Mechanism(), nil
+	}
+	return nil, fmt.Errorf("kafka.sasl.mechanism %q: must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", o.Mechanism)
 }
 
 // ClientOpts returns the kgo options for o.
@@ -38,6 +117,22 @@ func (o KafkaOptions) ClientOpts() ([]kgo.Opt, error) {
 	}
 	if o.Logger != nil {
 		opts = append(opts, kgo.WithLogger(kgoLogger{o.Logger.Named("kafka")}))
+	}
+	if o.TLS.Enabled {
+		cfg, err := o.TLS.tlsConfig()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.DialTLSConfig(cfg))
+	} else if o.TLS.CAFile != "" || o.TLS.CertFile != "" {
+		return nil, errors.New("kafka.tls: files are set but kafka.tls.enabled is false")
+	}
+	mech, err := o.SASL.mechanism()
+	if err != nil {
+		return nil, err
+	}
+	if mech != nil {
+		opts = append(opts, kgo.SASL(mech))
 	}
 	return opts, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/clickagg/clickagg/sink"
 	"github.com/clickagg/clickagg/stream"
 	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -50,6 +51,22 @@ type Config struct {
 		Level  string `yaml:"level"`  // debug | info (default) | warn | error
 		Format string `yaml:"format"` // auto (default: console on a terminal, else json) | json | console
 	} `yaml:"log"`
+	Kafka struct {
+		TLS struct {
+			Enabled            bool   `yaml:"enabled"`
+			CAFile             string `yaml:"ca_file"`
+			CertFile           string `yaml:"cert_file"`
+			KeyFile            string `yaml:"key_file"`
+			ServerName         string `yaml:"server_name"`
+			InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+		} `yaml:"tls"`
+		SASL struct {
+			Mechanism string `yaml:"mechanism"` // PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+			Username  string `yaml:"username"`
+			Password  string `yaml:"password"` // prefer CLICKAGG_KAFKA_SASL_PASSWORD
+		} `yaml:"sasl"`
+	} `yaml:"kafka"`
+	HTTPPprof bool `yaml:"http_pprof"` // serve /debug/pprof/ on http_addr; default false
 
 	windows  []time.Duration // parsed Windows
 	late     stream.LatePolicy
@@ -108,6 +125,17 @@ func durationSetter(f func(*Config) *Duration) func(*Config, string) error {
 
 func stringSetter(f func(*Config) *string) func(*Config, string) error {
 	return func(c *Config, v string) error { *f(c) = v; return nil }
+}
+
+func boolSetter(f func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		*f(c) = b
+		return nil
+	}
 }
 
 func listSetter(f func(*Config) *[]string) func(*Config, string) error {
@@ -171,6 +199,26 @@ var settings = []setting{
 		set: stringSetter(func(c *Config) *string { return &c.Late.Policy })},
 	{key: "emit.early_interval", env: "CLICKAGG_EMIT_EARLY_INTERVAL", flag: "early-interval", help: "emit partial counts of open windows at this interval (0: only when windows close)",
 		set: durationSetter(func(c *Config) *Duration { return &c.Emit.EarlyInterval })},
+	{key: "kafka.tls.enabled", env: "CLICKAGG_KAFKA_TLS_ENABLED", flag: "kafka-tls", help: "connect to the brokers with TLS",
+		set: boolSetter(func(c *Config) *bool { return &c.Kafka.TLS.Enabled })},
+	{key: "kafka.tls.ca_file", env: "CLICKAGG_KAFKA_TLS_CA_FILE", flag: "kafka-tls-ca-file", help: "PEM file of the CAs to trust (default: the system's)",
+		set: stringSetter(func(c *Config) *string { return &c.Kafka.TLS.CAFile })},
+	{key: "kafka.tls.cert_file", env: "CLICKAGG_KAFKA_TLS_CERT_FILE", flag: "kafka-tls-cert-file", help: "PEM client certificate (mutual TLS)",
+		set: stringSetter(func(c *Config) *string { return &c.Kafka.TLS.CertFile })},
+	{key: "kafka.tls.key_file", env: "CLICKAGG_KAFKA_TLS_KEY_FILE", flag: "kafka-tls-key-file", help: "PEM client key (mutual TLS)",
+		set: stringSetter(func(c *Config) *string { return &c.Kafka.TLS.KeyFile })},
+	{key: "kafka.tls.server_name", env: "CLICKAGG_KAFKA_TLS_SERVER_NAME", flag: "kafka-tls-server-name", help: "name to verify in the broker certificates",
+		set: stringSetter(func(c *Config) *string { return &c.Kafka.TLS.ServerName })},
+	{key: "kafka.tls.insecure_skip_verify", env: "CLICKAGG_KAFKA_TLS_INSECURE_SKIP_VERIFY", flag: "kafka-tls-insecure-skip-verify", help: "do not verify broker certificates (tests only)",
+		set: boolSetter(func(c *Config) *bool { return &c.Kafka.TLS.InsecureSkipVerify })},
+	{key: "kafka.sasl.mechanism", env: "CLICKAGG_KAFKA_SASL_MECHANISM", flag: "kafka-sasl-mechanism", help: "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+		set: stringSetter(func(c *Config) *string { return &c.Kafka.SASL.Mechanism })},
+	{key: "kafka.sasl.username", env: "CLICKAGG_KAFKA_SASL_USERNAME", flag: "kafka-sasl-username", help: "SASL user",
+		set: stringSetter(func(c *Config) *string { return &c.Kafka.SASL.Username })},
+	{key: "kafka.sasl.password", env: "CLICKAGG_KAFKA_SASL_PASSWORD", flag: "kafka-sasl-password", help: "SASL password (prefer the environment variable)", secret: true,
+		set: stringSetter(func(c *Config) *string { return &c.Kafka.SASL.Password })},
+	{key: "http_pprof", env: "CLICKAGG_HTTP_PPROF", flag: "http-pprof", help: "serve /debug/pprof/ on http_addr",
+		set: boolSetter(func(c *Config) *bool { return &c.HTTPPprof })},
 	{key: "log.level", env: "CLICKAGG_LOG_LEVEL", flag: "log-level", help: "debug, info, warn or error",
 		set: stringSetter(func(c *Config) *string { return &c.Log.Level })},
 	{key: "log.format", env: "CLICKAGG_LOG_FORMAT", flag: "log-format", help: "auto, json or console",
@@ -381,7 +429,26 @@ func (c *Config) finish() error {
 			return err
 		}
 	}
+	if _, err := c.kafkaOptions("check", nil).ClientOpts(); err != nil {
+		return badConfig("%v", err)
+	}
 	return nil
+}
+
+// kafkaKeys are the connection settings every Kafka-using command takes.
+var kafkaKeys = []string{"brokers", "kafka.tls.enabled", "kafka.tls.ca_file", "kafka.tls.cert_file", "kafka.tls.key_file",
+	"kafka.tls.server_name", "kafka.tls.insecure_skip_verify", "kafka.sasl.mechanism", "kafka.sasl.username", "kafka.sasl.password"}
+
+// kafkaOptions returns the Kafka connection settings.
+func (c *Config) kafkaOptions(clientID string, log *zap.Logger) stream.KafkaOptions {
+	return stream.KafkaOptions{
+		Brokers: c.Brokers, ClientID: clientID, Logger: log,
+		TLS: stream.TLSOptions{
+			Enabled: c.Kafka.TLS.Enabled, CAFile: c.Kafka.TLS.CAFile, CertFile: c.Kafka.TLS.CertFile,
+			KeyFile: c.Kafka.TLS.KeyFile, ServerName: c.Kafka.TLS.ServerName, InsecureSkipVerify: c.Kafka.TLS.InsecureSkipVerify,
+		},
+		SASL: stream.SASLOptions{Mechanism: c.Kafka.SASL.Mechanism, Username: c.Kafka.SASL.Username, Password: c.Kafka.SASL.Password},
+	}
 }
 
 // setExplicitly reports whether key was given in the file, the environment
@@ -424,6 +491,9 @@ func (c *Config) Redacted() string {
 	cp := *c
 	if cp.Postgres != "" {
 		cp.Postgres = redactDSN(cp.Postgres)
+	}
+	if cp.Kafka.SASL.Password != "" {
+		cp.Kafka.SASL.Password = "REDACTED"
 	}
 	b, err := yaml.Marshal(&cp)
 	if err != nil {

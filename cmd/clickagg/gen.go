@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/clickagg/clickagg/internal/gen"
-	"github.com/clickagg/clickagg/stream"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -18,7 +17,7 @@ import (
 func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("clickagg gen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	load := configFlags(fs, "brokers", "topic")
+	load := configFlags(fs, append([]string{"topic"}, kafkaKeys...)...)
 	var o gen.Options
 	partitions := fs.Int("partitions", 12, "partitions of the topic when gen creates it")
 	fs.Int64Var(&o.Count, "count", 100_000, "records to produce (0: until interrupted)")
@@ -56,7 +55,7 @@ func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return badConfig("gen: %v", err)
 	}
-	kopts, err := stream.KafkaOptions{Brokers: cfg.Brokers, ClientID: "clickagg-gen"}.ClientOpts()
+	kopts, err := cfg.kafkaOptions("clickagg-gen", nil).ClientOpts()
 	if err != nil {
 		return badConfig("%v", err)
 	}

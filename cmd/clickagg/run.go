@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -95,7 +96,7 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 	metrics := checkpoint.NewMetrics(reg)
 	hostname, _ := os.Hostname()
 	popts := checkpoint.Options{
-		Kafka: stream.KafkaOptions{Brokers: cfg.Brokers, ClientID: "clickagg-" + hostname, Logger: log},
+		Kafka: cfg.kafkaOptions("clickagg-"+hostname, log),
 		Consumer: stream.ConsumerOptions{
 			Topic: cfg.Topic, Group: cfg.Group, SessionTimeout: cfg.SessionTimeout.D(), InstanceID: cfg.InstanceID,
 		},
@@ -131,7 +132,7 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	if cfg.HTTPAddr != "" {
-		srv, ln, err := newHTTPServer(cfg.HTTPAddr, reg, pl, w)
+		srv, ln, err := newHTTPServer(cfg.HTTPAddr, reg, pl, w, cfg.HTTPPprof)
 		if err != nil {
 			return err
 		}
@@ -188,9 +189,17 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string, log *zap.Lo
 	return nil
 }
 
-// newHTTPServer serves /metrics, /healthz and /readyz, and nothing else.
-func newHTTPServer(addr string, reg *prometheus.Registry, pl *checkpoint.Pipeline, w *sink.Writer) (*http.Server, net.Listener, error) {
+// newHTTPServer serves /metrics, /healthz and /readyz, /debug/pprof/ when
+// enabled, and nothing else.
+func newHTTPServer(addr string, reg *prometheus.Registry, pl *checkpoint.Pipeline, w *sink.Writer, pprofOn bool) (*http.Server, net.Listener, error) {
 	mux := http.NewServeMux()
+	if pprofOn {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(rw, "ok")
