@@ -53,8 +53,12 @@ lint:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./stream/ ./state/ ./sink/
+# Micro-benchmarks, then the harness (BENCHMARKS.md): pre-loaded workloads
+# through `clickagg run --exit-when-idle`, freshness and recovery.
+BENCH_WORKLOADS ?= all
+bench: postgres kafka build
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./stream/ ./state/ ./sink/ | tee bin/microbench.txt
+	./$(BIN) bench --workload $(BENCH_WORKLOADS) --json bin/bench.json
 
 clean:
 	rm -rf bin

@@ -94,6 +94,7 @@ func (pl *Pipeline) checkpoint(ctx context.Context, flush bool, reason string) e
 			pl.status.Lock()
 			pl.status.s.LastCheckpoint = now
 			pl.status.s.CheckpointsTotal++
+			pl.status.s.RowsWritten += res.ClickRows + res.TotalRows
 			pl.status.Unlock()
 			pl.log.Debug("checkpoint", zap.String("reason", reason), zap.Bool("flush", flush),
 				zap.Int("partitions", len(cp.Partitions)), zap.Int64("click_rows", res.ClickRows),

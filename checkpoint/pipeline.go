@@ -129,6 +129,7 @@ type Status struct {
 	Replayed         int64     // records re-read to rebuild state since start
 	LastError        string
 	CheckpointsTotal int64
+	RowsWritten      int64 // url_clicks and url_totals rows written by checkpoints
 }
 
 // Ready reports whether every owned partition is restored and PostgreSQL
@@ -317,8 +318,10 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 	cl.AllowRebalance()
 	cl.Close() // leaves the group; revoke callbacks only drop tasks now
 	pl.logProgress(time.Now(), true)
+	st := pl.Status()
 	pl.log.Info("pipeline stopped", zap.Int64("records_consumed", pl.consumed.Load()),
-		zap.Int64("records_replayed", pl.replayed.Load()), zap.Bool("exit_when_idle", idle), zap.NamedError("loop_error", loopErr),
+		zap.Int64("records_replayed", pl.replayed.Load()), zap.Int64("checkpoints", st.CheckpointsTotal),
+		zap.Int64("rows_written", st.RowsWritten), zap.Bool("exit_when_idle", idle), zap.NamedError("loop_error", loopErr),
 		zap.NamedError("final_checkpoint_error", finalErr))
 	switch {
 	case loopErr != nil:

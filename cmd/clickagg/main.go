@@ -25,6 +25,7 @@ Usage:
   clickagg query url URL                          one URL's windows and total
   clickagg gen      [flags]   produce generated clicks to a topic
   clickagg demo     [flags]   embedded broker + generator + aggregator + PostgreSQL
+  clickagg bench    [flags]   benchmark harness (see BENCHMARKS.md)
   clickagg version
 
 Run 'clickagg <command> -h' for the command's flags.
@@ -63,6 +64,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdGen(ctx, rest, stdout, stderr)
 	case "demo":
 		err = cmdDemo(ctx, rest, stdout, stderr)
+	case "bench":
+		err = cmdBench(ctx, rest, stdout, stderr)
+	case "kfake-broker": // hidden: used by bench
+		err = cmdKfakeBroker(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "clickagg", version)
 	case "help", "-h", "--help", "-help":

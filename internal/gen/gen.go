@@ -70,8 +70,15 @@ type Stats struct {
 // Event is one generated record.
 type Event struct {
 	Key, Value []byte
+	URL        string    // the URL the record is about (also for invalid ones)
 	Time       time.Time // event time (also the Kafka record timestamp)
 	Kind       string    // "valid", "late", "out_of_order", or an InvalidKinds entry
+}
+
+// Valid reports whether the record is a valid click (late and out-of-order
+// ones included): the aggregator must count it under URL at Time.
+func (e Event) Valid() bool {
+	return e.Kind == "valid" || e.Kind == "late" || e.Kind == "out_of_order"
 }
 
 // Generator makes events deterministically from Options.Seed.
@@ -148,7 +155,7 @@ func (g *Generator) Next() Event {
 	g.i++
 	now := g.t0.Add(time.Duration(float64(i) / g.o.EventRate * float64(time.Second))).Truncate(time.Millisecond)
 	u := g.url()
-	ev := Event{Time: now, Kind: "valid"}
+	ev := Event{Time: now, Kind: "valid", URL: u}
 	x := g.rng.Float64()
 	switch {
 	case x < g.o.InvalidFraction:

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/clickagg/clickagg/internal/bench"
+	"github.com/clickagg/clickagg/internal/kafkalocal"
+	"github.com/clickagg/clickagg/internal/pglocal"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// cmdBench runs the benchmark harness (internal/bench; BENCHMARKS.md).
+func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("clickagg bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	load := configFlags(fs, "postgres")
+	workloads := fs.String("workload", "zipf", "comma list of: zipf, uniform, multi, freshness, recovery, all")
+	records := fs.Int64("records", 0, "override the workloads' record counts (0: their defaults)")
+	brokerKind := fs.String("broker", "auto", "auto (the real Kafka broker when its jars are present), kafka, or kfake")
+	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
+	freshRate := fs.Float64("fresh-rate", 100_000, "freshness scenario: records per second")
+	freshFor := fs.Duration("fresh-duration", 30*time.Second, "freshness scenario: how long to produce")
+	recRate := fs.Float64("recovery-rate", 50_000, "recovery scenario: records per second")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	var list []string
+	for _, w := range splitList(*workloads) {
+		switch w {
+		case "all":
+			list = append(list, "zipf", "uniform", "multi", "freshness", "recovery")
+		case "zipf", "uniform", "multi", "freshness", "recovery":
+			list = append(list, w)
+		default:
+			return badConfig("--workload %q: want zipf, uniform, multi, freshness, recovery or all", w)
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "clickagg-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "bench: "+format+"\n", args...) }
+	env := bench.Env{Binary: exe, Dir: dir, Logf: logf, DSN: cfg.Postgres}
+
+	if env.DSN == "" {
+		srv, err := pglocal.Start(ctx, pglocal.Options{Database: "bench"})
+		if err != nil {
+			return fmt.Errorf("start local postgres (or set DATABASE_URL): %w", err)
+		}
+		defer srv.Stop()
+		env.DSN = srv.DSN()
+	}
+	useKafka := *brokerKind == "kafka"
+	if *brokerKind == "auto" {
+		ok, why := kafkalocal.Available()
+		useKafka = ok
+		if !ok {
+			logf("real Kafka broker unavailable (%s); using kfake in its own process", why)
+		}
+	}
+	if useKafka {
+		b, err := kafkalocal.Start(ctx, kafkalocal.Options{Logf: logf, Config: map[string]string{
+			"log.segment.bytes": "268435456", "num.io.threads": "2", "num.network.threads": "2",
+		}})
+		if err != nil {
+			return fmt.Errorf("start the Kafka broker: %w", err)
+		}
+		defer b.Stop()
+		env.Brokers, env.Broker = []string{b.Addr()}, "kafka"
+	} else {
+		addr, stop, err := startKfakeProcess(exe)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		env.Brokers, env.Broker = []string{addr}, "kfake"
+	}
+	logf("broker %s at %s, PostgreSQL ready", env.Broker, env.Brokers[0])
+
+	var results []bench.Result
+	for i, name := range list {
+		var r bench.Result
+		switch name {
+		case "freshness":
+			logf("freshness: %.0f records/s for %s with early results every 1s", *freshRate, *freshFor)
+			r, err = bench.Freshness(ctx, env, *freshRate, *freshFor)
+		case "recovery":
+			for _, rebuild := range []bool{false, true} {
+				logf("recovery (rebuild=%v): %.0f records/s, SIGKILL after 20s", rebuild, *recRate)
+				r, err = bench.Recovery(ctx, env, *recRate, 20*time.Second, rebuild)
+				if err != nil {
+					break
+				}
+				r.Broker = env.Broker
+				results = append(results, r)
+				bench.PrintTable(stdout, []bench.Result{r})
+			}
+			if err != nil {
+				return err
+			}
+			continue
+		default:
+			w := bench.Workloads[name]
+			if *records > 0 {
+				w.Records = *records
+			}
+			topic := fmt.Sprintf("bench-%s-%d", name, i)
+			logf("%s: pre-loading %d records (%d URLs, windows %v)", name, w.Records, w.URLs, w.Windows)
+			exp, took, perr := bench.Preload(ctx, env, topic, w, 1)
+			if perr != nil {
+				return perr
+			}
+			logf("%s: pre-loaded in %s; running clickagg run --exit-when-idle", name, took.Round(time.Millisecond))
+			schema := "bench_" + name
+			r, err = bench.RunAggregator(ctx, env, topic, topic, w, "--postgres-schema", schema)
+			if err != nil {
+				return err
+			}
+			r.PreloadSeconds = took.Seconds()
+			r.ValidRecords = exp.Valid()
+			if verr := bench.Verify(ctx, env.DSN, schema, exp); verr != nil {
+				r.VerifyError = verr.Error()
+			} else {
+				r.Verified = true
+			}
+		}
+		if err != nil {
+			return err
+		}
+		r.Broker = env.Broker
+		results = append(results, r)
+		bench.PrintTable(stdout, []bench.Result{r})
+	}
+	fmt.Fprintln(stdout)
+	bench.PrintTable(stdout, results)
+	if *jsonOut != "" {
+		b, _ := json.MarshalIndent(map[string]any{"time": time.Now().UTC(), "version": version, "results": results}, "", "  ")
+		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
+			return err
+		}
+	}
+	for _, r := range results {
+		if !r.Verified {
+			return fmt.Errorf("%s: verification failed: %s", r.Workload, r.VerifyError)
+		}
+	}
+	return nil
+}
+
+// startKfakeProcess runs `clickagg kfake-broker` and returns its address.
+func startKfakeProcess(exe string) (string, func(), error) {
+	cmd := exec.Command(exe, "kfake-broker")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		_ = cmd.Process.Kill()
+		return "", nil, fmt.Errorf("kfake broker did not start: %w", err)
+	}
+	stop := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}
+	return strings.TrimSpace(line), stop, nil
+}
+
+// cmdKfakeBroker is a hidden command: an embedded Kafka-protocol broker in a
+// process of its own, so a benchmark measures the aggregator's CPU alone.
+// It prints its address and runs until SIGTERM.
+func cmdKfakeBroker(ctx context.Context, _ []string, stdout, _ io.Writer) error {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(time.Second))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fmt.Fprintln(stdout, c.ListenAddrs()[0])
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return nil
+	}
+	return ctx.Err()
+}

@@ -1,0 +1,319 @@
+// Package bench is the harness behind `clickagg bench`: it starts a broker
+// (the real Apache Kafka broker when its jars are present, else an embedded
+// kfake broker in a process of its own) and a PostgreSQL, pre-loads a topic
+// with a seeded workload, runs `clickagg run` as a subprocess and measures
+// it — wall time, records/s, CPU seconds from rusage, records per
+// CPU-second, peak RSS, PostgreSQL rows and transactions — and verifies the
+// resulting counts exactly against counts computed from the generated
+// input. A benchmark that loses data does not count.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/clickagg/clickagg/internal/gen"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Workload is one pre-loaded benchmark.
+type Workload struct {
+	Name       string
+	Records    int64
+	URLs       int
+	Zipf       float64 // 0: uniform
+	Windows    []time.Duration
+	EventSpan  time.Duration // event time the records cover
+	Partitions int32
+}
+
+// Workloads are the standard ones (BENCHMARKS.md).
+var Workloads = map[string]Workload{
+	"zipf": {Name: "zipf", Records: 10_000_000, URLs: 1_000_000, Zipf: 1.1,
+		Windows: []time.Duration{time.Minute}, EventSpan: 30 * time.Minute, Partitions: 12},
+	"uniform": {Name: "uniform", Records: 20_000_000, URLs: 10_000_000,
+		Windows: []time.Duration{24 * time.Hour}, EventSpan: time.Hour, Partitions: 12},
+	"multi": {Name: "multi", Records: 10_000_000, URLs: 1_000_000, Zipf: 1.1,
+		Windows: []time.Duration{time.Minute, time.Hour, 24 * time.Hour}, EventSpan: 30 * time.Minute, Partitions: 12},
+}
+
+// Env is what a benchmark runs against.
+type Env struct {
+	Binary  string // the clickagg binary
+	Brokers []string
+	Broker  string // "kafka" or "kfake"
+	DSN     string
+	Dir     string // scratch folder
+	Logf    func(format string, args ...any)
+}
+
+// Result is one benchmark's measurements.
+type Result struct {
+	Workload        string        `json:"workload"`
+	Broker          string        `json:"broker"`
+	Records         int64         `json:"records"`
+	ValidRecords    int64         `json:"valid_records"`
+	Windows         []string      `json:"windows"`
+	WallSeconds     float64       `json:"wall_seconds"`
+	RecordsPerSec   float64       `json:"records_per_second"`
+	CPUSeconds      float64       `json:"cpu_seconds"`
+	RecordsPerCPU   float64       `json:"records_per_cpu_second"`
+	PeakRSSMiB      float64       `json:"peak_rss_mib"`
+	RowsWritten     int64         `json:"postgres_rows_written"`
+	Transactions    int64         `json:"postgres_transactions"`
+	Verified        bool          `json:"verified"`
+	VerifyError     string        `json:"verify_error,omitempty"`
+	PreloadSeconds  float64       `json:"preload_seconds"`
+	Extra           map[string]any `json:"extra,omitempty"`
+	exitWhenIdleDur time.Duration
+}
+
+// expected counts, computed from the generated events.
+type key struct {
+	url        string
+	start, end int64
+}
+
+type expectation struct {
+	clicks map[key]int64
+	totals map[string]int64
+	valid  int64
+}
+
+// Valid returns the number of valid records generated.
+func (x *expectation) Valid() int64 { return x.valid }
+
+func newExpectation() *expectation {
+	return &expectation{clicks: map[key]int64{}, totals: map[string]int64{}}
+}
+
+func (x *expectation) add(ev gen.Event, windows []time.Duration) {
+	if !ev.Valid() {
+		return
+	}
+	x.valid++
+	url := ev.URL
+	x.totals[url]++
+	ts := ev.Time.UnixMilli()
+	for _, w := range windows {
+		size := w.Milliseconds()
+		start := ts - ts%size
+		x.clicks[key{url, start, start + size}]++
+	}
+}
+
+// Preload creates the topic and fills it with the workload's records,
+// returning the expected counts.
+func Preload(ctx context.Context, env Env, topic string, w Workload, seed uint64) (*expectation, time.Duration, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(env.Brokers...), kgo.ProducerLinger(20*time.Millisecond),
+		kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(500_000), kgo.ProducerBatchCompression(kgo.Lz4Compression()))
+	if err != nil {
+		return nil, 0, err
+	}
+	defer cl.Close()
+	if err := gen.EnsureTopic(ctx, kadm.NewClient(cl), topic, w.Partitions); err != nil {
+		return nil, 0, err
+	}
+	g, err := gen.New(gen.Options{Count: w.Records, URLs: w.URLs, Zipf: w.Zipf, Seed: seed,
+		StartTime: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC),
+		EventRate: float64(w.Records) / w.EventSpan.Seconds(), URLPrefix: "https://example.com/p/",
+		OutOfOrderFraction: 0.05, LateFraction: 0.001, InvalidFraction: 0.001, Unkeyed: true})
+	if err != nil {
+		return nil, 0, err
+	}
+	exp := newExpectation()
+	var mu sync.Mutex
+	t0 := time.Now()
+	st, err := gen.Produce(ctx, cl, topic, g, func(ev gen.Event, _ *kgo.Record) {
+		mu.Lock()
+		exp.add(ev, w.Windows)
+		mu.Unlock()
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if st.Produced != w.Records {
+		return nil, 0, fmt.Errorf("produced %d of %d records", st.Produced, w.Records)
+	}
+	return exp, time.Since(t0), nil
+}
+
+// RunAggregator runs `clickagg run --exit-when-idle` over the topic and
+// measures it.
+func RunAggregator(ctx context.Context, env Env, topic, group string, w Workload, extraArgs ...string) (Result, error) {
+	const idle = 2 * time.Second
+	sizes := make([]string, len(w.Windows))
+	for i, d := range w.Windows {
+		sizes[i] = shortDuration(d)
+	}
+	args := append([]string{"run", "--brokers", strings.Join(env.Brokers, ","), "--topic", topic, "--group", group,
+		"--state-dir", filepath.Join(env.Dir, "state-"+group), "--windows", strings.Join(sizes, ","),
+		"--exit-when-idle", idle.String(), "--http-addr", "off", "--log-format", "json",
+		"--idle-timeout", "0s"}, extraArgs...)
+	cmd := exec.CommandContext(ctx, env.Binary, args...)
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+env.DSN)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return Result{}, err
+	}
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		return Result{}, err
+	}
+	var stopped map[string]any
+	var tail []string
+	sc := bufio.NewScanner(stderr)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		tail = append(tail, line)
+		if len(tail) > 20 {
+			tail = tail[1:]
+		}
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "pipeline stopped" {
+			stopped = m
+		}
+	}
+	werr := cmd.Wait()
+	wall := time.Since(t0) - idle
+	if werr != nil {
+		return Result{}, fmt.Errorf("clickagg run: %w\n%s", werr, strings.Join(tail, "\n"))
+	}
+	ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	r := Result{
+		Workload: w.Name, Records: w.Records, Windows: sizes,
+		WallSeconds: wall.Seconds(),
+		CPUSeconds:  (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds(),
+	}
+	if ru != nil {
+		r.PeakRSSMiB = float64(ru.Maxrss) / 1024
+	}
+	if stopped != nil {
+		r.RowsWritten = int64(num(stopped["rows_written"]))
+		r.Transactions = int64(num(stopped["checkpoints"]))
+	}
+	r.RecordsPerSec = float64(w.Records) / r.WallSeconds
+	r.RecordsPerCPU = float64(w.Records) / r.CPUSeconds
+	return r, nil
+}
+
+func num(v any) float64 {
+	f, _ := v.(float64)
+	return f
+}
+
+func shortDuration(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return d.String()
+}
+
+// Verify compares every url_clicks and url_totals row with exp.
+func Verify(ctx context.Context, dsn, schema string, exp *expectation) error {
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	s := pgx.Identifier{schema}.Sanitize()
+	seen := 0
+	var diffs []string
+	rows, err := pool.Query(ctx, `SELECT url, window_start, window_end, clicks FROM `+s+`.url_clicks`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var u string
+		var a, b time.Time
+		var n int64
+		if err := rows.Scan(&u, &a, &b, &n); err != nil {
+			return err
+		}
+		k := key{u, a.UnixMilli(), b.UnixMilli()}
+		if want := exp.clicks[k]; want != n && len(diffs) < 10 {
+			diffs = append(diffs, fmt.Sprintf("url_clicks %s %s: got %d want %d", u, a.UTC().Format(time.RFC3339), n, want))
+		}
+		seen++
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if seen != len(exp.clicks) {
+		diffs = append(diffs, fmt.Sprintf("url_clicks has %d rows, want %d", seen, len(exp.clicks)))
+	}
+	seen = 0
+	rows, err = pool.Query(ctx, `SELECT url, clicks FROM `+s+`.url_totals`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var u string
+		var n int64
+		if err := rows.Scan(&u, &n); err != nil {
+			return err
+		}
+		if want := exp.totals[u]; want != n && len(diffs) < 20 {
+			diffs = append(diffs, fmt.Sprintf("url_totals %s: got %d want %d", u, n, want))
+		}
+		seen++
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if seen != len(exp.totals) {
+		diffs = append(diffs, fmt.Sprintf("url_totals has %d rows, want %d", seen, len(exp.totals)))
+	}
+	if len(diffs) > 0 {
+		return errors.New(strings.Join(diffs, "; "))
+	}
+	return nil
+}
+
+// PrintTable writes results as an aligned table.
+func PrintTable(w io.Writer, rs []Result) {
+	fmt.Fprintf(w, "%-9s %-6s %12s %9s %12s %8s %14s %9s %10s %7s %s\n",
+		"workload", "broker", "records", "wall s", "records/s", "CPU s", "records/CPU-s", "RSS MiB", "PG rows", "PG txs", "verified")
+	for _, r := range rs {
+		v := "exact"
+		if !r.Verified {
+			v = "FAILED: " + r.VerifyError
+		}
+		if r.Extra != nil {
+			keys := slices.Sorted(func(yield func(string) bool) {
+				for k := range r.Extra {
+					if !yield(k) {
+						return
+					}
+				}
+			})
+			var parts []string
+			for _, k := range keys {
+				parts = append(parts, fmt.Sprintf("%s=%v", k, r.Extra[k]))
+			}
+			v += " " + strings.Join(parts, " ")
+		}
+		fmt.Fprintf(w, "%-9s %-6s %12d %9.1f %12.0f %8.1f %14.0f %9.0f %10d %7d %s\n",
+			r.Workload, r.Broker, r.Records, r.WallSeconds, r.RecordsPerSec, r.CPUSeconds, r.RecordsPerCPU,
+			r.PeakRSSMiB, r.RowsWritten, r.Transactions, v)
+	}
+}
