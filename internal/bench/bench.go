@@ -64,21 +64,21 @@ type Env struct {
 
 // Result is one benchmark's measurements.
 type Result struct {
-	Workload        string        `json:"workload"`
-	Broker          string        `json:"broker"`
-	Records         int64         `json:"records"`
-	ValidRecords    int64         `json:"valid_records"`
-	Windows         []string      `json:"windows"`
-	WallSeconds     float64       `json:"wall_seconds"`
-	RecordsPerSec   float64       `json:"records_per_second"`
-	CPUSeconds      float64       `json:"cpu_seconds"`
-	RecordsPerCPU   float64       `json:"records_per_cpu_second"`
-	PeakRSSMiB      float64       `json:"peak_rss_mib"`
-	RowsWritten     int64         `json:"postgres_rows_written"`
-	Transactions    int64         `json:"postgres_transactions"`
-	Verified        bool          `json:"verified"`
-	VerifyError     string        `json:"verify_error,omitempty"`
-	PreloadSeconds  float64       `json:"preload_seconds"`
+	Workload        string         `json:"workload"`
+	Broker          string         `json:"broker"`
+	Records         int64          `json:"records"`
+	ValidRecords    int64          `json:"valid_records"`
+	Windows         []string       `json:"windows"`
+	WallSeconds     float64        `json:"wall_seconds"`
+	RecordsPerSec   float64        `json:"records_per_second"`
+	CPUSeconds      float64        `json:"cpu_seconds"`
+	RecordsPerCPU   float64        `json:"records_per_cpu_second"`
+	PeakRSSMiB      float64        `json:"peak_rss_mib"`
+	RowsWritten     int64          `json:"postgres_rows_written"`
+	Transactions    int64          `json:"postgres_transactions"`
+	Verified        bool           `json:"verified"`
+	VerifyError     string         `json:"verify_error,omitempty"`
+	PreloadSeconds  float64        `json:"preload_seconds"`
 	Extra           map[string]any `json:"extra,omitempty"`
 	exitWhenIdleDur time.Duration
 }
