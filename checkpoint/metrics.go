@@ -27,6 +27,7 @@ type Metrics struct {
 	Restores           *prometheus.CounterVec
 	RestoreDuration    prometheus.Histogram
 	Replayed           prometheus.Counter
+	RecordsLost        *prometheus.CounterVec
 	Partitions         prometheus.Gauge
 	Lag                *prometheus.GaugeVec
 	Watermark          *prometheus.GaugeVec
@@ -113,6 +114,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "clickagg_records_replayed_total",
 			Help: "Records re-read to rebuild state (not counted again).",
 		}),
+		RecordsLost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clickagg_records_lost_total",
+			Help: "Records the broker deleted (retention) before they were processed: never counted, so alert on any increase.",
+		}, []string{"reason"}),
 		Partitions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "clickagg_partitions_owned",
 			Help: "Partitions this process owns.",
@@ -155,12 +160,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, k := range []string{"local", "rebuild", "fresh"} {
 		m.Restores.WithLabelValues(k)
 	}
+	m.RecordsLost.WithLabelValues("retention")
 	m.PostgresUp.Set(1)
 	if reg != nil {
 		reg.MustRegister(m.Consumed, m.Accepted, m.Rejected, m.Late, m.Checkpoints,
 			m.CheckpointFailures, m.CheckpointDuration, m.CheckpointRows, m.TxDuration,
 			m.PostgresUp, m.Ready, m.RowsWritten, m.Finalized,
-			m.Fenced, m.Restores, m.RestoreDuration, m.Replayed, m.Partitions, m.Lag,
+			m.Fenced, m.Restores, m.RestoreDuration, m.Replayed, m.RecordsLost, m.Partitions, m.Lag,
 			m.Watermark, m.WatermarkLag, m.StateBytes, m.PendingKeys, m.OpenWindows, m.LastCheckpoint)
 	}
 	return m

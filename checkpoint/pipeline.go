@@ -15,6 +15,7 @@ import (
 	"github.com/clickagg/clickagg/state"
 	"github.com/clickagg/clickagg/stream"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 )
@@ -341,7 +342,7 @@ func (pl *Pipeline) loop(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err := pl.handleFetchErrors(fetches); err != nil {
+		if err := pl.handleFetchErrors(ctx, fetches); err != nil {
 			return err
 		}
 		now := time.Now()
@@ -363,19 +364,58 @@ func (pl *Pipeline) loop(ctx context.Context) error {
 	}
 }
 
-func (pl *Pipeline) handleFetchErrors(fetches kgo.Fetches) error {
+func (pl *Pipeline) handleFetchErrors(ctx context.Context, fetches kgo.Fetches) error {
 	var fatal error
+	var outOfRange []int32
 	fetches.EachError(func(topic string, p int32, err error) {
 		switch {
 		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 			// The poll's own timeout: time to checkpoint.
 		case errors.Is(err, kgo.ErrClientClosed):
 			fatal = err
+		case errors.Is(err, kerr.OffsetOutOfRange) && topic == pl.opts.Consumer.Topic && pl.tasks[p] != nil:
+			outOfRange = append(outOfRange, p)
 		default:
 			pl.log.Warn("fetch error", zap.String("topic", topic), zap.Int32("partition", p), zap.Error(err))
 		}
 	})
+	if fatal == nil && len(outOfRange) > 0 {
+		fatal = pl.recoverOutOfRange(ctx, outOfRange)
+	}
 	return fatal
+}
+
+// recoverOutOfRange handles partitions whose next offset left the log:
+// retention deleted records before they were processed (or the log was
+// truncated). The loss is logged and counted, never silent; consumption
+// goes on from the nearest offset that exists.
+func (pl *Pipeline) recoverOutOfRange(ctx context.Context, parts []int32) error {
+	starts, err := pl.listOffsets(ctx, parts, "start", pl.adm.ListStartOffsets)
+	if err != nil {
+		return err
+	}
+	ends, err := pl.listOffsets(ctx, parts, "end", pl.adm.ListCommittedOffsets)
+	if err != nil {
+		return err
+	}
+	seek := make(map[int32]kgo.EpochOffset, len(parts))
+	for _, p := range parts {
+		next := pl.tasks[p].op.NextOffset()
+		to := min(max(next, starts[p]), ends[p])
+		if next < starts[p] {
+			lost := starts[p] - next
+			pl.m.RecordsLost.WithLabelValues("retention").Add(float64(lost))
+			pl.log.Error("records were deleted by retention before they were processed; they are not counted",
+				zap.Int32("partition", p), zap.Int64("from_offset", next), zap.Int64("log_start_offset", starts[p]),
+				zap.Int64("records_lost", lost))
+		} else {
+			pl.log.Error("the next offset is beyond the partition's end: was the topic deleted and recreated, or the log truncated?",
+				zap.Int32("partition", p), zap.Int64("next_offset", next), zap.Int64("end_offset", ends[p]))
+		}
+		seek[p] = kgo.EpochOffset{Epoch: -1, Offset: to}
+	}
+	pl.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{pl.opts.Consumer.Topic: seek})
+	return nil
 }
 
 // process feeds polled records to their partitions' operators.

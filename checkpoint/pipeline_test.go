@@ -18,6 +18,7 @@ import (
 	"github.com/clickagg/clickagg/stream"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
@@ -444,4 +445,49 @@ func TestPostgresOutageMidRun(t *testing.T) {
 	<-produced
 	e.wait(done, 2*time.Minute)
 	e.expectExact(ctx, []time.Duration{time.Minute, time.Hour})
+}
+
+// TestRetentionLossIsCountedNotSilent: records deleted by the broker before
+// they were processed are logged and counted in clickagg_records_lost_total,
+// and consumption goes on from the log start.
+func TestRetentionLossIsCountedNotSilent(t *testing.T) {
+	e := newEnv(t, 1)
+	ctx := context.Background()
+	dir := t.TempDir()
+	windows := []time.Duration{time.Minute, time.Hour}
+	e.produce(ctx, gen.Options{Count: 1000, URLs: 20, Seed: 1})
+	_, _, done := e.start(ctx, pipelineConfig{stateDir: dir})
+	e.wait(done, time.Minute)
+	first, err := clicktest.ReadTopic(ctx, e.brokers, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.produce(ctx, gen.Options{Count: 1000, URLs: 20, Seed: 2, StartTime: time.Now().Add(2 * time.Minute)})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	del := kadm.Offsets{}
+	del.Add(kadm.Offset{Topic: topic, Partition: 0, At: 1500})
+	resp, err := kadm.NewClient(cl).DeleteRecords(ctx, del)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, m, done := e.start(ctx, pipelineConfig{stateDir: dir})
+	e.wait(done, time.Minute)
+	if got := testutil.ToFloat64(m.RecordsLost.WithLabelValues("retention")); got != 500 {
+		t.Fatalf("records lost = %v, want 500", got)
+	}
+	rest, err := clicktest.ReadTopic(ctx, e.brokers, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := clicktest.Compute(append(first, rest...), windows, stream.DefaultMaxURLBytes)
+	if err := clicktest.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1240,6 +1240,7 @@ var knownMetrics = map[string]metricInfo{
 	"clickagg_restores_total":                        {counter: true, labels: []string{"kind"}},
 	"clickagg_restore_duration_seconds":              {histogram: true},
 	"clickagg_records_replayed_total":                {counter: true},
+	"clickagg_records_lost_total":                    {counter: true, labels: []string{"reason"}},
 	"clickagg_partitions_owned":                      {},
 	"clickagg_ready":                                 {},
 	"clickagg_consumer_lag_records":                  {labels: []string{"partition"}},

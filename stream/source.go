@@ -159,7 +159,10 @@ func (o ConsumerOptions) ConsumerOpts() []kgo.Opt {
 		kgo.KeepControlRecords(),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// NB: never reset silently. When a fetch offset is out of range
+		// (retention deleted records not yet processed), the error reaches
+		// the poll loop, which counts and logs the loss and seeks on.
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
 		// NB: partitions added to the topic are found at the next metadata
 		// refresh; the default (5 min) would leave them unconsumed, and
 		// windows unfinalized, for that long.

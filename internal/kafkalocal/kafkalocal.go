@@ -314,6 +314,10 @@ func (b *Broker) defaultConfig() map[string]string {
 		"share.coordinator.state.topic.num.partitions":     "1",
 		"group.initial.rebalance.delay.ms":                 "0",
 		"group.min.session.timeout.ms":                     "1000",
+		// Tests and benchmarks produce records with event times in the
+		// past as their timestamps: time-based retention would delete
+		// whole segments of them minutes after they were written.
+		"log.retention.ms": "-1",
 		// After a crash (Kill) the restarted broker cannot register until
 		// the controller has expired the old registration's session (9 s by
 		// default): keep that short.
