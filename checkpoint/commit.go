@@ -113,22 +113,9 @@ func (pl *Pipeline) checkpoint(ctx context.Context, flush bool, reason string) e
 // plan computes every live task's plan and the PostgreSQL transaction that
 // emits it. It changes nothing.
 func (pl *Pipeline) plan(flush bool) ([]planned, *sink.Checkpoint, error) {
-	cp := &sink.Checkpoint{TopicPartitions: pl.topicPartitions}
-	clicks := make(map[clickKey]*sink.ClickDelta)
-	totals := make(map[string]int64)
-	addClicks := func(w stream.Window, smallest bool, url string, n, late int64) {
-		k := clickKey{url: url, start: w.Start, end: w.End()}
-		d := clicks[k]
-		if d == nil {
-			d = &sink.ClickDelta{URL: url, WindowStart: w.Start, WindowEnd: w.End()}
-			clicks[k] = d
-		}
-		d.Clicks += n
-		d.LateClicks += late
-		if smallest {
-			totals[url] += n
-		}
-	}
+	pl.deltas.Reset()
+	cp := &sink.Checkpoint{TopicPartitions: pl.topicPartitions, Deltas: &pl.deltas}
+	d := cp.Deltas
 	var plans []planned
 	for _, p := range slices.Sorted(maps.Keys(pl.tasks)) {
 		t := pl.tasks[p]
@@ -140,40 +127,44 @@ func (pl *Pipeline) plan(flush bool) ([]planned, *sink.Checkpoint, error) {
 		plan := t.op.Plan(flush)
 		pp := planned{t: t, live: true, plan: plan, emit: make(map[stream.Window]bool, len(plan.Emit)),
 			next: sink.Position{NextOffset: plan.NextOffset, Watermark: plan.Watermark, RestartOffset: plan.RestartOffset}}
-		emits := false
+		before := d.Clicks()
 		for _, w := range plan.Emit {
 			pp.emit[w] = true
-			isSmallest := w.Size == smallest
+			start, end, isSmallest := w.Start, w.End(), w.Size == smallest
+			// NB: the same URL may come from the store and from the pending
+			// counts, and from other partitions: PostgreSQL sums them.
 			if err := pl.store.ScanWindow(p, state.Window(w), func(url []byte, n int64) error {
-				addClicks(w, isSmallest, string(url), n, 0)
-				emits = true
+				d.AddClickBytes(url, start, end, n, 0)
+				if isSmallest {
+					d.AddTotalBytes(url, n)
+				}
 				return nil
 			}); err != nil {
 				return nil, nil, fmt.Errorf("read window %s of partition %d: %w", w, p, err)
 			}
 			for url, n := range t.op.Pending(w) {
-				addClicks(w, isSmallest, url, n, 0)
-				emits = true
+				d.AddClick(url, start, end, n, 0)
+				if isSmallest {
+					d.AddTotal(url, n)
+				}
 			}
 		}
 		t.op.LateCounts(func(w stream.Window, c stream.Counts) {
+			isSmallest := w.Size == smallest
 			for url, n := range c {
-				addClicks(w, w.Size == smallest, url, n, n)
-				emits = true
+				d.AddClick(url, w.Start, w.End(), n, n)
+				if isSmallest {
+					d.AddTotal(url, n)
+				}
 			}
 		})
-		if emits || pp.next != t.committed {
+		if d.Clicks() > before || pp.next != t.committed {
 			cp.Partitions = append(cp.Partitions, sink.PartitionUpdate{Partition: p, Expect: t.committed, Next: pp.next})
 		}
 		plans = append(plans, pp)
 	}
-	cp.Clicks = make([]sink.ClickDelta, 0, len(clicks))
-	for _, d := range clicks {
-		cp.Clicks = append(cp.Clicks, *d)
-	}
-	cp.Totals = make([]sink.TotalDelta, 0, len(totals))
-	for url, n := range totals {
-		cp.Totals = append(cp.Totals, sink.TotalDelta{URL: url, Clicks: n})
+	if err := d.Err(); err != nil {
+		return nil, nil, err
 	}
 	return plans, cp, nil
 }

@@ -43,8 +43,11 @@ type Options struct {
 	// "earliest" (default) or "latest".
 	StartOffset string
 	// MaxPendingKeys triggers a checkpoint before the interval when this
-	// many (window, URL) counters are buffered; zero means 1,000,000.
+	// many (window, URL) counters are buffered; zero means 500,000.
 	MaxPendingKeys int
+	// SpillDir holds temporary files of checkpoints too large for memory;
+	// "" keeps them in memory.
+	SpillDir string
 	// MaxPollRecords bounds the records processed per poll; zero means 10,000.
 	MaxPollRecords int
 	// ShutdownTimeout bounds the final checkpoint; zero means 30s.
@@ -72,7 +75,7 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("start offset %q: must be earliest or latest", o.StartOffset)
 	}
 	if o.MaxPendingKeys == 0 {
-		o.MaxPendingKeys = 1_000_000
+		o.MaxPendingKeys = 500_000
 	}
 	if o.MaxPollRecords == 0 {
 		o.MaxPollRecords = 10_000
@@ -157,6 +160,10 @@ type Pipeline struct {
 	closing         bool
 	stats           progress
 
+	// deltas is reused by every checkpoint (its memory, and a spill file
+	// in the state folder for very large ones).
+	deltas sink.Deltas
+
 	startMu sync.Mutex
 	starts  map[int32]int64
 
@@ -186,6 +193,7 @@ func New(opts Options, store *state.Store, w *sink.Writer) (*Pipeline, error) {
 		tasks:  make(map[int32]*task),
 		starts: make(map[int32]int64),
 	}
+	pl.deltas.SpillDir = opts.SpillDir
 	pl.status.s.PostgresOK = true
 	return pl, nil
 }
@@ -431,7 +439,7 @@ func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) {
 		}
 		t.end = end
 		wasReplaying := t.op.Replaying()
-		var live, replayed int64
+		var live, replayed, accepted int64
 		for _, r := range fp.Records {
 			out := t.op.Process(stream.Record{
 				Offset:      r.Offset,
@@ -452,7 +460,7 @@ func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) {
 				pl.stats.rejected[out.Reason]++
 				continue
 			}
-			pl.m.Accepted.Inc()
+			accepted++
 			if out.Late != 0 {
 				pl.stats.late++
 				for i, size := range t.op.Sizes() {
@@ -468,6 +476,7 @@ func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) {
 		}
 		if live > 0 {
 			t.lastRecord = now
+			pl.m.Accepted.Add(float64(accepted))
 			pl.m.Consumed.Add(float64(live))
 			pl.consumed.Add(live)
 			pl.stats.consumed += live

@@ -8,7 +8,6 @@ import (
 	"math"
 	"net"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
@@ -49,10 +48,12 @@ type TotalDelta struct {
 	Clicks int64
 }
 
-// Checkpoint is one checkpoint's transaction. Clicks and Totals hold at most
-// one delta per row; Commit sorts them.
+// Checkpoint is one checkpoint's transaction. Its deltas are in Deltas;
+// Clicks and Totals are a convenience for small checkpoints (tests): Commit
+// moves them into Deltas. Several deltas for the same row are summed.
 type Checkpoint struct {
 	Partitions []PartitionUpdate
+	Deltas     *Deltas // nil: Commit creates one
 	Clicks     []ClickDelta
 	Totals     []TotalDelta
 	// TopicPartitions is the topic's partition count: windows are marked
@@ -117,7 +118,7 @@ type Writer struct {
 
 	sqlCAS, sqlRead, sqlInit, sqlGlobalMin     string
 	sqlUpsertClicks, sqlUpsertTotals, sqlFinal string
-	stageClicks, stageTotals                   pgx.Identifier
+	sqlCopyClicks, sqlCopyTotals               string
 }
 
 const (
@@ -128,10 +129,10 @@ const (
 // createStaging runs once per connection: COPY targets for the deltas.
 const createStaging = `
 CREATE TEMP TABLE IF NOT EXISTS ` + stageClicksTable + ` (
-	url text, window_start timestamptz, window_end timestamptz,
+	url text COLLATE "C", window_start timestamptz, window_end timestamptz,
 	clicks bigint, late_clicks bigint) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS ` + stageTotalsTable + ` (
-	url text, clicks bigint) ON COMMIT DELETE ROWS`
+	url text COLLATE "C", clicks bigint) ON COMMIT DELETE ROWS`
 
 // NewPool opens a connection pool whose connections carry the staging
 // tables Writer needs. The caller closes it.
@@ -196,21 +197,27 @@ VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`
 	w.sqlGlobalMin = `SELECT count(*), count(watermark), min(watermark) FROM ` + t("checkpoints") + `
 WHERE consumer_group = $1 AND topic = $2`
 	// NB: ORDER BY gives every replica the same row-lock order (no
-	// deadlocks on hot rows); COLLATE "C" is byte order and cheap.
+	// deadlocks on hot rows); the staging url column is COLLATE "C" (byte
+	// order, cheap), so grouping and ordering share one sort. GROUP BY sums
+	// the deltas several partitions sent for one row.
 	w.sqlUpsertClicks = `INSERT INTO ` + t("url_clicks") + ` AS t
 	(url, window_start, window_end, clicks, late_clicks, final, updated_at)
-SELECT url, window_start, window_end, clicks, late_clicks, coalesce(window_end <= $1, false), now()
+SELECT url, window_start, window_end, sum(clicks)::bigint, sum(late_clicks)::bigint, coalesce(window_end <= $1, false), now()
 FROM pg_temp.` + stageClicksTable + `
-ORDER BY url COLLATE "C", window_start, window_end
+GROUP BY url, window_start, window_end
+ORDER BY url, window_start, window_end
 ON CONFLICT (url, window_start, window_end) DO UPDATE SET
 	clicks = t.clicks + excluded.clicks,
 	late_clicks = t.late_clicks + excluded.late_clicks,
 	final = t.final OR excluded.final,
 	updated_at = excluded.updated_at`
 	w.sqlUpsertTotals = `INSERT INTO ` + t("url_totals") + ` AS t (url, clicks, updated_at)
-SELECT url, clicks, now() FROM pg_temp.` + stageTotalsTable + `
-ORDER BY url COLLATE "C"
+SELECT url, sum(clicks)::bigint, now() FROM pg_temp.` + stageTotalsTable + `
+GROUP BY url
+ORDER BY url
 ON CONFLICT (url) DO UPDATE SET clicks = t.clicks + excluded.clicks, updated_at = excluded.updated_at`
+	w.sqlCopyClicks = `COPY pg_temp.` + stageClicksTable + ` (url, window_start, window_end, clicks, late_clicks) FROM STDIN WITH (FORMAT binary)`
+	w.sqlCopyTotals = `COPY pg_temp.` + stageTotalsTable + ` (url, clicks) FROM STDIN WITH (FORMAT binary)`
 	// NB: SKIP LOCKED: the finalizer never waits for a row another
 	// replica's checkpoint holds, so it cannot take part in a deadlock; a
 	// skipped row is finalized by a later checkpoint.
@@ -219,8 +226,6 @@ WHERE ctid = ANY(ARRAY(
 	SELECT ctid FROM ` + t("url_clicks") + `
 	WHERE NOT final AND window_end <= $1
 	LIMIT $2 FOR UPDATE SKIP LOCKED))`
-	w.stageClicks = pgx.Identifier{"pg_temp", stageClicksTable}
-	w.stageTotals = pgx.Identifier{"pg_temp", stageTotalsTable}
 	return w, nil
 }
 
@@ -341,7 +346,16 @@ const maxConflictRetries = 20
 // Commit again with the same Checkpoint is always safe.
 func (w *Writer) Commit(ctx context.Context, cp *Checkpoint) (Result, error) {
 	start := time.Now()
-	sortDeltas(cp)
+	if cp.Deltas == nil {
+		cp.Deltas = &Deltas{}
+	}
+	for _, c := range cp.Clicks {
+		cp.Deltas.AddClick(c.URL, c.WindowStart, c.WindowEnd, c.Clicks, c.LateClicks)
+	}
+	for _, c := range cp.Totals {
+		cp.Deltas.AddTotal(c.URL, c.Clicks)
+	}
+	cp.Clicks, cp.Totals = nil, nil
 	var res Result
 	for {
 		res.Attempts++
@@ -391,29 +405,6 @@ func (w *Writer) alreadyCommitted(ctx context.Context, cp *Checkpoint) (bool, er
 		}
 	}
 	return true, nil
-}
-
-func sortDeltas(cp *Checkpoint) {
-	slices.SortFunc(cp.Clicks, func(a, b ClickDelta) int {
-		if c := strings.Compare(a.URL, b.URL); c != 0 {
-			return c
-		}
-		if a.WindowStart != b.WindowStart {
-			return cmpInt(a.WindowStart, b.WindowStart)
-		}
-		return cmpInt(a.WindowEnd, b.WindowEnd)
-	})
-	slices.SortFunc(cp.Totals, func(a, b TotalDelta) int { return strings.Compare(a.URL, b.URL) })
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (w *Writer) commitOnce(ctx context.Context, cp *Checkpoint) (res Result, err error) {
@@ -480,19 +471,14 @@ func (w *Writer) commitOnce(ctx context.Context, cp *Checkpoint) (res Result, er
 		res.FinalUntil = minWM.UnixMilli()
 	}
 
-	// 3. The deltas, through COPY into staging tables.
-	if len(cp.Clicks) > 0 {
-		i := 0
-		if _, err := tx.CopyFrom(ctx, w.stageClicks,
-			[]string{"url", "window_start", "window_end", "clicks", "late_clicks"},
-			pgx.CopyFromFunc(func() ([]any, error) {
-				if i == len(cp.Clicks) {
-					return nil, nil
-				}
-				d := &cp.Clicks[i]
-				i++
-				return []any{d.URL, time.UnixMilli(d.WindowStart).UTC(), time.UnixMilli(d.WindowEnd).UTC(), d.Clicks, d.LateClicks}, nil
-			})); err != nil {
+	// 3. The deltas, through binary COPY into staging tables.
+	pg := tx.Conn().PgConn()
+	if cp.Deltas.nClicks > 0 {
+		r, err := cp.Deltas.clicks.reader()
+		if err != nil {
+			return res, err
+		}
+		if _, err := pg.CopyFrom(ctx, r, w.sqlCopyClicks); err != nil {
 			return res, fmt.Errorf("stage click deltas: %w", err)
 		}
 		tag, err := tx.Exec(ctx, w.sqlUpsertClicks, finalUntil)
@@ -501,17 +487,12 @@ func (w *Writer) commitOnce(ctx context.Context, cp *Checkpoint) (res Result, er
 		}
 		res.ClickRows = tag.RowsAffected()
 	}
-	if len(cp.Totals) > 0 {
-		i := 0
-		if _, err := tx.CopyFrom(ctx, w.stageTotals, []string{"url", "clicks"},
-			pgx.CopyFromFunc(func() ([]any, error) {
-				if i == len(cp.Totals) {
-					return nil, nil
-				}
-				d := &cp.Totals[i]
-				i++
-				return []any{d.URL, d.Clicks}, nil
-			})); err != nil {
+	if cp.Deltas.nTotals > 0 {
+		r, err := cp.Deltas.totals.reader()
+		if err != nil {
+			return res, err
+		}
+		if _, err := pg.CopyFrom(ctx, r, w.sqlCopyTotals); err != nil {
 			return res, fmt.Errorf("stage total deltas: %w", err)
 		}
 		tag, err := tx.Exec(ctx, w.sqlUpsertTotals)

@@ -106,6 +106,14 @@ type Operator struct {
 	open    map[Window]int64
 	pending map[Window]Counts
 	lateBuf map[Window]Counts
+	// last caches, per window size, the window the previous record went to
+	// and its pending counts: consecutive records mostly share a window.
+	last []lastWindow
+}
+
+type lastWindow struct {
+	w      Window
+	counts Counts // nil: nothing cached
 }
 
 // NewOperator validates opts and returns an operator with no state; call
@@ -148,6 +156,7 @@ func NewOperator(opts OperatorOptions) (*Operator, error) {
 		open:        make(map[Window]int64),
 		pending:     make(map[Window]Counts),
 		lateBuf:     make(map[Window]Counts),
+		last:        make([]lastWindow, len(sizes)),
 	}, nil
 }
 
@@ -199,6 +208,7 @@ func (o *Operator) reset() {
 	clear(o.open)
 	clear(o.pending)
 	clear(o.lateBuf)
+	clear(o.last)
 }
 
 // finishReplay switches from replay to live at the checkpointed offset.
@@ -249,10 +259,19 @@ func (o *Operator) Process(r Record) Outcome {
 			}
 			continue
 		}
-		add(o.pending, w, c.URL)
-		if _, ok := o.open[w]; !ok {
-			o.open[w] = r.Offset
+		lw := &o.last[i]
+		if lw.counts == nil || lw.w != w {
+			counts := o.pending[w]
+			if counts == nil {
+				counts = make(Counts)
+				o.pending[w] = counts
+			}
+			if _, ok := o.open[w]; !ok {
+				o.open[w] = r.Offset
+			}
+			*lw = lastWindow{w: w, counts: counts}
 		}
+		lw.counts[string(c.URL)]++ // NB: no allocation when the key exists.
 	}
 	if replaying {
 		// NB: the watermark stays at the recorded one for the whole replay:
@@ -377,6 +396,7 @@ func (o *Operator) Commit(p Plan) {
 func (o *Operator) DropPending() {
 	clear(o.pending)
 	clear(o.lateBuf)
+	clear(o.last)
 }
 
 // PendingKeys returns how many (window, URL) counters are buffered since the

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -33,6 +34,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	freshRate := fs.Float64("fresh-rate", 100_000, "freshness scenario: records per second")
 	freshFor := fs.Duration("fresh-duration", 30*time.Second, "freshness scenario: how long to produce")
 	recRate := fs.Float64("recovery-rate", 50_000, "recovery scenario: records per second")
+	profile := fs.String("cpuprofile-dir", "", "write a CPU profile of each aggregator run into this folder")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -133,11 +135,18 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			logf("%s: pre-loaded in %s; running clickagg run --exit-when-idle", name, took.Round(time.Millisecond))
 			schema := "bench_" + name
-			r, err = bench.RunAggregator(ctx, env, topic, topic, w, "--postgres-schema", schema)
+			extra := []string{"--postgres-schema", schema}
+			if *profile != "" {
+				extra = append(extra, "--cpuprofile", filepath.Join(*profile, name+".pprof"))
+			}
+			r, err = bench.RunAggregator(ctx, env, topic, topic, w, extra...)
 			if err != nil {
 				return err
 			}
 			r.PreloadSeconds = took.Seconds()
+			if st, err := bench.TableStats(ctx, env.DSN, schema); err == nil {
+				r.Extra = st
+			}
 			r.ValidRecords = exp.Valid()
 			if verr := bench.Verify(ctx, env.DSN, schema, exp); verr != nil {
 				r.VerifyError = verr.Error()

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	pprofrt "runtime/pprof"
 	"time"
 
 	"github.com/clickagg/clickagg/checkpoint"
@@ -29,6 +30,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.SetOutput(stderr)
 	load := configFlags(fs)
 	printConfig := fs.Bool("print-config", false, "print the effective configuration (secrets redacted) and exit")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (benchmarks)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -51,6 +53,17 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer log.Sync() //nolint:errcheck
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprofrt.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprofrt.StopCPUProfile()
+	}
 	return runPipeline(ctx, cfg, log, nil)
 }
 
@@ -109,6 +122,7 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 		ExitWhenIdle:       cfg.ExitWhenIdle.D(),
 		StartOffset:        cfg.StartOffset,
 		ShutdownTimeout:    cfg.ShutdownTimeout.D(),
+		SpillDir:           cfg.StateDir,
 		Logger:             log,
 		Metrics:            metrics,
 	}

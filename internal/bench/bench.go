@@ -289,6 +289,34 @@ func Verify(ctx context.Context, dsn, schema string, exp *expectation) error {
 	return nil
 }
 
+// TableStats returns PostgreSQL's row counters for the schema's tables:
+// inserts, updates and how many updates were HOT (heap-only).
+func TableStats(ctx context.Context, dsn, schema string) (map[string]any, error) {
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	// NB: the statistics collector reports with a delay; force a flush.
+	_, _ = pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`)
+	rows, err := pool.Query(ctx, `SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE schemaname = $1`, schema)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{}
+	for rows.Next() {
+		var name string
+		var ins, upd, hot int64
+		if err := rows.Scan(&name, &ins, &upd, &hot); err != nil {
+			return nil, err
+		}
+		if name == "url_clicks" || name == "url_totals" {
+			out[name] = fmt.Sprintf("ins=%d upd=%d hot=%d", ins, upd, hot)
+		}
+	}
+	return out, rows.Err()
+}
+
 // PrintTable writes results as an aligned table.
 func PrintTable(w io.Writer, rs []Result) {
 	fmt.Fprintf(w, "%-9s %-6s %12s %9s %12s %8s %14s %9s %10s %7s %s\n",

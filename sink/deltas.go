@@ -1,0 +1,214 @@
+package sink
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"unsafe"
+)
+
+// Deltas accumulates a checkpoint's count deltas, already encoded in
+// PostgreSQL's binary COPY format: adding a row costs an append, with no
+// allocation per row and no sort (PostgreSQL sums duplicate keys and orders
+// the rows while upserting). The same key may be added many times, from
+// many partitions. The zero value is ready to use; Reset reuses the memory.
+//
+// Large checkpoints (closing a day window over millions of URLs) would not
+// fit in memory: with SpillDir set, a stream larger than SpillBytes moves to
+// a temporary file there, so memory stays bounded by SpillBytes per stream.
+type Deltas struct {
+	SpillDir   string // "" keeps everything in memory
+	SpillBytes int    // 0 means 32 MiB
+	clicks     spillBuffer
+	totals     spillBuffer
+	nClicks    int
+	nTotals    int
+	err        error
+}
+
+// copyHeader starts a binary COPY stream: signature, flags, header
+// extension length.
+var copyHeader = []byte("PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+
+var copyTrailer = []byte{0xff, 0xff}
+
+// pgEpochMicros is 2000-01-01T00:00:00Z in Unix microseconds: binary
+// timestamptz counts microseconds from there.
+const pgEpochMicros = 946684800 * 1_000_000
+
+// Reset empties d, keeping its memory and removing spill files.
+func (d *Deltas) Reset() {
+	d.clicks.reset()
+	d.totals.reset()
+	d.nClicks, d.nTotals, d.err = 0, 0, nil
+}
+
+// Err returns the first error writing a spill file.
+func (d *Deltas) Err() error { return d.err }
+
+func (d *Deltas) buf(b *spillBuffer) *spillBuffer {
+	if b.dir == "" && d.SpillDir != "" {
+		b.dir, b.limit = d.SpillDir, d.SpillBytes
+		if b.limit == 0 {
+			b.limit = 32 << 20
+		}
+	}
+	return b
+}
+
+// Clicks returns how many url_clicks deltas were added (duplicates included).
+func (d *Deltas) Clicks() int { return d.nClicks }
+
+// Totals returns how many url_totals deltas were added (duplicates included).
+func (d *Deltas) Totals() int { return d.nTotals }
+
+// Bytes returns the encoded size.
+func (d *Deltas) Bytes() int64 { return d.clicks.size() + d.totals.size() }
+
+// AddClick adds clicks (of which late) to url's window [start, end), in
+// Unix milliseconds.
+func (d *Deltas) AddClick(url string, start, end, clicks, late int64) {
+	b := d.buf(&d.clicks)
+	if d.nClicks == 0 {
+		b.Write(copyHeader)
+	}
+	d.nClicks++
+	var tmp [64]byte
+	row := binary.BigEndian.AppendUint16(tmp[:0], 5)
+	row = binary.BigEndian.AppendUint32(row, uint32(len(url)))
+	b.Write(row)
+	b.WriteString(url)
+	row = appendInt64(tmp[:0], start*1000-pgEpochMicros)
+	row = appendInt64(row, end*1000-pgEpochMicros)
+	row = appendInt64(row, clicks)
+	row = appendInt64(row, late)
+	b.Write(row)
+	if b.err != nil && d.err == nil {
+		d.err = b.err
+	}
+}
+
+// AddClickBytes is AddClick for a URL held as bytes.
+func (d *Deltas) AddClickBytes(url []byte, start, end, clicks, late int64) {
+	d.AddClick(bytesToString(url), start, end, clicks, late)
+}
+
+// AddTotal adds clicks to url's url_totals row.
+func (d *Deltas) AddTotal(url string, clicks int64) {
+	b := d.buf(&d.totals)
+	if d.nTotals == 0 {
+		b.Write(copyHeader)
+	}
+	d.nTotals++
+	var tmp [32]byte
+	row := binary.BigEndian.AppendUint16(tmp[:0], 2)
+	row = binary.BigEndian.AppendUint32(row, uint32(len(url)))
+	b.Write(row)
+	b.WriteString(url)
+	b.Write(appendInt64(tmp[:0], clicks))
+	if b.err != nil && d.err == nil {
+		d.err = b.err
+	}
+}
+
+// AddTotalBytes is AddTotal for a URL held as bytes.
+func (d *Deltas) AddTotalBytes(url []byte, clicks int64) { d.AddTotal(bytesToString(url), clicks) }
+
+func appendInt64(dst []byte, v int64) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, 8)
+	return binary.BigEndian.AppendUint64(dst, uint64(v))
+}
+
+// spillBuffer is an append-only byte stream kept in memory up to limit
+// bytes, then in a temporary file in dir (when dir is set).
+type spillBuffer struct {
+	dir   string
+	limit int
+	mem   bytes.Buffer
+	f     *os.File
+	w     *bufio.Writer
+	n     int64 // bytes in the file
+	err   error
+}
+
+func (b *spillBuffer) spill() {
+	f, err := os.CreateTemp(b.dir, "checkpoint-deltas-*")
+	if err != nil {
+		b.err = fmt.Errorf("spill checkpoint deltas: %w", err)
+		return
+	}
+	b.f, b.w = f, bufio.NewWriterSize(f, 1<<20)
+	n, err := b.w.Write(b.mem.Bytes())
+	b.n += int64(n)
+	if err != nil {
+		b.err = err
+	}
+	b.mem.Reset()
+}
+
+func (b *spillBuffer) Write(p []byte) {
+	if b.f == nil && b.dir != "" && b.err == nil && b.mem.Len()+len(p) > b.limit {
+		b.spill()
+	}
+	if b.w != nil {
+		n, err := b.w.Write(p)
+		b.n += int64(n)
+		if err != nil && b.err == nil {
+			b.err = err
+		}
+		return
+	}
+	b.mem.Write(p)
+}
+
+func (b *spillBuffer) WriteString(s string) {
+	if b.f == nil && b.dir != "" && b.err == nil && b.mem.Len()+len(s) > b.limit {
+		b.spill()
+	}
+	if b.w != nil {
+		n, err := b.w.WriteString(s)
+		b.n += int64(n)
+		if err != nil && b.err == nil {
+			b.err = err
+		}
+		return
+	}
+	b.mem.WriteString(s)
+}
+
+func (b *spillBuffer) size() int64 { return b.n + int64(b.mem.Len()) }
+
+// reader returns the whole stream followed by the COPY trailer, from the
+// start, without changing the buffer (a retried transaction reads it again).
+func (b *spillBuffer) reader() (io.Reader, error) {
+	if b.err != nil {
+		return nil, b.err
+	}
+	if b.w != nil {
+		if err := b.w.Flush(); err != nil {
+			return nil, err
+		}
+		return io.MultiReader(io.NewSectionReader(b.f, 0, b.n), bytes.NewReader(copyTrailer)), nil
+	}
+	return io.MultiReader(bytes.NewReader(b.mem.Bytes()), bytes.NewReader(copyTrailer)), nil
+}
+
+func (b *spillBuffer) reset() {
+	if b.f != nil {
+		name := b.f.Name()
+		_ = b.f.Close()
+		_ = os.Remove(name)
+		b.f, b.w, b.n = nil, nil, 0
+	}
+	b.mem.Reset()
+	b.err = nil
+}
+
+// bytesToString views b as a string without copying; the caller only reads
+// it before b changes (it is appended to a buffer at once).
+func bytesToString(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
