@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -267,6 +269,25 @@ func (pl *Pipeline) forgetPartitionSeries(parts []int32) {
 	}
 }
 
+// peakRSS returns the process's peak resident set size (Linux VmHWM), or
+// -1. NB: not getrusage: a process started by fork+exec from a large parent
+// can report the parent's peak there.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return -1
+}
+
 func b2f(b bool) float64 {
 	if b {
 		return 1
@@ -316,7 +337,13 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 	// final checkpoint runs while this process still owns its partitions.
 	var finalErr error
 	if loopErr == nil {
+		// NB: after SIGTERM the final checkpoint must fit the grace period
+		// (ShutdownTimeout); a batch run exiting when idle may take as long
+		// as its last flush needs, and a signal still interrupts it.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pl.opts.ShutdownTimeout)
+		if idle {
+			fctx, cancel = context.WithCancel(ctx)
+		}
 		finalErr = pl.checkpoint(fctx, true /* flush */, "final")
 		if finalErr == nil {
 			pl.commitKafka(fctx, true /* sync */)
@@ -330,7 +357,8 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 	st := pl.Status()
 	pl.log.Info("pipeline stopped", zap.Int64("records_consumed", pl.consumed.Load()),
 		zap.Int64("records_replayed", pl.replayed.Load()), zap.Int64("checkpoints", st.CheckpointsTotal),
-		zap.Int64("rows_written", st.RowsWritten), zap.Bool("exit_when_idle", idle), zap.NamedError("loop_error", loopErr),
+		zap.Int64("rows_written", st.RowsWritten), zap.Int64("peak_rss_bytes", peakRSS()),
+		zap.Bool("exit_when_idle", idle), zap.NamedError("loop_error", loopErr),
 		zap.NamedError("final_checkpoint_error", finalErr))
 	switch {
 	case loopErr != nil:

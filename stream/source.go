@@ -167,6 +167,12 @@ func (o ConsumerOptions) ConsumerOpts() []kgo.Opt {
 		// refresh; the default (5 min) would leave them unconsumed, and
 		// windows unfinalized, for that long.
 		kgo.MetadataMaxAge(15 * time.Second),
+		// NB: the limits are on compressed bytes; a 50 MiB fetch (the
+		// default) of well-compressed clicks holds hundreds of MiB of
+		// decoded records. 8 MiB per fetch keeps the process within a
+		// small memory budget and still fills a poll.
+		kgo.FetchMaxBytes(8 << 20),
+		kgo.FetchMaxPartitionBytes(1 << 20),
 	}
 	if o.SessionTimeout > 0 {
 		opts = append(opts, kgo.SessionTimeout(o.SessionTimeout))

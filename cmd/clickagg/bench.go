@@ -35,6 +35,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	freshFor := fs.Duration("fresh-duration", 30*time.Second, "freshness scenario: how long to produce")
 	recRate := fs.Float64("recovery-rate", 50_000, "recovery scenario: records per second")
 	profile := fs.String("cpuprofile-dir", "", "write a CPU profile of each aggregator run into this folder")
+	aggArgs := fs.String("aggregator-args", "", "extra flags for clickagg run, space-separated (experiments)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -139,6 +140,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if *profile != "" {
 				extra = append(extra, "--cpuprofile", filepath.Join(*profile, name+".pprof"))
 			}
+			extra = append(extra, strings.Fields(*aggArgs)...)
 			r, err = bench.RunAggregator(ctx, env, topic, topic, w, extra...)
 			if err != nil {
 				return err

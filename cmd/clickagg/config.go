@@ -110,6 +110,9 @@ type setting struct {
 	set  func(c *Config, v string) error
 	// secret settings are redacted when the configuration is printed.
 	secret bool
+	// boolean settings are flags without a value (--kafka-tls), or
+	// --kafka-tls=false.
+	boolean bool
 }
 
 func durationSetter(f func(*Config) *Duration) func(*Config, string) error {
@@ -200,7 +203,8 @@ var settings = []setting{
 	{key: "emit.early_interval", env: "CLICKAGG_EMIT_EARLY_INTERVAL", flag: "early-interval", help: "emit partial counts of open windows at this interval (0: only when windows close)",
 		set: durationSetter(func(c *Config) *Duration { return &c.Emit.EarlyInterval })},
 	{key: "kafka.tls.enabled", env: "CLICKAGG_KAFKA_TLS_ENABLED", flag: "kafka-tls", help: "connect to the brokers with TLS",
-		set: boolSetter(func(c *Config) *bool { return &c.Kafka.TLS.Enabled })},
+		boolean: true,
+		set:     boolSetter(func(c *Config) *bool { return &c.Kafka.TLS.Enabled })},
 	{key: "kafka.tls.ca_file", env: "CLICKAGG_KAFKA_TLS_CA_FILE", flag: "kafka-tls-ca-file", help: "PEM file of the CAs to trust (default: the system's)",
 		set: stringSetter(func(c *Config) *string { return &c.Kafka.TLS.CAFile })},
 	{key: "kafka.tls.cert_file", env: "CLICKAGG_KAFKA_TLS_CERT_FILE", flag: "kafka-tls-cert-file", help: "PEM client certificate (mutual TLS)",
@@ -210,7 +214,8 @@ var settings = []setting{
 	{key: "kafka.tls.server_name", env: "CLICKAGG_KAFKA_TLS_SERVER_NAME", flag: "kafka-tls-server-name", help: "name to verify in the broker certificates",
 		set: stringSetter(func(c *Config) *string { return &c.Kafka.TLS.ServerName })},
 	{key: "kafka.tls.insecure_skip_verify", env: "CLICKAGG_KAFKA_TLS_INSECURE_SKIP_VERIFY", flag: "kafka-tls-insecure-skip-verify", help: "do not verify broker certificates (tests only)",
-		set: boolSetter(func(c *Config) *bool { return &c.Kafka.TLS.InsecureSkipVerify })},
+		boolean: true,
+		set:     boolSetter(func(c *Config) *bool { return &c.Kafka.TLS.InsecureSkipVerify })},
 	{key: "kafka.sasl.mechanism", env: "CLICKAGG_KAFKA_SASL_MECHANISM", flag: "kafka-sasl-mechanism", help: "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
 		set: stringSetter(func(c *Config) *string { return &c.Kafka.SASL.Mechanism })},
 	{key: "kafka.sasl.username", env: "CLICKAGG_KAFKA_SASL_USERNAME", flag: "kafka-sasl-username", help: "SASL user",
@@ -218,7 +223,8 @@ var settings = []setting{
 	{key: "kafka.sasl.password", env: "CLICKAGG_KAFKA_SASL_PASSWORD", flag: "kafka-sasl-password", help: "SASL password (prefer the environment variable)", secret: true,
 		set: stringSetter(func(c *Config) *string { return &c.Kafka.SASL.Password })},
 	{key: "http_pprof", env: "CLICKAGG_HTTP_PPROF", flag: "http-pprof", help: "serve /debug/pprof/ on http_addr",
-		set: boolSetter(func(c *Config) *bool { return &c.HTTPPprof })},
+		boolean: true,
+		set:     boolSetter(func(c *Config) *bool { return &c.HTTPPprof })},
 	{key: "log.level", env: "CLICKAGG_LOG_LEVEL", flag: "log-level", help: "debug, info, warn or error",
 		set: stringSetter(func(c *Config) *string { return &c.Log.Level })},
 	{key: "log.format", env: "CLICKAGG_LOG_FORMAT", flag: "log-format", help: "auto, json or console",
@@ -238,13 +244,19 @@ func configFlags(fs *flag.FlagSet, keys ...string) func() (*Config, error) {
 			continue
 		}
 		used = append(used, s)
-		fs.Func(s.flag, s.help+" [env "+strings.ReplaceAll(s.env, ",", ", ")+"]", func(v string) error {
+		record := func(v string) error {
 			if _, seen := raw[s.key]; !seen {
 				order = append(order, s.key)
 			}
 			raw[s.key] = v
 			return nil
-		})
+		}
+		usage := s.help + " [env " + strings.ReplaceAll(s.env, ",", ", ") + "]"
+		if s.boolean {
+			fs.BoolFunc(s.flag, usage, record)
+		} else {
+			fs.Func(s.flag, usage, record)
+		}
 	}
 	return func() (*Config, error) {
 		var c Config

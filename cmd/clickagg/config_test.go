@@ -136,3 +136,13 @@ func TestRunPrintConfig(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
 	}
 }
+
+func TestBooleanFlagsTakeNoValue(t *testing.T) {
+	c, err := load(t, []string{"--http-pprof", "--kafka-tls", "--topic", "x", "--kafka-tls-insecure-skip-verify=false"}, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.HTTPPprof || !c.Kafka.TLS.Enabled || c.Kafka.TLS.InsecureSkipVerify || c.Topic != "x" {
+		t.Fatalf("pprof %v tls %v insecure %v topic %q", c.HTTPPprof, c.Kafka.TLS.Enabled, c.Kafka.TLS.InsecureSkipVerify, c.Topic)
+	}
+}

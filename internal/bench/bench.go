@@ -204,6 +204,11 @@ func RunAggregator(ctx context.Context, env Env, topic, group string, w Workload
 	if ru != nil {
 		r.PeakRSSMiB = float64(ru.Maxrss) / 1024
 	}
+	if stopped != nil && num(stopped["peak_rss_bytes"]) > 0 {
+		// NB: preferred to rusage, which can carry this (large) process's
+		// peak into the child it forked.
+		r.PeakRSSMiB = num(stopped["peak_rss_bytes"]) / (1 << 20)
+	}
 	if stopped != nil {
 		r.RowsWritten = int64(num(stopped["rows_written"]))
 		r.Transactions = int64(num(stopped["checkpoints"]))
