@@ -142,16 +142,16 @@ func (pl *Pipeline) plan(flush bool) ([]planned, *sink.Checkpoint, error) {
 			}); err != nil {
 				return nil, nil, fmt.Errorf("read window %s of partition %d: %w", w, p, err)
 			}
-			for url, n := range t.op.Pending(w) {
+			for url, n := range t.op.Pending(w).All() {
 				d.AddClick(url, start, end, n, 0)
 				if isSmallest {
 					d.AddTotal(url, n)
 				}
 			}
 		}
-		t.op.LateCounts(func(w stream.Window, c stream.Counts) {
+		t.op.LateCounts(func(w stream.Window, c *stream.Counts) {
 			isSmallest := w.Size == smallest
-			for url, n := range c {
+			for url, n := range c.All() {
 				d.AddClick(url, w.Start, w.End(), n, n)
 				if isSmallest {
 					d.AddTotal(url, n)
@@ -179,11 +179,11 @@ func (pl *Pipeline) persist(plans []planned) error {
 		for w := range pp.emit {
 			b.DeleteWindow(p, state.Window(w))
 		}
-		t.op.PendingWindows(func(w stream.Window, c stream.Counts) {
+		t.op.PendingWindows(func(w stream.Window, c *stream.Counts) {
 			if pp.emit[w] {
 				return
 			}
-			for url, n := range c {
+			for url, n := range c.All() {
 				b.AddCount(p, state.Window(w), url, n)
 			}
 		})

@@ -3,6 +3,7 @@ package stream
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"time"
 )
@@ -83,8 +84,79 @@ type Outcome struct {
 // MaxWindows is the most window sizes one operator runs.
 const MaxWindows = 16
 
-// Counts maps URL to a click count.
-type Counts map[string]int64
+// Counts maps URLs to click counts. URLs index a slice of counts, so that
+// counting a URL already present, given as bytes, does not allocate (a
+// map[string]int64 increment with a []byte key allocates the key string).
+type Counts struct {
+	idx  map[string]int32
+	vals []int64
+}
+
+// NewCounts returns an empty Counts.
+func NewCounts() *Counts { return &Counts{idx: make(map[string]int32)} }
+
+// Add adds n to url's count.
+func (c *Counts) Add(url []byte, n int64) {
+	if i, ok := c.idx[string(url)]; ok { // NB: this lookup does not allocate
+		c.vals[i] += n
+		return
+	}
+	c.idx[string(url)] = int32(len(c.vals))
+	c.vals = append(c.vals, n)
+}
+
+// AddString adds n to url's count.
+func (c *Counts) AddString(url string, n int64) {
+	if i, ok := c.idx[url]; ok {
+		c.vals[i] += n
+		return
+	}
+	c.idx[url] = int32(len(c.vals))
+	c.vals = append(c.vals, n)
+}
+
+// Get returns url's count (0 when absent). Safe on a nil Counts.
+func (c *Counts) Get(url string) int64 {
+	if c == nil {
+		return 0
+	}
+	if i, ok := c.idx[url]; ok {
+		return c.vals[i]
+	}
+	return 0
+}
+
+// Len returns the number of URLs. Safe on a nil Counts.
+func (c *Counts) Len() int {
+	if c == nil {
+		return 0
+	}
+	return len(c.vals)
+}
+
+// All iterates over the URLs and their counts, in no particular order.
+// Safe on a nil Counts.
+func (c *Counts) All() iter.Seq2[string, int64] {
+	return func(yield func(string, int64) bool) {
+		if c == nil {
+			return
+		}
+		for url, i := range c.idx {
+			if !yield(url, c.vals[i]) {
+				return
+			}
+		}
+	}
+}
+
+// String formats the counts like a map, URLs sorted (tests, logs).
+func (c *Counts) String() string {
+	m := make(map[string]int64, c.Len())
+	for url, n := range c.All() {
+		m[url] = n
+	}
+	return fmt.Sprint(m)
+}
 
 // Operator is the window operator of one partition. It is a deterministic
 // state machine: the same records, from the same starting state, give the
@@ -104,8 +176,8 @@ type Operator struct {
 	// checkpoints live in the state store; the part added since the last
 	// checkpoint lives in pending.
 	open    map[Window]int64
-	pending map[Window]Counts
-	lateBuf map[Window]Counts
+	pending map[Window]*Counts
+	lateBuf map[Window]*Counts
 	// last caches, per window size, the window the previous record went to
 	// and its pending counts: consecutive records mostly share a window.
 	last []lastWindow
@@ -113,7 +185,7 @@ type Operator struct {
 
 type lastWindow struct {
 	w      Window
-	counts Counts // nil: nothing cached
+	counts *Counts // nil: nothing cached
 }
 
 // NewOperator validates opts and returns an operator with no state; call
@@ -154,8 +226,8 @@ func NewOperator(opts OperatorOptions) (*Operator, error) {
 		wm:          NoWatermark,
 		replayUntil: -1,
 		open:        make(map[Window]int64),
-		pending:     make(map[Window]Counts),
-		lateBuf:     make(map[Window]Counts),
+		pending:     make(map[Window]*Counts),
+		lateBuf:     make(map[Window]*Counts),
 		last:        make([]lastWindow, len(sizes)),
 	}, nil
 }
@@ -263,7 +335,7 @@ func (o *Operator) Process(r Record) Outcome {
 		if lw.counts == nil || lw.w != w {
 			counts := o.pending[w]
 			if counts == nil {
-				counts = make(Counts)
+				counts = NewCounts()
 				o.pending[w] = counts
 			}
 			if _, ok := o.open[w]; !ok {
@@ -271,7 +343,7 @@ func (o *Operator) Process(r Record) Outcome {
 			}
 			*lw = lastWindow{w: w, counts: counts}
 		}
-		lw.counts[string(c.URL)]++ // NB: no allocation when the key exists.
+		lw.counts.Add(c.URL, 1)
 	}
 	if replaying {
 		// NB: the watermark stays at the recorded one for the whole replay:
@@ -285,13 +357,13 @@ func (o *Operator) Process(r Record) Outcome {
 	return out
 }
 
-func add(m map[Window]Counts, w Window, url []byte) {
+func add(m map[Window]*Counts, w Window, url []byte) {
 	c := m[w]
 	if c == nil {
-		c = make(Counts)
+		c = NewCounts()
 		m[w] = c
 	}
-	c[string(url)]++ // NB: no allocation when the key exists.
+	c.Add(url, 1)
 }
 
 // AdvanceWatermark moves the watermark forward to wm (never back), as the
@@ -355,11 +427,11 @@ func compareWindows(a, b Window) int {
 // Pending returns the counts added to window w since the last checkpoint
 // (nil if none). The map is owned by the operator and valid until Commit or
 // DropPending.
-func (o *Operator) Pending(w Window) Counts { return o.pending[w] }
+func (o *Operator) Pending(w Window) *Counts { return o.pending[w] }
 
 // PendingWindows calls fn for every window with counts added since the last
 // checkpoint.
-func (o *Operator) PendingWindows(fn func(w Window, c Counts)) {
+func (o *Operator) PendingWindows(fn func(w Window, c *Counts)) {
 	for w, c := range o.pending {
 		fn(w, c)
 	}
@@ -367,7 +439,7 @@ func (o *Operator) PendingWindows(fn func(w Window, c Counts)) {
 
 // LateCounts calls fn for every closed window that received late records
 // since the last checkpoint (policy count).
-func (o *Operator) LateCounts(fn func(w Window, c Counts)) {
+func (o *Operator) LateCounts(fn func(w Window, c *Counts)) {
 	for w, c := range o.lateBuf {
 		fn(w, c)
 	}
@@ -404,10 +476,10 @@ func (o *Operator) DropPending() {
 func (o *Operator) PendingKeys() int {
 	n := 0
 	for _, c := range o.pending {
-		n += len(c)
+		n += c.Len()
 	}
 	for _, c := range o.lateBuf {
-		n += len(c)
+		n += c.Len()
 	}
 	return n
 }

@@ -102,7 +102,7 @@ func TestOperatorScenario(t *testing.T) {
 	expect("plan 2 emits", p.Emit, []Window{{Size: minute, Start: t0}})
 	expect("plan 2 restart offset: first pending record of the open window", p.RestartOffset, int64(2))
 	var late []string
-	op.LateCounts(func(w Window, c Counts) { late = append(late, fmt.Sprint(w.Start-t0, c)) })
+	op.LateCounts(func(w Window, c *Counts) { late = append(late, fmt.Sprint(w.Start-t0, c)) })
 	expect("late counts", late, []string{"0 map[/a:1]"})
 	op.Commit(p)
 	expect("open after commit", openWindows(op), []string{"60000@2"})
@@ -129,11 +129,11 @@ func TestLateDropAndMultipleSizes(t *testing.T) {
 		t.Fatalf("Late = %b, want 1 (the 1m window only)", out.Late)
 	}
 	n := 0
-	op.LateCounts(func(Window, Counts) { n++ })
+	op.LateCounts(func(Window, *Counts) { n++ })
 	if n != 0 {
 		t.Fatal("policy drop kept late counts")
 	}
-	if got := op.Pending(Window{Size: 60 * minute, Start: t0})["/a"]; got != 2 {
+	if got := op.Pending(Window{Size: 60 * minute, Start: t0}).Get("/a"); got != 2 {
 		t.Fatalf("hour window pending = %d, want 2 (the late-for-1m record is on time for 1h)", got)
 	}
 }
@@ -158,7 +158,7 @@ func TestControlRecordsAndDuplicatesAdvanceOnly(t *testing.T) {
 // everything it emits.
 type harness struct {
 	op      *Operator
-	store   map[Window]Counts // counts carried over from earlier checkpoints
+	store   map[Window]map[string]int64 // counts carried over from earlier checkpoints
 	emitted map[string]int64  // window@url -> clicks emitted
 	late    map[string]int64
 	totals  map[string]int64
@@ -166,7 +166,7 @@ type harness struct {
 }
 
 func newHarness(op *Operator) *harness {
-	return &harness{op: op, store: map[Window]Counts{}, emitted: map[string]int64{}, late: map[string]int64{}, totals: map[string]int64{}}
+	return &harness{op: op, store: map[Window]map[string]int64{}, emitted: map[string]int64{}, late: map[string]int64{}, totals: map[string]int64{}}
 }
 
 func (h *harness) checkpoint(flush bool) {
@@ -182,13 +182,13 @@ func (h *harness) checkpoint(flush bool) {
 		for url, n := range h.store[w] {
 			emit(w, url, n)
 		}
-		for url, n := range h.op.Pending(w) {
+		for url, n := range h.op.Pending(w).All() {
 			emit(w, url, n)
 		}
 		delete(h.store, w)
 	}
-	h.op.LateCounts(func(w Window, c Counts) {
-		for url, n := range c {
+	h.op.LateCounts(func(w Window, c *Counts) {
+		for url, n := range c.All() {
 			emit(w, url, n)
 			h.late[url] += n
 		}
@@ -197,14 +197,14 @@ func (h *harness) checkpoint(flush bool) {
 	for _, w := range p.Emit {
 		emitted[w] = true
 	}
-	h.op.PendingWindows(func(w Window, c Counts) {
+	h.op.PendingWindows(func(w Window, c *Counts) {
 		if emitted[w] {
 			return
 		}
 		if h.store[w] == nil {
-			h.store[w] = Counts{}
+			h.store[w] = map[string]int64{}
 		}
-		for url, n := range c {
+		for url, n := range c.All() {
 			h.store[w][url] += n
 		}
 	})
@@ -256,7 +256,7 @@ func TestReplayRebuildsExactly(t *testing.T) {
 						// emitted and the recorded position; rebuild by replay.
 						op2, _ := NewOperator(opts)
 						op2.StartReplay(h.pos[2], h.pos[0], h.pos[1])
-						h.op, h.store = op2, map[Window]Counts{}
+						h.op, h.store = op2, map[Window]map[string]int64{}
 						for i := h.pos[2]; i < h.pos[0]; i++ {
 							if out := h.op.Process(recs[i]); !out.Replayed {
 								t.Fatalf("record %d processed live during replay", i)
@@ -267,8 +267,8 @@ func TestReplayRebuildsExactly(t *testing.T) {
 						}
 						// Replay builds the counts up in memory; checkpoint
 						// code moves them to the store without emitting.
-						h.op.PendingWindows(func(w Window, c Counts) {
-							h.store[w] = maps.Clone(c)
+						h.op.PendingWindows(func(w Window, c *Counts) {
+							h.store[w] = maps.Collect(c.All())
 						})
 						h.op.DropPending()
 					}
@@ -397,7 +397,7 @@ func TestReplayKeepsRecordedWatermark(t *testing.T) {
 	if replay.Watermark() != p.Watermark {
 		t.Fatalf("watermark after replay %d, want the recorded %d", replay.Watermark(), p.Watermark)
 	}
-	if got := replay.Pending(Window{Size: minute, Start: t0})["/a"]; got != 2 {
+	if got := replay.Pending(Window{Size: minute, Start: t0}).Get("/a"); got != 2 {
 		t.Fatalf("rebuilt window holds %d clicks, want 2", got)
 	}
 }
