@@ -16,97 +16,206 @@ import (
 	"go.uber.org/zap"
 )
 
-// planned is one live task's part of a checkpoint.
+// planned is one task's part of a checkpoint.
 type planned struct {
 	t    *task
 	live bool // false: the task is replaying and takes no part in the transaction
 	plan stream.Plan
 	next sink.Position
 	emit map[stream.Window]bool
+	// snap is what the plan took from the operator (live tasks), given
+	// back if the checkpoint fails.
+	snap *stream.Snapshot
+	// meta is set when the state store's tag must be written.
+	meta bool
 }
 
-type clickKey struct {
-	url        string
-	start, end int64
+// job is one checkpoint in flight: its PostgreSQL transaction and state
+// batch run on their own goroutine while the loop keeps processing records
+// into fresh buffers. At most one job is in flight; the next plan waits for
+// it, so it reads the state store as the job left it.
+type job struct {
+	plans  []planned
+	cp     *sink.Checkpoint
+	flush  bool
+	reason string
+	start  time.Time
+	cancel context.CancelFunc
+	done   chan struct{}
+	// Results, set before done is closed.
+	res    sink.Result
+	err    error
+	pgErr  bool // err came from PostgreSQL
+	fenced *sink.FencedError
 }
 
-// checkpoint runs the protocol of the package doc once. flush emits the
-// partial counts of open windows too. Replaying tasks only move their
-// buffered counts to the state store.
+// checkpoint takes one checkpoint and waits for it (rebalances, the final
+// checkpoint). flush emits the partial counts of open windows too.
 func (pl *Pipeline) checkpoint(ctx context.Context, flush bool, reason string) error {
-	start := time.Now()
-	for {
-		plans, cp, err := pl.plan(flush)
+	if err := pl.finishJob(ctx); err != nil {
+		return err
+	}
+	// NB: a fenced checkpoint re-syncs the fenced partitions and leaves the
+	// others' counts in place: take it again for them.
+	for attempt := 0; ; attempt++ {
+		if err := pl.startJob(flush, reason); err != nil {
+			return err
+		}
+		j := pl.job
+		if err := pl.finishJob(ctx); err != nil {
+			return err
+		}
+		if j.fenced == nil || attempt == 10 {
+			return nil
+		}
+	}
+}
+
+// startJob plans a checkpoint, takes the counts it covers from the
+// operators, and starts its transaction.
+func (pl *Pipeline) startJob(flush bool, reason string) error {
+	if pl.job != nil {
+		panic("checkpoint: a job is already in flight")
+	}
+	plans, cp, err := pl.plan(flush)
+	if err != nil {
+		pl.m.CheckpointFailures.WithLabelValues("state").Inc()
+		return err
+	}
+	for i := range plans {
+		pp := &plans[i]
+		if pp.live {
+			pp.meta = pp.next != pp.t.committed || pp.t.metaDirty
+			pp.snap = pp.t.op.Take(pp.plan)
+		}
+	}
+	// Replaying tasks move their counts to the store now: no transaction
+	// covers them.
+	if err := pl.spillReplaying(plans); err != nil {
+		pl.restoreSnapshots(plans)
+		pl.m.CheckpointFailures.WithLabelValues("state").Inc()
+		return err
+	}
+	now := time.Now()
+	pl.lastCheckpoint = now
+	if flush {
+		pl.lastFlush = now
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	j := &job{plans: plans, cp: cp, flush: flush, reason: reason, start: now, cancel: cancel, done: make(chan struct{})}
+	pl.job = j
+	go func() {
+		defer close(j.done)
+		j.res, j.err = pl.runJob(ctx, j)
+	}()
+	return nil
+}
+
+// runJob is the job's goroutine: the PostgreSQL transaction, then the state
+// batch. It touches no task: only the job's own plans, snapshots and deltas,
+// the store and the sink (both safe for concurrent use).
+func (pl *Pipeline) runJob(ctx context.Context, j *job) (sink.Result, error) {
+	var res sink.Result
+	if len(j.cp.Partitions) > 0 {
+		var err error
+		res, err = retryPG(ctx, pl, func() (sink.Result, error) { return pl.sink.Commit(ctx, j.cp) })
+		if errors.As(err, &j.fenced) {
+			return res, err
+		}
 		if err != nil {
-			pl.m.CheckpointFailures.WithLabelValues("state").Inc()
-			return err
+			j.pgErr = true
+			return res, fmt.Errorf("commit checkpoint to postgres: %w", err)
 		}
-		var res sink.Result
-		if len(cp.Partitions) > 0 {
-			res, err = retryPG(ctx, pl, func() (sink.Result, error) { return pl.sink.Commit(ctx, cp) })
-			var fe *sink.FencedError
-			if errors.As(err, &fe) {
-				pl.m.CheckpointFailures.WithLabelValues("fenced").Inc()
-				pl.m.Fenced.Add(float64(len(fe.Partitions)))
-				pl.log.Warn("checkpoint fenced: another writer moved these partitions; re-syncing from postgres",
-					zap.Int32s("partitions", fe.Partitions), zap.Any("expected", fe.Expected), zap.Any("found", fe.Found))
-				if err := pl.resync(ctx, fe.Partitions); err != nil {
-					return fmt.Errorf("re-sync fenced partitions: %w", err)
-				}
-				continue // plan again without them: they are replaying now
-			}
-			if err != nil {
-				pl.m.CheckpointFailures.WithLabelValues("postgres").Inc()
-				pl.setPostgresOK(false, err)
-				return fmt.Errorf("commit checkpoint to postgres: %w", err)
-			}
+	}
+	// NB: PostgreSQL committed before the state store is written: it is
+	// the commit point (DESIGN.md I1, I4).
+	return res, pl.persist(j.plans)
+}
+
+// finishJob waits for the job in flight (if any) and applies its outcome.
+// If ctx ends first the job is cancelled. On success the tasks' expected
+// positions move on; on failure their snapshots are given back.
+func (pl *Pipeline) finishJob(ctx context.Context) error {
+	j := pl.job
+	if j == nil {
+		return nil
+	}
+	select {
+	case <-j.done:
+	case <-ctx.Done():
+		j.cancel()
+		<-j.done
+	}
+	j.cancel()
+	pl.job = nil
+	switch {
+	case j.fenced != nil:
+		fe := j.fenced
+		pl.m.CheckpointFailures.WithLabelValues("fenced").Inc()
+		pl.m.Fenced.Add(float64(len(fe.Partitions)))
+		pl.log.Warn("checkpoint fenced: another writer moved these partitions; re-syncing from postgres",
+			zap.Int32s("partitions", fe.Partitions), zap.Any("expected", fe.Expected), zap.Any("found", fe.Found))
+		pl.restoreSnapshots(j.plans)
+		if err := pl.resync(ctx, fe.Partitions); err != nil {
+			return fmt.Errorf("re-sync fenced partitions: %w", err)
 		}
-		// NB: PostgreSQL committed before the state store is written: it is
-		// the commit point (DESIGN.md I1, I4).
-		if err := pl.persist(plans); err != nil {
-			pl.m.CheckpointFailures.WithLabelValues("state").Inc()
-			return err
+		return nil
+	case j.err != nil:
+		pl.restoreSnapshots(j.plans)
+		if errors.Is(j.err, context.Canceled) {
+			return fmt.Errorf("checkpoint interrupted: %w", j.err)
 		}
-		for _, pp := range plans {
-			if !pp.live {
-				continue // replaying: persist moved its counts to the store
-			}
-			pp.t.op.Commit(pp.plan)
+		cause := "state"
+		if j.pgErr {
+			cause = "postgres"
+			pl.setPostgresOK(false, j.err)
+		}
+		pl.m.CheckpointFailures.WithLabelValues(cause).Inc()
+		return j.err
+	}
+	for _, pp := range j.plans {
+		if pp.live {
 			pp.t.committed = pp.next
 			pp.t.metaDirty = false
 		}
-		now := time.Now()
-		pl.lastCheckpoint = now
-		if flush {
-			pl.lastFlush = now
+	}
+	if len(j.cp.Partitions) > 0 {
+		res, now := j.res, time.Now()
+		pl.m.Checkpoints.Inc()
+		pl.m.CheckpointDuration.Observe(now.Sub(j.start).Seconds())
+		pl.m.CheckpointRows.Observe(float64(res.ClickRows + res.TotalRows))
+		pl.m.TxDuration.Observe(res.Duration.Seconds())
+		pl.m.RowsWritten.WithLabelValues("url_clicks").Add(float64(res.ClickRows))
+		pl.m.RowsWritten.WithLabelValues("url_totals").Add(float64(res.TotalRows))
+		pl.m.Finalized.Add(float64(res.Finalized))
+		pl.m.LastCheckpoint.Set(float64(now.UnixNano()) / 1e9)
+		pl.stats.checkpoints++
+		pl.stats.rows += res.ClickRows + res.TotalRows
+		pl.status.Lock()
+		pl.status.s.LastCheckpoint = now
+		pl.status.s.CheckpointsTotal++
+		pl.status.s.RowsWritten += res.ClickRows + res.TotalRows
+		pl.status.Unlock()
+		pl.log.Debug("checkpoint", zap.String("reason", j.reason), zap.Bool("flush", j.flush),
+			zap.Int("partitions", len(j.cp.Partitions)), zap.Int64("click_rows", res.ClickRows),
+			zap.Int64("total_rows", res.TotalRows), zap.Int64("finalized", res.Finalized),
+			zap.Int("attempts", res.Attempts), zap.Bool("recovered", res.Recovered),
+			zap.Duration("took", now.Sub(j.start)))
+		if j.reason != "final" && j.reason != "revoke" {
+			pl.commitKafka(ctx, false)
 		}
-		if len(cp.Partitions) > 0 {
-			pl.m.Checkpoints.Inc()
-			pl.m.CheckpointDuration.Observe(time.Since(start).Seconds())
-			pl.m.CheckpointRows.Observe(float64(res.ClickRows + res.TotalRows))
-			pl.m.TxDuration.Observe(res.Duration.Seconds())
-			pl.m.RowsWritten.WithLabelValues("url_clicks").Add(float64(res.ClickRows))
-			pl.m.RowsWritten.WithLabelValues("url_totals").Add(float64(res.TotalRows))
-			pl.m.Finalized.Add(float64(res.Finalized))
-			pl.m.LastCheckpoint.Set(float64(now.UnixNano()) / 1e9)
-			pl.stats.checkpoints++
-			pl.stats.rows += res.ClickRows + res.TotalRows
-			pl.status.Lock()
-			pl.status.s.LastCheckpoint = now
-			pl.status.s.CheckpointsTotal++
-			pl.status.s.RowsWritten += res.ClickRows + res.TotalRows
-			pl.status.Unlock()
-			pl.log.Debug("checkpoint", zap.String("reason", reason), zap.Bool("flush", flush),
-				zap.Int("partitions", len(cp.Partitions)), zap.Int64("click_rows", res.ClickRows),
-				zap.Int64("total_rows", res.TotalRows), zap.Int64("finalized", res.Finalized),
-				zap.Int("attempts", res.Attempts), zap.Bool("recovered", res.Recovered),
-				zap.Duration("took", time.Since(start)))
-			if reason != "final" && reason != "revoke" {
-				pl.commitKafka(ctx, false)
-			}
+	}
+	pl.publishTasks()
+	return nil
+}
+
+// restoreSnapshots gives the counts a failed checkpoint took back to the
+// operators of tasks that still exist.
+func (pl *Pipeline) restoreSnapshots(plans []planned) {
+	for _, pp := range plans {
+		if pp.snap != nil && pl.tasks[pp.t.p] == pp.t {
+			pp.t.op.Restore(pp.snap)
 		}
-		pl.publishTasks()
-		return nil
 	}
 }
 
@@ -169,34 +278,64 @@ func (pl *Pipeline) plan(flush bool) ([]planned, *sink.Checkpoint, error) {
 	return plans, cp, nil
 }
 
-// persist writes the state-store batch of a committed checkpoint: counts of
-// windows still open, the registry, and each partition's new tag.
-func (pl *Pipeline) persist(plans []planned) error {
+// spillReplaying moves the counts replaying tasks rebuilt since the last
+// checkpoint to the state store (no tag: the partition is not restored yet).
+func (pl *Pipeline) spillReplaying(plans []planned) error {
 	b := pl.store.NewBatch()
 	defer b.Close()
 	for _, pp := range plans {
-		t, p := pp.t, pp.t.p
-		for w := range pp.emit {
-			b.DeleteWindow(p, state.Window(w))
+		if pp.live {
+			continue
 		}
+		t, p := pp.t, pp.t.p
 		t.op.PendingWindows(func(w stream.Window, c *stream.Counts) {
-			if pp.emit[w] {
-				return
-			}
 			for url, n := range c.All() {
 				b.AddCount(p, state.Window(w), url, n)
 			}
 		})
-		t.op.OpenWindows(func(w stream.Window, first int64) {
-			if !pp.emit[w] {
-				b.SetWindow(p, state.Window(w), first)
-			}
-		})
-		if pp.live && (pp.next != t.committed || t.metaDirty) {
-			b.SetMeta(p, state.PartitionMeta(pp.next))
-		}
+		t.op.OpenWindows(func(w stream.Window, first int64) { b.SetWindow(p, state.Window(w), first) })
+	}
+	if b.Empty() {
+		return nil
+	}
+	if err := b.Commit(); err != nil {
+		return err
+	}
+	for _, pp := range plans {
 		if !pp.live {
-			t.op.DropPending() // replaying: moved to the store above
+			pp.t.op.DropPending()
+		}
+	}
+	return nil
+}
+
+// persist writes the state-store batch of a committed checkpoint for its
+// live tasks: counts of windows still open, the registry, and each
+// partition's new tag. It reads only the job's snapshots.
+func (pl *Pipeline) persist(plans []planned) error {
+	b := pl.store.NewBatch()
+	defer b.Close()
+	for _, pp := range plans {
+		if !pp.live {
+			continue
+		}
+		p := pp.t.p
+		for w := range pp.emit {
+			b.DeleteWindow(p, state.Window(w))
+		}
+		for w, c := range pp.snap.Pending {
+			if pp.emit[w] {
+				continue
+			}
+			for url, n := range c.All() {
+				b.AddCount(p, state.Window(w), url, n)
+			}
+		}
+		for w, first := range pp.snap.Open {
+			b.SetWindow(p, state.Window(w), first)
+		}
+		if pp.meta {
+			b.SetMeta(p, state.PartitionMeta(pp.next))
 		}
 	}
 	if b.Empty() {

@@ -163,8 +163,10 @@ type Pipeline struct {
 	stats           progress
 
 	// deltas is reused by every checkpoint (its memory, and a spill file
-	// in the state folder for very large ones).
+	// in the state folder for very large ones); the job in flight owns it.
 	deltas sink.Deltas
+	// job is the checkpoint in flight, if any (see commit.go).
+	job *job
 
 	startMu sync.Mutex
 	starts  map[int32]int64
@@ -350,6 +352,14 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 		}
 		cancel()
 	}
+	if pl.job != nil {
+		// NB: never leave a job writing to a store the caller closes next.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pl.opts.ShutdownTimeout)
+		if err := pl.finishJob(cctx); err != nil && finalErr == nil && loopErr == nil {
+			finalErr = err
+		}
+		cancel()
+	}
 	pl.closing = true
 	cl.AllowRebalance()
 	cl.Close() // leaves the group; revoke callbacks only drop tasks now
@@ -529,6 +539,22 @@ func (pl *Pipeline) maybeCheckpoint(ctx context.Context, now time.Time) error {
 	for _, t := range pl.tasks {
 		pending += t.op.PendingKeys()
 	}
+	if j := pl.job; j != nil {
+		select {
+		case <-j.done:
+			if err := pl.finishJob(ctx); err != nil {
+				return err
+			}
+		default:
+			if pending < pl.opts.MaxPendingKeys {
+				return nil // keep processing while the transaction runs
+			}
+			// NB: memory bound: wait for the job before buffering more.
+			if err := pl.finishJob(ctx); err != nil {
+				return err
+			}
+		}
+	}
 	due := now.Sub(pl.lastCheckpoint) >= pl.opts.CheckpointInterval
 	if !due && pending < pl.opts.MaxPendingKeys {
 		return nil
@@ -545,7 +571,7 @@ func (pl *Pipeline) maybeCheckpoint(ctx context.Context, now time.Time) error {
 	if !due {
 		reason = "pending"
 	}
-	return pl.checkpoint(ctx, flush, reason)
+	return pl.startJob(flush, reason)
 }
 
 // advanceIdle moves the watermark of caught-up partitions without records

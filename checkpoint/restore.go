@@ -23,6 +23,7 @@ const restoreTimeout = 30 * time.Second
 // where its consumption starts (DESIGN.md I4, I5). Runs gated by
 // BlockRebalanceOnPoll.
 func (pl *Pipeline) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	pl.awaitJob(ctx)
 	pl.status.Lock()
 	pl.status.s.Joined = true
 	pl.status.Unlock()
@@ -83,9 +84,25 @@ func (pl *Pipeline) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[s
 	pl.dropTasks(parts, "revoked")
 }
 
+// awaitJob lets the checkpoint in flight finish (bounded: a callback must
+// not outlast the rebalance timeout) before a callback changes the tasks.
+// A failure is logged: the job's counts went back to the operators, or its
+// partitions re-synced.
+func (pl *Pipeline) awaitJob(ctx context.Context) {
+	if pl.job == nil {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, pl.opts.ShutdownTimeout)
+	defer cancel()
+	if err := pl.finishJob(wctx); err != nil {
+		pl.log.Warn("checkpoint in flight at rebalance", zap.Error(err))
+	}
+}
+
 // onLost drops the tasks without writing: another member may own the
 // partitions already, and fencing would refuse the write anyway.
-func (pl *Pipeline) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+func (pl *Pipeline) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+	pl.awaitJob(ctx)
 	if parts := lost[pl.opts.Consumer.Topic]; len(parts) > 0 {
 		pl.dropTasks(parts, "lost")
 	}

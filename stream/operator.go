@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
 	"slices"
 	"time"
 )
@@ -482,4 +483,59 @@ func (o *Operator) PendingKeys() int {
 		n += c.Len()
 	}
 	return n
+}
+
+// Snapshot is what one checkpoint takes from the operator: the counts added
+// since the previous checkpoint, the registry of windows left open, and the
+// windows the plan emitted. Processing goes on into fresh buffers while the
+// checkpoint commits; Restore gives everything back if it fails.
+type Snapshot struct {
+	Pending map[Window]*Counts // on-time counts, including emitted windows'
+	Late    map[Window]*Counts
+	Open    map[Window]int64 // open windows after the plan, with their lowest pending offset
+	Emitted map[Window]int64 // emitted windows, with their lowest pending offset
+}
+
+// Take applies plan p as if its checkpoint committed (emitted windows leave
+// the registry) and moves the counts added since the previous checkpoint
+// into the returned snapshot.
+func (o *Operator) Take(p Plan) *Snapshot {
+	s := &Snapshot{Pending: o.pending, Late: o.lateBuf, Emitted: make(map[Window]int64, len(p.Emit))}
+	for _, w := range p.Emit {
+		if first, ok := o.open[w]; ok {
+			s.Emitted[w] = first
+			delete(o.open, w)
+		}
+	}
+	s.Open = maps.Clone(o.open)
+	o.pending = make(map[Window]*Counts, len(s.Pending))
+	o.lateBuf = make(map[Window]*Counts)
+	clear(o.last)
+	return s
+}
+
+// Restore gives a snapshot back after its checkpoint failed: counts are
+// added to what arrived since, emitted windows are open again. The
+// operator is then as if Take had not happened, plus the newer records.
+func (o *Operator) Restore(s *Snapshot) {
+	merge := func(dst map[Window]*Counts, src map[Window]*Counts) {
+		for w, c := range src {
+			d := dst[w]
+			if d == nil {
+				dst[w] = c
+				continue
+			}
+			for url, n := range c.All() {
+				d.AddString(url, n)
+			}
+		}
+	}
+	merge(o.pending, s.Pending)
+	merge(o.lateBuf, s.Late)
+	for w, first := range s.Emitted {
+		if cur, ok := o.open[w]; !ok || first < cur {
+			o.open[w] = first
+		}
+	}
+	clear(o.last)
 }
