@@ -159,7 +159,7 @@ func TestControlRecordsAndDuplicatesAdvanceOnly(t *testing.T) {
 type harness struct {
 	op      *Operator
 	store   map[Window]map[string]int64 // counts carried over from earlier checkpoints
-	emitted map[string]int64  // window@url -> clicks emitted
+	emitted map[string]int64            // window@url -> clicks emitted
 	late    map[string]int64
 	totals  map[string]int64
 	pos     [3]int64 // the last checkpoint: next offset, watermark, restart offset
