@@ -401,3 +401,36 @@ func TestReplayKeepsRecordedWatermark(t *testing.T) {
 		t.Fatalf("rebuilt window holds %d clicks, want 2", got)
 	}
 }
+
+// TestTakeRestoreLosesNothing: a checkpoint that takes the counts, lets
+// processing go on, then fails and gives them back, leaves the operator as
+// if it had never been taken; emissions stay exact.
+func TestTakeRestoreLosesNothing(t *testing.T) {
+	for seed := range uint64(20) {
+		rng := rand.New(rand.NewPCG(seed, 11))
+		recs := randomRecords(rng, 2000)
+		opts := OperatorOptions{Windows: []time.Duration{time.Minute, 7 * time.Minute}, OutOfOrder: 3 * time.Second}
+		op, _ := NewOperator(opts)
+		op.StartReplay(0, 0, NoWatermark)
+		h := newHarness(op)
+		for i := 0; i < len(recs); {
+			// Process a stretch, then either checkpoint or fail one.
+			for end := min(len(recs), i+1+rng.IntN(150)); i < end; i++ {
+				h.op.Process(recs[i])
+			}
+			if rng.IntN(3) == 0 {
+				snap := h.op.Take(h.op.Plan(rng.IntN(4) == 0))
+				for end := min(len(recs), i+rng.IntN(80)); i < end; i++ {
+					h.op.Process(recs[i]) // processing while the job runs
+				}
+				h.op.Restore(snap) // the job failed
+				continue
+			}
+			h.checkpoint(rng.IntN(6) == 0)
+		}
+		h.checkpoint(true)
+		if diff := diffCounts(h.emitted, expectedCounts(recs, opts)); diff != "" {
+			t.Fatalf("seed %d: %s", seed, diff)
+		}
+	}
+}
