@@ -45,7 +45,7 @@ type Options struct {
 	// "earliest" (default) or "latest".
 	StartOffset string
 	// MaxPendingKeys triggers a checkpoint before the interval when this
-	// many (window, URL) counters are buffered; zero means 500,000.
+	// many (window, URL) counters are buffered; zero means 250,000 (a checkpoint in flight holds as many again).
 	MaxPendingKeys int
 	// SpillDir holds temporary files of checkpoints too large for memory;
 	// "" keeps them in memory.
@@ -77,7 +77,7 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("start offset %q: must be earliest or latest", o.StartOffset)
 	}
 	if o.MaxPendingKeys == 0 {
-		o.MaxPendingKeys = 500_000
+		o.MaxPendingKeys = 250_000
 	}
 	if o.MaxPollRecords == 0 {
 		o.MaxPollRecords = 10_000
@@ -626,8 +626,9 @@ func StateIdentity(o Options) string {
 		sizes = append(sizes, w.String())
 	}
 	slices.Sort(sizes)
-	return fmt.Sprintf("v1\x00%s\x00%s\x00windows=%v ooo=%s late=%s max_url=%d",
-		o.Consumer.Group, o.Consumer.Topic, sizes, o.Operator.OutOfOrder, o.Operator.Late, o.Operator.MaxURLBytes)
+	return fmt.Sprintf("v1\x00%s\x00%s\x00windows=%v ooo=%s late=%s max_url=%d skew=%s/%s",
+		o.Consumer.Group, o.Consumer.Topic, sizes, o.Operator.OutOfOrder, o.Operator.Late, o.Operator.MaxURLBytes,
+		o.Operator.MaxFutureSkew, o.Operator.MaxPastSkew)
 }
 
 // refreshEnds reads the partitions' last stable offsets (the end a

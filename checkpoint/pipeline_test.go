@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -489,5 +490,75 @@ func TestRetentionLossIsCountedNotSilent(t *testing.T) {
 	exp := clicktest.Compute(append(first, rest...), windows, stream.DefaultMaxURLBytes)
 	if err := clicktest.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHostileURLsStoredByteExact: SQL-looking, unicode, control-character
+// and maximum-length URLs are stored exactly as received; NUL and
+// over-long ones are rejected with their reason.
+func TestHostileURLsStoredByteExact(t *testing.T) {
+	e := newEnv(t, 1)
+	ctx := context.Background()
+	long := "https://x/" + strings.Repeat("a", stream.DefaultMaxURLBytes-len("https://x/"))
+	stored := []string{
+		`'); DROP TABLE clickagg.url_clicks; --`,
+		`https://example.com/?q=1' OR '1'='1`,
+		"https://例え.テスト/パス?😀=✓",
+		"https://x/tab\there/newline\nhere/bell\x07/del\x7f",
+		`https://x/quote"backslash\slash/`,
+		"  leading and trailing spaces  ",
+		"HTTPS://Example.COM/Path#Fragment", // not normalized
+		long,
+	}
+	var recs []*kgo.Record
+	ts := time.Now().UnixMilli()
+	for _, u := range stored {
+		v, _ := json.Marshal(map[string]any{"url": u, "ts": ts})
+		recs = append(recs, &kgo.Record{Value: v})
+	}
+	recs = append(recs,
+		&kgo.Record{Value: []byte(`{"url":"https://x/nul\u0000byte"}`)},
+		&kgo.Record{Value: []byte(`{"url":"` + long + `b"}`)},
+	)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	_, m, done := e.start(ctx, pipelineConfig{})
+	e.wait(done, time.Minute)
+	rows, err := e.pool.Query(ctx, `SELECT url, clicks FROM clickagg.url_totals`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for rows.Next() {
+		var u string
+		var n int64
+		if err := rows.Scan(&u, &n); err != nil {
+			t.Fatal(err)
+		}
+		got[u] = n
+	}
+	if len(got) != len(stored) {
+		t.Errorf("%d url_totals rows, want %d", len(got), len(stored))
+	}
+	for _, u := range stored {
+		if got[u] != 1 {
+			t.Errorf("url %q: clicks %d, want 1 (stored byte-exact)", u, got[u])
+		}
+	}
+	if n := testutil.ToFloat64(m.Rejected.WithLabelValues("invalid_url")); n != 1 {
+		t.Errorf("invalid_url rejections = %v, want 1 (NUL)", n)
+	}
+	if n := testutil.ToFloat64(m.Rejected.WithLabelValues("url_too_long")); n != 1 {
+		t.Errorf("url_too_long rejections = %v, want 1", n)
+	}
+	var tables int
+	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema = 'clickagg'`).Scan(&tables); err != nil || tables != 4 {
+		t.Fatalf("clickagg has %d tables (%v), want 4", tables, err)
 	}
 }

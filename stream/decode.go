@@ -47,6 +47,14 @@ const (
 	ReasonTimestampOutOfRange
 	// ReasonInvalidID: "id" is not a string, an integer number, or null.
 	ReasonInvalidID
+	// ReasonTimestampAhead: the event time is more than the operator's
+	// MaxFutureSkew ahead of the Kafka record's own timestamp (not the wall
+	// clock, so a replay decides the same way). Checked by Operator, not
+	// Decode.
+	ReasonTimestampAhead
+	// ReasonTimestampBehind: the event time is more than the operator's
+	// MaxPastSkew behind the Kafka record's timestamp. Checked by Operator.
+	ReasonTimestampBehind
 
 	reasonCount // keep last; unexported
 )
@@ -62,6 +70,8 @@ var reasonNames = [reasonCount]string{
 	ReasonInvalidTimestamp:    "invalid_timestamp",
 	ReasonTimestampOutOfRange: "timestamp_out_of_range",
 	ReasonInvalidID:           "invalid_id",
+	ReasonTimestampAhead:      "timestamp_ahead_of_record",
+	ReasonTimestampBehind:     "timestamp_behind_record",
 }
 
 // Reasons lists every rejection reason (not ReasonNone), in order, for

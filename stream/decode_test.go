@@ -3,6 +3,7 @@ package stream
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -395,6 +396,7 @@ func TestReasons(t *testing.T) {
 	want := []string{
 		"invalid_json", "missing_url", "invalid_url", "empty_url", "url_too_long", "invalid_utf8",
 		"invalid_timestamp", "timestamp_out_of_range", "invalid_id",
+		"timestamp_ahead_of_record", "timestamp_behind_record",
 	}
 	rs := Reasons()
 	if len(rs) != len(want) {
@@ -408,7 +410,7 @@ func TestReasons(t *testing.T) {
 	if s := ReasonNone.String(); s != "none" {
 		t.Errorf("ReasonNone.String() = %q", s)
 	}
-	if s := reasonCount.String(); s != "reason(10)" {
+	if s := reasonCount.String(); s != fmt.Sprintf("reason(%d)", int(reasonCount)) {
 		t.Errorf("out-of-range String() = %q", s)
 	}
 	rs[0] = ReasonNone // callers may modify their copy

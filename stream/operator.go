@@ -59,6 +59,13 @@ type OperatorOptions struct {
 	Late LatePolicy
 	// MaxURLBytes bounds the URL length; zero means DefaultMaxURLBytes.
 	MaxURLBytes int
+	// MaxFutureSkew rejects an event whose ts is further ahead of its
+	// Kafka record's timestamp: one record with a clock years ahead must
+	// not drag the watermark forward and close every window. Zero: off.
+	MaxFutureSkew time.Duration
+	// MaxPastSkew rejects an event whose ts is further behind its Kafka
+	// record's timestamp. Zero: off.
+	MaxPastSkew time.Duration
 }
 
 // Record is one Kafka record as the operator sees it.
@@ -166,6 +173,8 @@ type Operator struct {
 	sizes      []int64 // ascending, ms
 	outOfOrder int64
 	late       LatePolicy
+	maxAhead   int64 // ms; 0: off
+	maxBehind  int64 // ms; 0: off
 	dec        Decoder
 
 	next        int64 // next offset to process
@@ -215,6 +224,9 @@ func NewOperator(opts OperatorOptions) (*Operator, error) {
 	if opts.OutOfOrder < 0 {
 		return nil, fmt.Errorf("out-of-orderness %s: must not be negative", opts.OutOfOrder)
 	}
+	if opts.MaxFutureSkew < 0 || opts.MaxPastSkew < 0 {
+		return nil, errors.New("max future/past skew: must not be negative")
+	}
 	maxURL := opts.MaxURLBytes
 	if maxURL < 0 {
 		return nil, fmt.Errorf("max URL bytes %d: must not be negative", maxURL)
@@ -223,6 +235,8 @@ func NewOperator(opts OperatorOptions) (*Operator, error) {
 		sizes:       sizes,
 		outOfOrder:  opts.OutOfOrder.Milliseconds(),
 		late:        opts.Late,
+		maxAhead:    opts.MaxFutureSkew.Milliseconds(),
+		maxBehind:   opts.MaxPastSkew.Milliseconds(),
 		dec:         Decoder{MaxURLBytes: maxURL},
 		wm:          NoWatermark,
 		replayUntil: -1,
@@ -318,6 +332,14 @@ func (o *Operator) Process(r Record) Outcome {
 		ts = r.TimestampMs
 		if !ValidEventTime(ts) {
 			return Outcome{Reason: ReasonTimestampOutOfRange, Replayed: replaying}
+		}
+	} else {
+		// NB: against the record's own timestamp, never the clock (I3).
+		if o.maxAhead > 0 && ts-r.TimestampMs > o.maxAhead {
+			return Outcome{Reason: ReasonTimestampAhead, Replayed: replaying}
+		}
+		if o.maxBehind > 0 && r.TimestampMs-ts > o.maxBehind {
+			return Outcome{Reason: ReasonTimestampBehind, Replayed: replaying}
 		}
 	}
 	out := Outcome{Replayed: replaying}

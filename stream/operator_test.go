@@ -434,3 +434,33 @@ func TestTakeRestoreLosesNothing(t *testing.T) {
 		}
 	}
 }
+
+func TestSkewAgainstRecordTimestamp(t *testing.T) {
+	op := newOp(t, OperatorOptions{Windows: []time.Duration{time.Minute}, MaxFutureSkew: time.Hour, MaxPastSkew: 24 * time.Hour})
+	rec := t0 + 10*minute // the Kafka record timestamp
+	cases := []struct {
+		ts   int64
+		want Reason
+	}{
+		{rec, ReasonNone},
+		{rec + 60*minute, ReasonNone}, // exactly the allowed skew
+		{rec + 60*minute + 1, ReasonTimestampAhead},
+		{rec + 5*365*24*60*minute, ReasonTimestampAhead}, // a clock years ahead
+		{rec - 24*60*minute, ReasonNone},
+		{rec - 24*60*minute - 1, ReasonTimestampBehind},
+	}
+	for i, c := range cases {
+		out := op.Process(Record{Offset: int64(i), TimestampMs: rec, Value: click("/a", c.ts)})
+		if out.Reason != c.want {
+			t.Errorf("ts %+d ms from the record: reason %v, want %v", c.ts-rec, out.Reason, c.want)
+		}
+	}
+	// The far-future record did not move the watermark.
+	if wm := op.Watermark(); wm != rec+60*minute {
+		t.Fatalf("watermark %d, want %d (from the last accepted event)", wm-t0, rec+60*minute-t0)
+	}
+	// Without a ts the record timestamp is the event time: never skewed.
+	if out := op.Process(Record{Offset: 10, TimestampMs: rec, Value: []byte(`{"url":"/b"}`)}); out.Reason != ReasonNone {
+		t.Fatalf("no ts: %v", out.Reason)
+	}
+}

@@ -34,6 +34,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	freshRate := fs.Float64("fresh-rate", 100_000, "freshness scenario: records per second")
 	freshFor := fs.Duration("fresh-duration", 30*time.Second, "freshness scenario: how long to produce")
 	recRate := fs.Float64("recovery-rate", 50_000, "recovery scenario: records per second")
+	recRuns := fs.Int("recovery-runs", 3, "recovery scenario: runs of each variant (median and max reported)")
 	profile := fs.String("cpuprofile-dir", "", "write a CPU profile of each aggregator run into this folder")
 	aggArgs := fs.String("aggregator-args", "", "extra flags for clickagg run, space-separated (experiments)")
 	if err := parseFlags(fs, args); err != nil {
@@ -110,17 +111,19 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			r, err = bench.Freshness(ctx, env, *freshRate, *freshFor)
 		case "recovery":
 			for _, rebuild := range []bool{false, true} {
-				logf("recovery (rebuild=%v): %.0f records/s, SIGKILL after 20s", rebuild, *recRate)
-				r, err = bench.Recovery(ctx, env, *recRate, 20*time.Second, rebuild)
-				if err != nil {
-					break
+				logf("recovery (rebuild=%v): %.0f records/s, SIGKILL after 20s, %d runs", rebuild, *recRate, *recRuns)
+				var runs []bench.Result
+				for i := range *recRuns {
+					r, err = bench.Recovery(ctx, env, *recRate, 20*time.Second, rebuild, i)
+					if err != nil {
+						return err
+					}
+					runs = append(runs, r)
 				}
+				r = bench.Summarize(runs)
 				r.Broker = env.Broker
 				results = append(results, r)
 				bench.PrintTable(stdout, []bench.Result{r})
-			}
-			if err != nil {
-				return err
 			}
 			continue
 		default:

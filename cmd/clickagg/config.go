@@ -40,6 +40,8 @@ type Config struct {
 	ExitWhenIdle       Duration `yaml:"exit_when_idle"`      // default 0 (run until stopped)
 	StartOffset        string   `yaml:"start_offset"`        // earliest (default) | latest
 	MaxURLBytes        int      `yaml:"max_url_bytes"`       // default 2048
+	MaxFutureSkew      Duration `yaml:"max_future_skew"`     // default 1h; 0 disables
+	MaxPastSkew        Duration `yaml:"max_past_skew"`       // default 0 (off)
 	ShutdownTimeout    Duration `yaml:"shutdown_timeout"`    // default 30s
 	Late               struct {
 		Policy string `yaml:"policy"` // count (default) | drop
@@ -196,6 +198,10 @@ var settings = []setting{
 			c.MaxURLBytes = n
 			return nil
 		}},
+	{key: "max_future_skew", env: "CLICKAGG_MAX_FUTURE_SKEW", flag: "max-future-skew", help: "reject events whose ts is further ahead of their Kafka record timestamp (0: off)",
+		set: durationSetter(func(c *Config) *Duration { return &c.MaxFutureSkew })},
+	{key: "max_past_skew", env: "CLICKAGG_MAX_PAST_SKEW", flag: "max-past-skew", help: "reject events whose ts is further behind their Kafka record timestamp (0: off)",
+		set: durationSetter(func(c *Config) *Duration { return &c.MaxPastSkew })},
 	{key: "shutdown_timeout", env: "CLICKAGG_SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", help: "bound on the final checkpoint at SIGTERM",
 		set: durationSetter(func(c *Config) *Duration { return &c.ShutdownTimeout })},
 	{key: "late.policy", env: "CLICKAGG_LATE_POLICY", flag: "late-policy", help: "late records: count (into clicks and late_clicks) or drop",
@@ -367,6 +373,9 @@ func (c *Config) finish() error {
 	if c.IdleTimeout == 0 && !c.setExplicitly("idle_timeout") {
 		c.IdleTimeout = Duration(30 * time.Second)
 	}
+	if c.MaxFutureSkew == 0 && !c.setExplicitly("max_future_skew") {
+		c.MaxFutureSkew = Duration(time.Hour)
+	}
 
 	if strings.TrimSpace(c.Topic) == "" || len(c.Topic) > 249 {
 		return badConfig("topic %q: must be 1 to 249 characters", c.Topic)
@@ -406,6 +415,8 @@ func (c *Config) finish() error {
 		{"exit_when_idle", c.ExitWhenIdle, 0},
 		{"emit.early_interval", c.Emit.EarlyInterval, 0},
 		{"shutdown_timeout", c.ShutdownTimeout, time.Second},
+		{"max_future_skew", c.MaxFutureSkew, 0},
+		{"max_past_skew", c.MaxPastSkew, 0},
 	}
 	for _, ck := range checks {
 		if ck.d.D() < ck.min {

@@ -115,6 +115,7 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 		},
 		Operator: stream.OperatorOptions{
 			Windows: cfg.windows, OutOfOrder: cfg.OutOfOrderness.D(), Late: cfg.late, MaxURLBytes: cfg.MaxURLBytes,
+			MaxFutureSkew: cfg.MaxFutureSkew.D(), MaxPastSkew: cfg.MaxPastSkew.D(),
 		},
 		CheckpointInterval: cfg.CheckpointInterval.D(),
 		EarlyInterval:      cfg.Emit.EarlyInterval.D(),

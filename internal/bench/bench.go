@@ -40,6 +40,9 @@ type Workload struct {
 	Windows    []time.Duration
 	EventSpan  time.Duration // event time the records cover
 	Partitions int32
+	// Env is added to the aggregator's environment, e.g. a Go memory limit
+	// for the memory-budget workload (as a Kubernetes pod would set).
+	Env []string
 }
 
 // Workloads are the standard ones (BENCHMARKS.md).
@@ -47,7 +50,8 @@ var Workloads = map[string]Workload{
 	"zipf": {Name: "zipf", Records: 10_000_000, URLs: 1_000_000, Zipf: 1.1,
 		Windows: []time.Duration{time.Minute}, EventSpan: 30 * time.Minute, Partitions: 12},
 	"uniform": {Name: "uniform", Records: 20_000_000, URLs: 10_000_000,
-		Windows: []time.Duration{24 * time.Hour}, EventSpan: time.Hour, Partitions: 12},
+		Windows: []time.Duration{24 * time.Hour}, EventSpan: time.Hour, Partitions: 12,
+		Env: []string{"GOMEMLIMIT=400MiB"}},
 	"multi": {Name: "multi", Records: 10_000_000, URLs: 1_000_000, Zipf: 1.1,
 		Windows: []time.Duration{time.Minute, time.Hour, 24 * time.Hour}, EventSpan: 30 * time.Minute, Partitions: 12},
 }
@@ -166,7 +170,7 @@ func RunAggregator(ctx context.Context, env Env, topic, group string, w Workload
 		"--exit-when-idle", idle.String(), "--http-addr", "off", "--log-format", "json",
 		"--idle-timeout", "0s"}, extraArgs...)
 	cmd := exec.CommandContext(ctx, env.Binary, args...)
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+env.DSN)
+	cmd.Env = append(append(os.Environ(), "DATABASE_URL="+env.DSN), w.Env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return Result{}, err

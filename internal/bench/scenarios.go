@@ -161,12 +161,13 @@ func Freshness(ctx context.Context, env Env, rate float64, d time.Duration) (Res
 // until processing resumes (the checkpointed offsets move again) and until
 // the backlog that built up is consumed, once with the local state and once
 // with it deleted (rebuild from PostgreSQL).
-func Recovery(ctx context.Context, env Env, rate float64, steady time.Duration, rebuild bool) (Result, error) {
+func Recovery(ctx context.Context, env Env, rate float64, steady time.Duration, rebuild bool, run int) (Result, error) {
 	name := "recovery-local"
 	if rebuild {
 		name = "recovery-rebuild"
 	}
-	topic, group, schema := "bench-"+name, "bench-"+name, strings.ReplaceAll("bench_"+name, "-", "_")
+	id := fmt.Sprintf("%s-%d", name, run)
+	topic, group, schema := "bench-"+id, "bench-"+id, strings.ReplaceAll("bench_"+id, "-", "_")
 	cl, err := kgo.NewClient(kgo.SeedBrokers(env.Brokers...), kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(200_000))
 	if err != nil {
 		return Result{}, err
@@ -176,9 +177,9 @@ func Recovery(ctx context.Context, env Env, rate float64, steady time.Duration, 
 	if err := gen.EnsureTopic(ctx, adm, topic, 12); err != nil {
 		return Result{}, err
 	}
-	stateDir := filepath.Join(env.Dir, "state-"+name)
+	stateDir := filepath.Join(env.Dir, "state-"+id)
 	args := []string{"--state-dir", stateDir, "--windows", "1m", "--checkpoint-interval", "200ms",
-		"--instance-id", name, "--session-timeout", "30s"}
+		"--instance-id", id, "--session-timeout", "30s"}
 	agg, err := startAggregator(env, topic, group, schema, args...)
 	if err != nil {
 		return Result{}, err
@@ -253,4 +254,31 @@ func Recovery(ctx context.Context, env Env, rate float64, steady time.Duration, 
 		r.VerifyError = "did not catch up within 3 minutes"
 	}
 	return r, nil
+}
+
+// Summarize reports several recovery runs: median and maximum times.
+func Summarize(runs []Result) Result {
+	ms := func(key string) []time.Duration {
+		var out []time.Duration
+		for _, r := range runs {
+			if v, ok := r.Extra[key].(int64); ok {
+				out = append(out, time.Duration(v)*time.Millisecond)
+			}
+		}
+		return out
+	}
+	r := runs[0]
+	r.Verified = true
+	for _, x := range runs {
+		if !x.Verified {
+			r.Verified, r.VerifyError = false, x.VerifyError
+		}
+	}
+	resume, caught := ms("resume_ms"), ms("caught_up_ms")
+	r.Extra = map[string]any{
+		"runs": len(runs), "rate": r.Extra["rate"],
+		"resume_p50_ms": percentile(resume, 0.5).Milliseconds(), "resume_max_ms": percentile(resume, 1).Milliseconds(),
+		"caught_up_p50_ms": percentile(caught, 0.5).Milliseconds(), "caught_up_max_ms": percentile(caught, 1).Milliseconds(),
+	}
+	return r
 }

@@ -162,6 +162,11 @@ func oracleDecode(v []byte, recordTS int64, maxURL int) (string, int64, bool) {
 	if ts < minTS || ts >= maxTS {
 		return "", 0, false
 	}
+	// clickagg's default max_future_skew: an event time more than an hour
+	// ahead of its record's timestamp is rejected.
+	if ts-recordTS > time.Hour.Milliseconds() {
+		return "", 0, false
+	}
 	if raw, ok := m["id"]; ok && string(raw) != "null" {
 		var s string
 		var n json.Number
