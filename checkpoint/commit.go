@@ -177,6 +177,7 @@ func (pl *Pipeline) finishJob(ctx context.Context) error {
 		if pp.live {
 			pp.t.committed = pp.next
 			pp.t.metaDirty = false
+			pp.t.op.Release(pp.snap)
 		}
 	}
 	if len(j.cp.Partitions) > 0 {
@@ -235,7 +236,8 @@ func (pl *Pipeline) plan(flush bool) ([]planned, *sink.Checkpoint, error) {
 		smallest := t.op.Sizes()[0]
 		plan := t.op.Plan(flush)
 		pp := planned{t: t, live: true, plan: plan, emit: make(map[stream.Window]bool, len(plan.Emit)),
-			next: sink.Position{NextOffset: plan.NextOffset, Watermark: plan.Watermark, RestartOffset: plan.RestartOffset}}
+			next: sink.Position{NextOffset: plan.NextOffset, Watermark: plan.Watermark, RestartOffset: plan.RestartOffset,
+				DedupOffset: plan.DedupOffset, DedupClock: plan.DedupClock}}
 		before := d.Clicks()
 		for _, w := range plan.Emit {
 			pp.emit[w] = true
@@ -294,6 +296,7 @@ func (pl *Pipeline) spillReplaying(plans []planned) error {
 			}
 		})
 		t.op.OpenWindows(func(w stream.Window, first int64) { b.SetWindow(p, state.Window(w), first) })
+		t.op.Sightings(func(id string, ts int64) { b.SetSeen(p, id, ts) })
 	}
 	if b.Empty() {
 		return nil
@@ -320,6 +323,16 @@ func (pl *Pipeline) persist(plans []planned) error {
 			continue
 		}
 		p := pp.t.p
+		if s := pp.snap; s.Seen != nil {
+			// NB: expiry reads the store: before this batch's sightings.
+			b.ExpireSeen(pl.store, p, s.Horizon)
+			for id, ts := range s.Seen {
+				if ts > s.Horizon {
+					b.SetSeen(p, id, ts)
+				}
+			}
+			b.SetDedup(p, s.Dedup.Clock, marks(s.Dedup.Hist))
+		}
 		for w := range pp.emit {
 			b.DeleteWindow(p, state.Window(w))
 		}
@@ -342,6 +355,14 @@ func (pl *Pipeline) persist(plans []planned) error {
 		return nil
 	}
 	return b.Commit()
+}
+
+func marks(h []stream.ClockMark) [][3]int64 {
+	out := make([][3]int64, len(h))
+	for i, m := range h {
+		out[i] = [3]int64{m.Slot, m.Offset, m.Before}
+	}
+	return out
 }
 
 // commitKafka commits each live partition's next offset to the group, for

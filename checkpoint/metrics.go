@@ -13,6 +13,8 @@ type Metrics struct {
 	Consumed           prometheus.Counter
 	Accepted           prometheus.Counter
 	Rejected           *prometheus.CounterVec
+	Duplicates         prometheus.Counter
+	Misrouted          prometheus.Counter
 	Late               *prometheus.CounterVec
 	Checkpoints        prometheus.Counter
 	CheckpointFailures *prometheus.CounterVec
@@ -54,6 +56,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "clickagg_events_rejected_total",
 			Help: "Records skipped as invalid, by reason.",
 		}, []string{"reason"}),
+		Duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "clickagg_duplicates_total",
+			Help: "Valid records not counted because their event id was seen already (dedup.window).",
+		}),
+		Misrouted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "clickagg_dedup_misrouted_total",
+			Help: "Records with an event id whose Kafka key is neither the id nor the URL (dedup.scope global): their duplicates may land on other partitions and be counted.",
+		}),
 		Late: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "clickagg_late_events_total",
 			Help: "Valid records that arrived after the watermark passed their window, by window size and what the late policy did.",
@@ -163,7 +173,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.RecordsLost.WithLabelValues("retention")
 	m.PostgresUp.Set(1)
 	if reg != nil {
-		reg.MustRegister(m.Consumed, m.Accepted, m.Rejected, m.Late, m.Checkpoints,
+		reg.MustRegister(m.Consumed, m.Accepted, m.Rejected, m.Duplicates, m.Misrouted, m.Late, m.Checkpoints,
 			m.CheckpointFailures, m.CheckpointDuration, m.CheckpointRows, m.TxDuration,
 			m.PostgresUp, m.Ready, m.RowsWritten, m.Finalized,
 			m.Fenced, m.Restores, m.RestoreDuration, m.Replayed, m.RecordsLost, m.Partitions, m.Lag,

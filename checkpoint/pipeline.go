@@ -119,6 +119,8 @@ type task struct {
 	lastRecord   time.Time // processing time of the last live record, or of the restore
 	assignedAt   time.Time
 	restoredOnce bool
+	// seenKey is scratch space for dedup lookups in the state store.
+	seenKey []byte
 }
 
 func (t *task) live() bool { return !t.op.Replaying() }
@@ -144,11 +146,14 @@ func (s Status) Ready() bool { return s.Joined && len(s.Restoring) == 0 && s.Pos
 
 // Pipeline is the aggregator of one process. Create with New, run with Run.
 type Pipeline struct {
-	opts  Options
-	log   *zap.Logger
-	m     *Metrics
-	store *state.Store
-	sink  *sink.Writer
+	// storeErr is the first state-store error a dedup lookup met: the
+	// loop stops on it.
+	storeErr error
+	opts     Options
+	log      *zap.Logger
+	m        *Metrics
+	store    *state.Store
+	sink     *sink.Writer
 
 	cl  *kgo.Client
 	adm *kadm.Client
@@ -393,6 +398,9 @@ func (pl *Pipeline) loop(ctx context.Context) error {
 		}
 		now := time.Now()
 		pl.process(fetches, now)
+		if err := pl.storeErr; err != nil {
+			return fmt.Errorf("dedup lookup: %w", err)
+		}
 		if err := pl.maybeCheckpoint(ctx, now); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -481,6 +489,7 @@ func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) {
 		for _, r := range fp.Records {
 			out := t.op.Process(stream.Record{
 				Offset:      r.Offset,
+				Key:         r.Key,
 				TimestampMs: r.Timestamp.UnixMilli(),
 				Value:       r.Value,
 				Control:     r.Attrs.IsControl(),
@@ -499,6 +508,14 @@ func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) {
 				continue
 			}
 			accepted++
+			if out.Duplicate {
+				pl.m.Duplicates.Inc()
+				pl.stats.duplicates++
+				continue
+			}
+			if out.Misrouted {
+				pl.m.Misrouted.Inc()
+			}
 			if out.Late != 0 {
 				pl.stats.late++
 				for i, size := range t.op.Sizes() {
@@ -626,9 +643,9 @@ func StateIdentity(o Options) string {
 		sizes = append(sizes, w.String())
 	}
 	slices.Sort(sizes)
-	return fmt.Sprintf("v1\x00%s\x00%s\x00windows=%v ooo=%s late=%s max_url=%d skew=%s/%s",
+	return fmt.Sprintf("v1\x00%s\x00%s\x00windows=%v ooo=%s late=%s max_url=%d skew=%s/%s dedup=%s",
 		o.Consumer.Group, o.Consumer.Topic, sizes, o.Operator.OutOfOrder, o.Operator.Late, o.Operator.MaxURLBytes,
-		o.Operator.MaxFutureSkew, o.Operator.MaxPastSkew)
+		o.Operator.MaxFutureSkew, o.Operator.MaxPastSkew, o.Operator.DedupWindow)
 }
 
 // refreshEnds reads the partitions' last stable offsets (the end a
@@ -685,6 +702,7 @@ type progress struct {
 	since       time.Time
 	consumed    int64
 	late        int64
+	duplicates  int64
 	rejected    [32]int64
 	checkpoints int64
 	rows        int64
@@ -701,6 +719,7 @@ func (pl *Pipeline) logProgress(now time.Time, force bool) {
 		zap.Int64("records", s.consumed),
 		zap.Float64("records_per_sec", float64(s.consumed)/max(now.Sub(s.since).Seconds(), 1e-9)),
 		zap.Int64("late", s.late),
+		zap.Int64("duplicates", s.duplicates),
 		zap.Int64("checkpoints", s.checkpoints),
 		zap.Int64("rows_written", s.rows),
 		zap.Int("partitions", len(pl.tasks)),

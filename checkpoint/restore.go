@@ -149,7 +149,8 @@ func (pl *Pipeline) restore(ctx context.Context, parts []int32, now time.Time) e
 			off = ends[p]
 		}
 		pos, err := retryPG(ctx, pl, func() (sink.Position, error) {
-			return pl.sink.InitPosition(ctx, p, sink.Position{NextOffset: off, Watermark: sink.NoWatermark, RestartOffset: off})
+			return pl.sink.InitPosition(ctx, p, sink.Position{NextOffset: off, Watermark: sink.NoWatermark, RestartOffset: off,
+				DedupOffset: off, DedupClock: sink.NoWatermark})
 		})
 		if err != nil {
 			return err
@@ -233,6 +234,16 @@ func (pl *Pipeline) restoreOne(p int32, pos sink.Position, logStart, end int64, 
 		return nil, 0, err
 	}
 	t := &task{p: p, op: op, committed: pos, end: end, assignedAt: now, lastRecord: now}
+	if op.Deduplicating() {
+		op.SetLookup(func(id []byte) (int64, bool) {
+			ts, ok, key, err := pl.store.Seen(p, id, t.seenKey)
+			t.seenKey = key
+			if err != nil && pl.storeErr == nil {
+				pl.storeErr = err
+			}
+			return ts, ok
+		})
+	}
 	meta, ok, err := pl.store.Meta(p)
 	if err != nil {
 		return nil, 0, err
@@ -254,6 +265,19 @@ func (pl *Pipeline) restoreOne(p int32, pos sink.Position, logStart, end int64, 
 			open[stream.Window(w)] = first
 		}
 		op.Resume(pos.NextOffset, pos.Watermark, open)
+		if op.Deduplicating() {
+			clock, hist, ok, err := pl.store.Dedup(p)
+			if err != nil {
+				return nil, 0, err
+			}
+			if ok {
+				ms := make([]stream.ClockMark, len(hist))
+				for i, m := range hist {
+					ms[i] = stream.ClockMark{Slot: m[0], Offset: m[1], Before: m[2]}
+				}
+				op.ResumeDedup(stream.DedupState{Clock: clock, Hist: ms})
+			}
+		}
 		start = pos.NextOffset
 		pl.m.Restores.WithLabelValues("local").Inc()
 		pl.m.RestoreDuration.Observe(time.Since(now).Seconds())
@@ -266,6 +290,14 @@ func (pl *Pipeline) restoreOne(p int32, pos sink.Position, logStart, end int64, 
 			return nil, 0, err
 		}
 		from := pos.RestartOffset
+		if op.Deduplicating() {
+			from = min(pos.DedupOffset, from)
+		}
+		if logStart > from && from < pos.NextOffset && logStart <= pos.RestartOffset {
+			pl.log.Warn("records needed to rebuild dedup sightings were deleted by retention; duplicates of them will be counted",
+				zap.Int32("partition", p), zap.Int64("dedup_offset", pos.DedupOffset), zap.Int64("log_start_offset", logStart))
+			from = logStart
+		}
 		if logStart > from && from < pos.NextOffset {
 			pl.log.Error("records needed to rebuild open windows were deleted by retention; their counts will be short",
 				zap.Int32("partition", p), zap.Int64("restart_offset", pos.RestartOffset),
@@ -274,7 +306,7 @@ func (pl *Pipeline) restoreOne(p int32, pos sink.Position, logStart, end int64, 
 			// only ends when it reaches the checkpoint.
 			from = min(logStart, pos.NextOffset)
 		}
-		op.StartReplay(from, pos.NextOffset, pos.Watermark)
+		op.StartReplayDedup(from, max(from, pos.RestartOffset), pos.NextOffset, pos.Watermark, pos.DedupClock)
 		start = from
 		kind := "fresh"
 		if op.Replaying() {
@@ -288,7 +320,7 @@ func (pl *Pipeline) restoreOne(p int32, pos sink.Position, logStart, end int64, 
 	pl.log.Info("partition assigned",
 		zap.Int32("partition", p), zap.Bool("local_state", local),
 		zap.Int64("next_offset", pos.NextOffset), zap.Int64("restart_offset", pos.RestartOffset),
-		zap.Int64("start", start))
+		zap.Int64("dedup_offset", pos.DedupOffset), zap.Int64("start", start))
 	return t, start, nil
 }
 

@@ -62,6 +62,13 @@ CREATE TABLE {{s}}.checkpoints (
 	PRIMARY KEY (consumer_group, topic, partition)
 );
 `,
+	// 2: where a replay must start to rebuild dedup sightings, and the
+	// dedup clock there (NULL: as restart_offset, no clock).
+	`
+ALTER TABLE {{s}}.checkpoints
+	ADD COLUMN dedup_offset bigint,
+	ADD COLUMN dedup_clock  timestamptz;
+`,
 }
 
 // SchemaVersion is the version Migrate brings a database to.

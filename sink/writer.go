@@ -24,6 +24,11 @@ type Position struct {
 	NextOffset    int64 // the next offset to process
 	Watermark     int64 // Unix ms, or NoWatermark
 	RestartOffset int64 // the lowest offset whose record is not yet emitted
+	// DedupOffset is where a replay starts to rebuild dedup sightings (at
+	// most RestartOffset); DedupClock is the dedup clock just before it
+	// (Unix ms, or NoWatermark).
+	DedupOffset int64
+	DedupClock  int64
 }
 
 // PartitionUpdate moves one partition's row from Expect to Next.
@@ -187,13 +192,14 @@ func NewWriter(pool *pgxpool.Pool, opts Options) (*Writer, error) {
 	t := func(name string) string { return pgx.Identifier{opts.Schema, name}.Sanitize() }
 	w := &Writer{pool: pool, opts: opts}
 	w.sqlCAS = `UPDATE ` + t("checkpoints") + `
-SET next_offset = $4, watermark = $5, restart_offset = $6, updated_at = now()
+SET next_offset = $4, watermark = $5, restart_offset = $6, dedup_offset = $10, dedup_clock = $11, updated_at = now()
 WHERE consumer_group = $1 AND topic = $2 AND partition = $3
-  AND next_offset = $7 AND restart_offset = $8 AND watermark IS NOT DISTINCT FROM $9`
-	w.sqlRead = `SELECT partition, next_offset, watermark, restart_offset FROM ` + t("checkpoints") + `
+  AND next_offset = $7 AND restart_offset = $8 AND watermark IS NOT DISTINCT FROM $9
+  AND coalesce(dedup_offset, restart_offset) = $12 AND dedup_clock IS NOT DISTINCT FROM $13`
+	w.sqlRead = `SELECT partition, next_offset, watermark, restart_offset, coalesce(dedup_offset, restart_offset), dedup_clock FROM ` + t("checkpoints") + `
 WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3)`
-	w.sqlInit = `INSERT INTO ` + t("checkpoints") + ` (consumer_group, topic, partition, next_offset, watermark, restart_offset)
-VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`
+	w.sqlInit = `INSERT INTO ` + t("checkpoints") + ` (consumer_group, topic, partition, next_offset, watermark, restart_offset, dedup_offset, dedup_clock)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`
 	w.sqlGlobalMin = `SELECT count(*), count(watermark), min(watermark) FROM ` + t("checkpoints") + `
 WHERE consumer_group = $1 AND topic = $2`
 	// NB: ORDER BY gives every replica the same row-lock order (no
@@ -256,15 +262,15 @@ func (w *Writer) ReadPositions(ctx context.Context, partitions []int32) (map[int
 	out := make(map[int32]Position, len(partitions))
 	for rows.Next() {
 		var (
-			p   int32
-			pos Position
-			wm  *time.Time
+			p       int32
+			pos     Position
+			wm, clk *time.Time
 		)
-		if err := rows.Scan(&p, &pos.NextOffset, &wm, &pos.RestartOffset); err != nil {
+		if err := rows.Scan(&p, &pos.NextOffset, &wm, &pos.RestartOffset, &pos.DedupOffset, &clk); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read checkpoints: %w", err)
 		}
-		pos.Watermark = tsScan(wm)
+		pos.Watermark, pos.DedupClock = tsScan(wm), tsScan(clk)
 		out[p] = pos
 	}
 	if err := rows.Err(); err != nil {
@@ -279,7 +285,7 @@ func (w *Writer) ReadPositions(ctx context.Context, partitions []int32) (map[int
 // that every later decision is replayable).
 func (w *Writer) InitPosition(ctx context.Context, p int32, pos Position) (Position, error) {
 	if _, err := w.pool.Exec(ctx, w.sqlInit, w.opts.Group, w.opts.Topic, p,
-		pos.NextOffset, tsArg(pos.Watermark), pos.RestartOffset); err != nil {
+		pos.NextOffset, tsArg(pos.Watermark), pos.RestartOffset, pos.DedupOffset, tsArg(pos.DedupClock)); err != nil {
 		return Position{}, fmt.Errorf("create checkpoint row for partition %d: %w", p, err)
 	}
 	got, err := w.ReadPositions(ctx, []int32{p})
@@ -429,7 +435,8 @@ func (w *Writer) commitOnce(ctx context.Context, cp *Checkpoint) (res Result, er
 	for _, u := range cp.Partitions {
 		batch.Queue(w.sqlCAS, w.opts.Group, w.opts.Topic, u.Partition,
 			u.Next.NextOffset, tsArg(u.Next.Watermark), u.Next.RestartOffset,
-			u.Expect.NextOffset, u.Expect.RestartOffset, tsArg(u.Expect.Watermark))
+			u.Expect.NextOffset, u.Expect.RestartOffset, tsArg(u.Expect.Watermark),
+			u.Next.DedupOffset, tsArg(u.Next.DedupClock), u.Expect.DedupOffset, tsArg(u.Expect.DedupClock))
 	}
 	br := tx.SendBatch(ctx, batch)
 	var fenced []int32

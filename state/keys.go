@@ -12,7 +12,13 @@ const (
 	kindMeta     byte = 0x01
 	kindWindow   byte = 0x02
 	kindCount    byte = 0x03
+	kindSeen     byte = 0x04 // partition|id → latest event time (dedup)
+	kindSeenTime byte = 0x05 // partition|event time|id → nothing: expiry index
+	kindDedup    byte = 0x06 // partition → dedup clock and its history
 )
+
+// kinds are every per-partition key kind.
+var kinds = []byte{kindMeta, kindWindow, kindCount, kindSeen, kindSeenTime, kindDedup}
 
 var identityKey = []byte{kindIdentity, 'i', 'd', 'e', 'n', 't', 'i', 't', 'y'}
 
@@ -38,6 +44,19 @@ func windowKey(dst []byte, kind byte, p int32, w Window) []byte {
 func countKey(dst []byte, p int32, w Window, url string) []byte {
 	dst = windowKey(dst, kindCount, p, w)
 	return append(dst, url...)
+}
+
+// seenKey returns the key of one dedup sighting.
+func seenKey(dst []byte, p int32, id string) []byte {
+	dst = partitionKey(dst, kindSeen, p)
+	return append(dst, id...)
+}
+
+// seenTimeKey returns the expiry-index key of a sighting at event time t.
+func seenTimeKey(dst []byte, p int32, t int64, id string) []byte {
+	dst = partitionKey(dst, kindSeenTime, p)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(t)^(1<<63))
+	return append(dst, id...)
 }
 
 const (

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -56,6 +58,9 @@ type Options struct {
 	CacheBytes int64
 	// Logger receives Pebble's messages; nil discards informational ones.
 	Logger pebble.Logger
+	// PointLookups adds Bloom filters to the tables, for dedup's one Get
+	// per record (most of them for ids not seen yet).
+	PointLookups bool
 }
 
 // PartitionMeta is the checkpoint tag of one partition's local state.
@@ -63,6 +68,8 @@ type PartitionMeta struct {
 	NextOffset    int64
 	Watermark     int64
 	RestartOffset int64
+	DedupOffset   int64
+	DedupClock    int64
 }
 
 // Store is the local state store of one consumer group and topic.
@@ -99,6 +106,10 @@ func Open(opts Options, identity string) (*Store, error) {
 		L0CompactionThreshold:       8,
 		L0StopWritesThreshold:       32,
 		LBaseMaxBytes:               256 << 20,
+	}
+	if opts.PointLookups {
+		// NB: the deeper levels inherit L0's filter policy.
+		po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	db, err := pebble.Open(opts.Dir, po)
 	if err != nil {
@@ -161,12 +172,17 @@ func (s *Store) Meta(p int32) (m PartitionMeta, ok bool, err error) {
 		return PartitionMeta{}, false, fmt.Errorf("read partition %d tag: %w", p, err)
 	}
 	defer closer.Close()
-	if len(v) != 24 {
+	if len(v) != 24 && len(v) != 40 {
 		return PartitionMeta{}, false, nil // unknown format: rebuild
 	}
 	m.NextOffset, _ = decodeInt64(v[0:8])
 	m.Watermark, _ = decodeInt64(v[8:16])
 	m.RestartOffset, _ = decodeInt64(v[16:24])
+	m.DedupOffset, m.DedupClock = m.RestartOffset, math.MinInt64 // before dedup existed
+	if len(v) == 40 {
+		m.DedupOffset, _ = decodeInt64(v[24:32])
+		m.DedupClock, _ = decodeInt64(v[32:40])
+	}
 	return m, true, nil
 }
 
@@ -219,6 +235,49 @@ func (s *Store) ScanWindow(p int32, w Window, fn func(url []byte, count int64) e
 	return it.Error()
 }
 
+// Seen returns the latest event time of dedup id in partition p, if the
+// store has it. key is scratch space for the key; the returned slice can be
+// passed again.
+func (s *Store) Seen(p int32, id []byte, key []byte) (t int64, ok bool, scratch []byte, err error) {
+	key = partitionKey(key[:0], kindSeen, p)
+	key = append(key, id...)
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, key, nil
+	}
+	if err != nil {
+		return 0, false, key, fmt.Errorf("read dedup sighting of partition %d: %w", p, err)
+	}
+	t, err = decodeInt64(v)
+	_ = closer.Close()
+	return t, err == nil, key, err
+}
+
+// Dedup returns partition p's stored dedup clock and history (ok false
+// when there is none).
+func (s *Store) Dedup(p int32) (clock int64, hist [][3]int64, ok bool, err error) {
+	v, closer, err := s.db.Get(partitionKey(nil, kindDedup, p))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil, false, nil
+	}
+	if err != nil {
+		return 0, nil, false, fmt.Errorf("read partition %d dedup clock: %w", p, err)
+	}
+	defer closer.Close()
+	if len(v) < 8 || (len(v)-8)%24 != 0 {
+		return 0, nil, false, fmt.Errorf("partition %d dedup clock: %w", p, errBadKey)
+	}
+	clock, _ = decodeInt64(v[:8])
+	for b := v[8:]; len(b) > 0; b = b[24:] {
+		var m [3]int64
+		for i := range m {
+			m[i], _ = decodeInt64(b[8*i : 8*i+8])
+		}
+		hist = append(hist, m)
+	}
+	return clock, hist, true, nil
+}
+
 // DiskUsage returns the store's size on disk in bytes.
 func (s *Store) DiskUsage() uint64 {
 	return s.db.Metrics().DiskSpaceUsage()
@@ -264,18 +323,78 @@ func (b *Batch) DeleteWindow(p int32, w Window) {
 	b.keep(b.b.Delete(b.key, nil))
 }
 
+// SetSeen records dedup sighting id of partition p at event time t.
+func (b *Batch) SetSeen(p int32, id string, t int64) {
+	b.key = seenKey(b.key[:0], p, id)
+	b.keep(b.b.Set(b.key, encodeInt64(b.val[:0], t), nil))
+	b.key = seenTimeKey(b.key[:0], p, t, id)
+	b.keep(b.b.Set(b.key, nil, nil))
+}
+
+// ExpireSeen deletes partition p's dedup sightings whose latest event time
+// is at most horizon. It reads the store, not the batch: call it before
+// the batch's SetSeen calls, which then win.
+func (b *Batch) ExpireSeen(s *Store, p int32, horizon int64) {
+	if horizon == math.MinInt64 {
+		return
+	}
+	lo := partitionKey(nil, kindSeenTime, p)
+	hi := seenTimeKey(nil, p, horizon+1, "")
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		b.keep(err)
+		return
+	}
+	n := 0
+	var key []byte
+	for ok := it.First(); ok; ok = it.Next() {
+		id := it.Key()[partitionKeyLen+8:]
+		var t int64
+		var found bool
+		t, found, key, err = s.Seen(p, id, key)
+		if err != nil {
+			b.keep(err)
+			break
+		}
+		// NB: a sighting seen again later has a newer index entry: keep it.
+		if found && t <= horizon {
+			b.keep(b.b.Delete(key, nil))
+		}
+		n++
+	}
+	b.keep(it.Close())
+	if n > 0 {
+		b.keep(b.b.DeleteRange(lo, hi, nil))
+	}
+}
+
+// SetDedup records partition p's dedup clock and history (each mark:
+// slot, offset, clock before).
+func (b *Batch) SetDedup(p int32, clock int64, hist [][3]int64) {
+	v := make([]byte, 0, 8+24*len(hist))
+	v = encodeInt64(v, clock)
+	for _, m := range hist {
+		for _, x := range m {
+			v = encodeInt64(v, x)
+		}
+	}
+	b.keep(b.b.Set(partitionKey(nil, kindDedup, p), v, nil))
+}
+
 // SetMeta tags partition p's state with its checkpoint.
 func (b *Batch) SetMeta(p int32, m PartitionMeta) {
-	v := make([]byte, 0, 24)
+	v := make([]byte, 0, 40)
 	v = encodeInt64(v, m.NextOffset)
 	v = encodeInt64(v, m.Watermark)
 	v = encodeInt64(v, m.RestartOffset)
+	v = encodeInt64(v, m.DedupOffset)
+	v = encodeInt64(v, m.DedupClock)
 	b.keep(b.b.Set(partitionKey(nil, kindMeta, p), v, nil))
 }
 
 // DropPartition removes everything stored for partition p, tag included.
 func (b *Batch) DropPartition(p int32) {
-	for _, kind := range []byte{kindMeta, kindWindow, kindCount} {
+	for _, kind := range kinds {
 		prefix := partitionKey(nil, kind, p)
 		b.keep(b.b.DeleteRange(prefix, prefixEnd(prefix), nil))
 	}

@@ -39,7 +39,7 @@ func TestStoreCountsMergeAndWindowsDelete(t *testing.T) {
 	b.AddCount(4, w1, "/a", 9)
 	b.SetWindow(3, w1, 10)
 	b.SetWindow(3, w2, 12)
-	b.SetMeta(3, PartitionMeta{NextOffset: 20, Watermark: 30, RestartOffset: 10})
+	b.SetMeta(3, PartitionMeta{NextOffset: 20, Watermark: 30, RestartOffset: 10, DedupOffset: 5, DedupClock: 25})
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestStoreCountsMergeAndWindowsDelete(t *testing.T) {
 	}
 	s = openMem(t, fs, "g\x00t")
 	m, ok, err := s.Meta(3)
-	if err != nil || !ok || m != (PartitionMeta{20, 30, 10}) {
+	if err != nil || !ok || m != (PartitionMeta{20, 30, 10, 5, 25}) {
 		t.Fatalf("Meta after reopen = %+v %v %v", m, ok, err)
 	}
 	// DropPartition removes one partition, tag included.
@@ -140,5 +140,65 @@ func BenchmarkBatchAddCount(b *testing.B) {
 		if err := batch.Commit(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestSeenSightingsExpire(t *testing.T) {
+	s := openMem(t, vfs.NewMem(), "g\x00t")
+	b := s.NewBatch()
+	b.SetSeen(1, "a", 100)
+	b.SetSeen(1, "b", 200)
+	b.SetSeen(1, "c", 300)
+	b.SetSeen(2, "a", 100) // another partition: untouched
+	b.SetDedup(1, 300, [][3]int64{{1, 7, -5}, {2, 9, 150}})
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	seen := func(p int32, id string) int64 {
+		t.Helper()
+		v, ok, _, err := s.Seen(p, []byte(id), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return -1
+		}
+		return v
+	}
+	if seen(1, "a") != 100 || seen(1, "b") != 200 || seen(1, "zz") != -1 {
+		t.Fatalf("Seen = %d %d %d", seen(1, "a"), seen(1, "b"), seen(1, "zz"))
+	}
+	// "b" is seen again at 250 in the same batch that expires up to 200:
+	// the newer sighting must survive its old index entry's expiry.
+	b = s.NewBatch()
+	b.ExpireSeen(s, 1, 200)
+	b.SetSeen(1, "b", 250)
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if seen(1, "a") != -1 || seen(1, "b") != 250 || seen(1, "c") != 300 || seen(2, "a") != 100 {
+		t.Fatalf("after expiry: a=%d b=%d c=%d p2.a=%d", seen(1, "a"), seen(1, "b"), seen(1, "c"), seen(2, "a"))
+	}
+	// The old index entry of "b" went with the expired range; its new one
+	// expires it later.
+	b = s.NewBatch()
+	b.ExpireSeen(s, 1, 260)
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if seen(1, "b") != -1 || seen(1, "c") != 300 {
+		t.Fatalf("after second expiry: b=%d c=%d", seen(1, "b"), seen(1, "c"))
+	}
+	clock, hist, ok, err := s.Dedup(1)
+	if err != nil || !ok || clock != 300 || len(hist) != 2 || hist[1] != [3]int64{2, 9, 150} {
+		t.Fatalf("Dedup = %d %v %v %v", clock, hist, ok, err)
+	}
+	b = s.NewBatch()
+	b.DropPartition(1)
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok, _ := s.Dedup(1); ok || seen(1, "c") != -1 || seen(2, "a") != 100 {
+		t.Fatal("DropPartition left dedup state behind, or touched another partition")
 	}
 }

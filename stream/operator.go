@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"iter"
@@ -66,12 +67,21 @@ type OperatorOptions struct {
 	// MaxPastSkew rejects an event whose ts is further behind its Kafka
 	// record's timestamp. Zero: off.
 	MaxPastSkew time.Duration
+	// DedupWindow turns on deduplication by event id (see dedup.go): a
+	// record whose id was seen within this span of event time on the
+	// partition is a duplicate and counted nowhere. Zero: off.
+	DedupWindow time.Duration
+	// DedupKeyed (dedup scope "global") expects each record's Kafka key to
+	// be its event id or its URL, so that every copy of a click lands on
+	// one partition; a record keyed otherwise is flagged Misrouted.
+	DedupKeyed bool
 }
 
 // Record is one Kafka record as the operator sees it.
 type Record struct {
 	Offset      int64
-	TimestampMs int64 // the Kafka record timestamp, used when the event has no ts
+	Key         []byte // the Kafka record key (checked by dedup scope global)
+	TimestampMs int64  // the Kafka record timestamp, used when the event has no ts
 	Value       []byte
 	Control     bool // a transaction marker: advances the offset, counts nothing
 }
@@ -87,6 +97,13 @@ type Outcome struct {
 	// from already-checkpointed input: the caller must not count it again in
 	// its metrics.
 	Replayed bool
+	// Duplicate is set when dedup found the record's id seen already: it
+	// was counted nowhere.
+	Duplicate bool
+	// Misrouted is set (dedup scope global) when a record with an id has
+	// a Kafka key that is neither its id nor its URL: its copies may land
+	// on other partitions, where they are not caught.
+	Misrouted bool
 }
 
 // MaxWindows is the most window sizes one operator runs.
@@ -180,6 +197,9 @@ type Operator struct {
 	next        int64 // next offset to process
 	wm          int64
 	replayUntil int64 // while replaying: the checkpointed next offset; else -1
+	countFrom   int64 // while replaying: records below only reload dedup sightings
+	dd          *dedup
+	keyed       bool
 
 	// open maps each window holding pending (not yet emitted) counts to the
 	// lowest offset of a record pending in it. Pending counts from earlier
@@ -231,7 +251,18 @@ func NewOperator(opts OperatorOptions) (*Operator, error) {
 	if maxURL < 0 {
 		return nil, fmt.Errorf("max URL bytes %d: must not be negative", maxURL)
 	}
+	var dd *dedup
+	switch w := opts.DedupWindow; {
+	case w < 0:
+		return nil, fmt.Errorf("dedup window %s: must not be negative", w)
+	case w > 0 && w < time.Millisecond:
+		return nil, fmt.Errorf("dedup window %s: must be at least 1ms", w)
+	case w > 0:
+		dd = newDedup(w.Milliseconds())
+	}
 	return &Operator{
+		dd:          dd,
+		keyed:       opts.DedupKeyed && dd != nil,
 		sizes:       sizes,
 		outOfOrder:  opts.OutOfOrder.Milliseconds(),
 		late:        opts.Late,
@@ -273,6 +304,28 @@ func (o *Operator) Resume(next, wm int64, open map[Window]int64) {
 	if open != nil {
 		o.open = open
 	}
+	if o.dd != nil {
+		o.dd.start(next, NoWatermark)
+	}
+}
+
+// ResumeDedup restores the dedup clock and its history from local state,
+// after Resume.
+func (o *Operator) ResumeDedup(s DedupState) {
+	if o.dd != nil && len(s.Hist) > 0 {
+		o.dd.resume(s.Clock, s.Hist)
+	}
+}
+
+// Deduplicating reports whether dedup by event id is on.
+func (o *Operator) Deduplicating() bool { return o.dd != nil }
+
+// SetLookup sets where dedup finds the sightings already in the state
+// store. Without one, only sightings since the last restore count.
+func (o *Operator) SetLookup(fn Lookup) {
+	if o.dd != nil {
+		o.dd.lookup = fn
+	}
 }
 
 // StartReplay starts rebuilding state: records from offset from up to (not
@@ -281,8 +334,22 @@ func (o *Operator) Resume(next, wm int64, open map[Window]int64) {
 // emitted already and are skipped; the rest rebuild the open windows. When
 // from >= until there is nothing to replay and the operator is live at once.
 func (o *Operator) StartReplay(from, until, wm int64) {
+	o.StartReplayDedup(from, from, until, wm, NoWatermark)
+}
+
+// StartReplayDedup is StartReplay for a checkpoint with a dedup restart
+// offset: records from offset from reload dedup sightings with the dedup
+// clock starting at clock, and only those from countFrom on rebuild window
+// counts too.
+func (o *Operator) StartReplayDedup(from, countFrom, until, wm, clock int64) {
 	o.reset()
-	o.next, o.wm = from, wm
+	if o.dd == nil || countFrom < from {
+		from = countFrom
+	}
+	o.next, o.wm, o.countFrom = from, wm, countFrom
+	if o.dd != nil {
+		o.dd.start(from, clock)
+	}
 	if from < until {
 		o.replayUntil = until
 	} else {
@@ -291,7 +358,7 @@ func (o *Operator) StartReplay(from, until, wm int64) {
 }
 
 func (o *Operator) reset() {
-	o.next, o.wm, o.replayUntil = 0, NoWatermark, -1
+	o.next, o.wm, o.replayUntil, o.countFrom = 0, NoWatermark, -1, 0
 	clear(o.open)
 	clear(o.pending)
 	clear(o.lateBuf)
@@ -316,6 +383,7 @@ func (o *Operator) Process(r Record) Outcome {
 		o.finishReplay()
 	}
 	replaying := o.replayUntil >= 0
+	loadOnly := replaying && r.Offset < o.countFrom
 	o.next = r.Offset + 1
 	if replaying && o.next >= o.replayUntil {
 		defer o.finishReplay()
@@ -342,7 +410,20 @@ func (o *Operator) Process(r Record) Outcome {
 			return Outcome{Reason: ReasonTimestampBehind, Replayed: replaying}
 		}
 	}
+	if o.dd != nil {
+		// NB: before the window logic, and also for late records: the
+		// sightings must not depend on the watermark.
+		if dup := o.dd.observe(r.Offset, ts, c.ID); dup && !loadOnly {
+			return Outcome{Duplicate: true, Replayed: replaying}
+		}
+	}
+	if loadOnly {
+		return Outcome{Replayed: true}
+	}
 	out := Outcome{Replayed: replaying}
+	if o.keyed && len(c.ID) > 0 && !bytes.Equal(r.Key, c.ID) && !bytes.Equal(r.Key, c.URL) {
+		out.Misrouted = true
+	}
 	for i, size := range o.sizes {
 		w := Assign(ts, size)
 		if w.ClosedBy(o.wm) {
@@ -405,6 +486,12 @@ type Plan struct {
 	NextOffset    int64
 	Watermark     int64
 	RestartOffset int64 // lowest offset whose record is not yet emitted
+	// DedupOffset is where a replay must start to rebuild the dedup
+	// sightings the open windows' records need (at most RestartOffset),
+	// and DedupClock the dedup clock just before it. Without dedup:
+	// RestartOffset and NoWatermark.
+	DedupOffset int64
+	DedupClock  int64
 	// Emit lists the windows whose pending counts this checkpoint emits,
 	// ordered by end then size: the windows the watermark closed, plus every
 	// open window when Flush is set. Closed ones become final.
@@ -428,6 +515,10 @@ func (o *Operator) Plan(flush bool) Plan {
 		p.RestartOffset = min(p.RestartOffset, first)
 	}
 	slices.SortFunc(p.Emit, compareWindows)
+	p.DedupOffset, p.DedupClock = p.RestartOffset, NoWatermark
+	if o.dd != nil && len(o.dd.hist) > 0 {
+		p.DedupOffset, p.DedupClock, _ = o.dd.restart(p.RestartOffset)
+	}
 	return p
 }
 
@@ -492,6 +583,29 @@ func (o *Operator) DropPending() {
 	clear(o.pending)
 	clear(o.lateBuf)
 	clear(o.last)
+	if o.dd != nil {
+		clear(o.dd.seen)
+	}
+}
+
+// Sightings calls fn for every dedup sighting (id, latest event time) since
+// the last checkpoint (used while replaying to move them to the store).
+func (o *Operator) Sightings(fn func(id string, t int64)) {
+	if o.dd == nil {
+		return
+	}
+	for id, t := range o.dd.seen {
+		fn(id, t)
+	}
+}
+
+// Dedup returns the dedup clock and history (the zero DedupState when
+// dedup is off), as of now.
+func (o *Operator) Dedup() DedupState {
+	if o.dd == nil {
+		return DedupState{Clock: NoWatermark}
+	}
+	return DedupState{Clock: o.dd.clock, Hist: slices.Clone(o.dd.hist)}
 }
 
 // PendingKeys returns how many (window, URL) counters are buffered since the
@@ -503,6 +617,9 @@ func (o *Operator) PendingKeys() int {
 	}
 	for _, c := range o.lateBuf {
 		n += c.Len()
+	}
+	if o.dd != nil {
+		n += len(o.dd.seen)
 	}
 	return n
 }
@@ -516,6 +633,14 @@ type Snapshot struct {
 	Late    map[Window]*Counts
 	Open    map[Window]int64 // open windows after the plan, with their lowest pending offset
 	Emitted map[Window]int64 // emitted windows, with their lowest pending offset
+	// Seen are the dedup sightings since the previous checkpoint (id →
+	// latest event time), Dedup the clock and history to store, and
+	// Horizon the event time sightings must exceed to be kept. dropped are
+	// the history marks the plan made unnecessary.
+	Seen    map[string]int64
+	Dedup   DedupState
+	Horizon int64
+	dropped []ClockMark
 }
 
 // Take applies plan p as if its checkpoint committed (emitted windows leave
@@ -530,6 +655,16 @@ func (o *Operator) Take(p Plan) *Snapshot {
 		}
 	}
 	s.Open = maps.Clone(o.open)
+	if d := o.dd; d != nil {
+		s.Horizon = d.horizon()
+		if len(d.hist) > 0 {
+			_, _, keep := d.restart(p.RestartOffset)
+			s.dropped = slices.Clone(d.hist[:keep])
+			d.hist = slices.Delete(d.hist, 0, keep)
+		}
+		s.Dedup = DedupState{Clock: d.clock, Hist: slices.Clone(d.hist)}
+		s.Seen = d.take()
+	}
 	o.pending = make(map[Window]*Counts, len(s.Pending))
 	o.lateBuf = make(map[Window]*Counts)
 	clear(o.last)
@@ -559,5 +694,16 @@ func (o *Operator) Restore(s *Snapshot) {
 			o.open[w] = first
 		}
 	}
+	if o.dd != nil {
+		o.dd.giveBack(s.Seen, s.dropped)
+	}
 	clear(o.last)
+}
+
+// Release tells the operator that snapshot s's checkpoint committed and
+// its sightings are in the state store.
+func (o *Operator) Release(s *Snapshot) {
+	if o.dd != nil && s != nil {
+		o.dd.inflight = nil
+	}
 }

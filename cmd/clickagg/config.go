@@ -49,6 +49,10 @@ type Config struct {
 	Emit struct {
 		EarlyInterval Duration `yaml:"early_interval"` // default 0 (off)
 	} `yaml:"emit"`
+	Dedup struct {
+		Window Duration `yaml:"window"` // default 0 (off)
+		Scope  string   `yaml:"scope"`  // partition (default) | global
+	} `yaml:"dedup"`
 	Log struct {
 		Level  string `yaml:"level"`  // debug | info (default) | warn | error
 		Format string `yaml:"format"` // auto (default: console on a terminal, else json) | json | console
@@ -208,6 +212,10 @@ var settings = []setting{
 		set: stringSetter(func(c *Config) *string { return &c.Late.Policy })},
 	{key: "emit.early_interval", env: "CLICKAGG_EMIT_EARLY_INTERVAL", flag: "early-interval", help: "emit partial counts of open windows at this interval (0: only when windows close)",
 		set: durationSetter(func(c *Config) *Duration { return &c.Emit.EarlyInterval })},
+	{key: "dedup.window", env: "CLICKAGG_DEDUP_WINDOW", flag: "dedup-window", help: "count a record whose event id was seen within this span of event time only once (0: off)",
+		set: durationSetter(func(c *Config) *Duration { return &c.Dedup.Window })},
+	{key: "dedup.scope", env: "CLICKAGG_DEDUP_SCOPE", flag: "dedup-scope", help: "partition (duplicates are caught within a partition) or global (producers key records by event id or URL; others are counted as misrouted)",
+		set: stringSetter(func(c *Config) *string { return &c.Dedup.Scope })},
 	{key: "kafka.tls.enabled", env: "CLICKAGG_KAFKA_TLS_ENABLED", flag: "kafka-tls", help: "connect to the brokers with TLS",
 		boolean: true,
 		set:     boolSetter(func(c *Config) *bool { return &c.Kafka.TLS.Enabled })},
@@ -417,6 +425,7 @@ func (c *Config) finish() error {
 		{"shutdown_timeout", c.ShutdownTimeout, time.Second},
 		{"max_future_skew", c.MaxFutureSkew, 0},
 		{"max_past_skew", c.MaxPastSkew, 0},
+		{"dedup.window", c.Dedup.Window, 0},
 	}
 	for _, ck := range checks {
 		if ck.d.D() < ck.min {
@@ -431,6 +440,16 @@ func (c *Config) finish() error {
 	}
 	if c.MaxURLBytes < 1 || c.MaxURLBytes > 1<<20 {
 		return badConfig("max_url_bytes %d: must be between 1 and 1048576", c.MaxURLBytes)
+	}
+	switch c.Dedup.Scope {
+	case "":
+		c.Dedup.Scope = "partition"
+	case "partition", "global":
+	default:
+		return badConfig("dedup.scope %q: must be partition or global", c.Dedup.Scope)
+	}
+	if w := c.Dedup.Window.D(); w > 0 && w%time.Millisecond != 0 {
+		return badConfig("dedup.window %s: must be a whole number of milliseconds", w)
 	}
 	late, err := stream.ParseLatePolicy(c.Late.Policy)
 	if err != nil {

@@ -32,6 +32,7 @@ func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Float64Var(&o.OutOfOrderFraction, "out-of-order", 0, "fraction of out-of-order records (up to --jitter back, still on time)")
 	fs.DurationVar(&o.Jitter, "jitter", 2*time.Second, "how far out-of-order records lag")
 	fs.Float64Var(&o.InvalidFraction, "invalid", 0, "fraction of invalid records (every rejection kind)")
+	fs.Float64Var(&o.DuplicateFraction, "duplicates", 0, "fraction of records that repeat a recent valid record (same id), as client retries do")
 	fs.BoolVar(&o.Unkeyed, "unkeyed", false, "produce without keys (a URL's clicks spread over partitions)")
 	asJSON := fs.Bool("json", false, "print the summary as JSON")
 	if err := parseFlags(fs, args); err != nil {
@@ -75,13 +76,13 @@ func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(map[string]any{
 			"topic": cfg.Topic, "produced": st.Produced - st.Failed, "valid": st.Valid, "late": st.Late,
-			"out_of_order": st.OutOfOrder, "invalid": st.Invalid, "failed": st.Failed,
+			"out_of_order": st.OutOfOrder, "duplicates": st.Duplicates, "invalid": st.Invalid, "failed": st.Failed,
 			"seconds": st.Elapsed.Seconds(), "records_per_second": st.Rate(),
 			"first_event": st.FirstEvent, "last_event": st.LastEvent,
 		})
 	} else {
-		fmt.Fprintf(stdout, "produced %d records to %s in %.2fs (%.0f/s): %d valid (%d late, %d out of order), %d invalid",
-			st.Produced-st.Failed, cfg.Topic, st.Elapsed.Seconds(), st.Rate(), st.Valid, st.Late, st.OutOfOrder, st.Produced-st.Valid)
+		fmt.Fprintf(stdout, "produced %d records to %s in %.2fs (%.0f/s): %d valid (%d late, %d out of order, %d duplicates), %d invalid",
+			st.Produced-st.Failed, cfg.Topic, st.Elapsed.Seconds(), st.Rate(), st.Valid, st.Late, st.OutOfOrder, st.Duplicates, st.Produced-st.Valid)
 		kinds := slices.Sorted(func(yield func(string) bool) {
 			for k := range st.Invalid {
 				if !yield(k) {

@@ -116,6 +116,7 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 		Operator: stream.OperatorOptions{
 			Windows: cfg.windows, OutOfOrder: cfg.OutOfOrderness.D(), Late: cfg.late, MaxURLBytes: cfg.MaxURLBytes,
 			MaxFutureSkew: cfg.MaxFutureSkew.D(), MaxPastSkew: cfg.MaxPastSkew.D(),
+			DedupWindow: cfg.Dedup.Window.D(), DedupKeyed: cfg.Dedup.Scope == "global",
 		},
 		CheckpointInterval: cfg.CheckpointInterval.D(),
 		EarlyInterval:      cfg.Emit.EarlyInterval.D(),
@@ -130,7 +131,7 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return fmt.Errorf("create state dir: %w", err)
 	}
-	store, err := state.Open(state.Options{Dir: cfg.StateDir}, checkpoint.StateIdentity(popts))
+	store, err := state.Open(state.Options{Dir: cfg.StateDir, PointLookups: cfg.Dedup.Window > 0}, checkpoint.StateIdentity(popts))
 	if err != nil {
 		return err
 	}

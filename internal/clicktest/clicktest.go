@@ -35,10 +35,11 @@ func (k Key) String() string {
 
 // Expected are the exact counts the tables must hold.
 type Expected struct {
-	Clicks  map[Key]int64
-	Totals  map[string]int64
-	Valid   int64
-	Invalid int64
+	Clicks     map[Key]int64
+	Totals     map[string]int64
+	Valid      int64
+	Invalid    int64
+	Duplicates int64
 }
 
 // ReadTopic returns every committed record of topic, reading each partition
@@ -100,22 +101,69 @@ func ReadTopic(ctx context.Context, brokers []string, topic string) ([]*kgo.Reco
 // with the given window sizes and URL limit, under late policy "count"
 // (every valid record is counted in its windows and in url_totals).
 func Compute(records []*kgo.Record, windows []time.Duration, maxURLBytes int) Expected {
+	return ComputeDedup(records, windows, maxURLBytes, 0)
+}
+
+// ComputeDedup is Compute with dedup.window set to dedupWindow (0: off).
+// It applies the README's rule record by record, each partition in offset
+// order: a record is a duplicate when an earlier record of its partition
+// with the same id has an event time above the partition's highest earlier
+// event time minus the window. Duplicates count as neither valid nor
+// invalid.
+func ComputeDedup(records []*kgo.Record, windows []time.Duration, maxURLBytes int, dedupWindow time.Duration) Expected {
 	e := Expected{Clicks: map[Key]int64{}, Totals: map[string]int64{}}
+	records = slices.Clone(records)
+	slices.SortStableFunc(records, func(a, b *kgo.Record) int {
+		if a.Partition != b.Partition {
+			return int(a.Partition - b.Partition)
+		}
+		return int(a.Offset - b.Offset)
+	})
+	type part struct {
+		clock    int64
+		hasClock bool
+		last     map[string]int64 // id -> latest event time
+	}
+	parts := map[int32]*part{}
 	for _, r := range records {
-		url, ts, ok := oracleDecode(r.Value, r.Timestamp.UnixMilli(), maxURLBytes)
+		url, ts, id, ok := oracleDecode(r.Value, r.Timestamp.UnixMilli(), maxURLBytes)
 		if !ok {
 			e.Invalid++
 			continue
 		}
-		e.Valid++
-		e.Totals[url]++
-		for _, w := range windows {
-			size := w.Milliseconds()
-			start := ts - ((ts%size)+size)%size
-			e.Clicks[Key{URL: url, Start: start, End: start + size}]++
+		if dedupWindow > 0 {
+			p := parts[r.Partition]
+			if p == nil {
+				p = &part{last: map[string]int64{}}
+				parts[r.Partition] = p
+			}
+			prev, seen := p.last[id]
+			dup := id != "" && seen && (!p.hasClock || prev > p.clock-dedupWindow.Milliseconds())
+			if id != "" && (!seen || ts > prev) {
+				p.last[id] = ts
+			}
+			if !p.hasClock || ts > p.clock {
+				p.clock, p.hasClock = ts, true
+			}
+			if dup {
+				e.Duplicates++
+				continue
+			}
 		}
+		e.count(url, ts, windows)
 	}
 	return e
+}
+
+// count adds one valid click of url at event time ts.
+func (e *Expected) count(url string, ts int64, windows []time.Duration) {
+	e.Valid++
+	e.Totals[url]++
+	for _, w := range windows {
+		size := w.Milliseconds()
+		start := ts - ((ts%size)+size)%size
+		e.Clicks[Key{URL: url, Start: start, End: start + size}]++
+	}
 }
 
 var (
@@ -124,19 +172,20 @@ var (
 )
 
 // oracleDecode applies DESIGN.md's event format with encoding/json.
-func oracleDecode(v []byte, recordTS int64, maxURL int) (string, int64, bool) {
+// The id is returned as a string, a numeric one as its literal text.
+func oracleDecode(v []byte, recordTS int64, maxURL int) (string, int64, string, bool) {
 	if !utf8.Valid(v) {
-		return "", 0, false
+		return "", 0, "", false
 	}
 	var m map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(v))
 	if err := dec.Decode(&m); err != nil || m == nil || dec.More() {
-		return "", 0, false
+		return "", 0, "", false
 	}
 	var url string
 	raw, ok := m["url"]
 	if !ok || json.Unmarshal(raw, &url) != nil || url == "" || len(url) > maxURL || strings.ContainsRune(url, 0) {
-		return "", 0, false
+		return "", 0, "", false
 	}
 	ts := recordTS
 	if raw, ok := m["ts"]; ok && string(raw) != "null" {
@@ -146,35 +195,39 @@ func oracleDecode(v []byte, recordTS int64, maxURL int) (string, int64, bool) {
 		case json.Unmarshal(raw, &s) == nil:
 			t, err := time.Parse(time.RFC3339Nano, s)
 			if err != nil {
-				return "", 0, false
+				return "", 0, "", false
 			}
 			ts = t.UnixMilli()
 		case json.Unmarshal(raw, &n) == nil:
 			i, err := n.Int64()
 			if err != nil || strings.ContainsAny(string(raw), ".eE") {
-				return "", 0, false
+				return "", 0, "", false
 			}
 			ts = i
 		default:
-			return "", 0, false
+			return "", 0, "", false
 		}
 	}
 	if ts < minTS || ts >= maxTS {
-		return "", 0, false
+		return "", 0, "", false
 	}
 	// clickagg's default max_future_skew: an event time more than an hour
 	// ahead of its record's timestamp is rejected.
 	if ts-recordTS > time.Hour.Milliseconds() {
-		return "", 0, false
+		return "", 0, "", false
 	}
+	var id string
 	if raw, ok := m["id"]; ok && string(raw) != "null" {
-		var s string
 		var n json.Number
-		if json.Unmarshal(raw, &s) != nil && (json.Unmarshal(raw, &n) != nil || strings.ContainsAny(string(raw), ".eE")) {
-			return "", 0, false
+		switch {
+		case json.Unmarshal(raw, &id) == nil:
+		case json.Unmarshal(raw, &n) == nil && !strings.ContainsAny(string(raw), ".eE"):
+			id = n.String()
+		default:
+			return "", 0, "", false
 		}
 	}
-	return url, ts, true
+	return url, ts, id, true
 }
 
 // Querier is what Compare needs of a PostgreSQL connection or pool.
@@ -255,4 +308,34 @@ func Compare(ctx context.Context, q Querier, schema string, e Expected) error {
 	}
 	return fmt.Errorf("%d rows differ (url_clicks sum got %d, want %d; %d valid records):\n  %s",
 		n, sumGot, sumWant, e.Valid, strings.Join(diffs, "\n  "))
+}
+
+// DistinctIDs returns, for every URL and window and for every URL's total,
+// the number of distinct event ids among the valid records: what dedup
+// must count when every copy of a click shares its partition and comes
+// within the dedup window. Records without an id each count once.
+func DistinctIDs(records []*kgo.Record, windows []time.Duration, maxURLBytes int) Expected {
+	e := Expected{Clicks: map[Key]int64{}, Totals: map[string]int64{}}
+	type row struct {
+		k  Key
+		id string
+	}
+	seen := map[row]bool{}
+	for i, r := range records {
+		url, ts, id, ok := oracleDecode(r.Value, r.Timestamp.UnixMilli(), maxURLBytes)
+		if !ok {
+			e.Invalid++
+			continue
+		}
+		if id == "" {
+			id = fmt.Sprintf("\x00record %d", i)
+		}
+		if seen[row{Key{URL: url}, id}] {
+			e.Duplicates++
+			continue
+		}
+		seen[row{Key{URL: url}, id}] = true
+		e.count(url, ts, windows)
+	}
+	return e
 }

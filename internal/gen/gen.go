@@ -40,6 +40,10 @@ type Options struct {
 	LateFraction       float64
 	OutOfOrderFraction float64
 	InvalidFraction    float64
+	// DuplicateFraction of the records repeat one of the last 1000 valid
+	// records byte for byte (same key, value, id and timestamp), as a
+	// retrying client does.
+	DuplicateFraction float64
 	// Unkeyed produces records without a key, so one URL's clicks spread
 	// over all partitions; by default records are keyed by URL.
 	Unkeyed bool
@@ -61,6 +65,7 @@ type Stats struct {
 	Invalid    map[string]int64
 	Late       int64
 	OutOfOrder int64
+	Duplicates int64 // repeats of earlier valid records (counted in Valid too)
 	Failed     int64 // produce errors (not acknowledged by the broker)
 	Elapsed    time.Duration
 	FirstEvent time.Time
@@ -72,13 +77,13 @@ type Event struct {
 	Key, Value []byte
 	URL        string    // the URL the record is about (also for invalid ones)
 	Time       time.Time // event time (also the Kafka record timestamp)
-	Kind       string    // "valid", "late", "out_of_order", or an InvalidKinds entry
+	Kind       string    // "valid", "late", "out_of_order", "duplicate", or an InvalidKinds entry
 }
 
 // Valid reports whether the record is a valid click (late and out-of-order
 // ones included): the aggregator must count it under URL at Time.
 func (e Event) Valid() bool {
-	return e.Kind == "valid" || e.Kind == "late" || e.Kind == "out_of_order"
+	return e.Kind == "valid" || e.Kind == "late" || e.Kind == "out_of_order" || e.Kind == "duplicate"
 }
 
 // Generator makes events deterministically from Options.Seed.
@@ -89,6 +94,8 @@ type Generator struct {
 	i    int64
 	urls []string
 	t0   time.Time
+	// recent holds the last valid events, for duplicates.
+	recent []Event
 }
 
 // New returns a generator.
@@ -102,13 +109,13 @@ func New(o Options) (*Generator, error) {
 	if o.Zipf != 0 && o.Zipf <= 1 {
 		return nil, fmt.Errorf("zipf %g: must be greater than 1 (or 0 for uniform)", o.Zipf)
 	}
-	for name, f := range map[string]float64{"late": o.LateFraction, "out-of-order": o.OutOfOrderFraction, "invalid": o.InvalidFraction} {
+	for name, f := range map[string]float64{"late": o.LateFraction, "out-of-order": o.OutOfOrderFraction, "invalid": o.InvalidFraction, "duplicate": o.DuplicateFraction} {
 		if f < 0 || f > 1 {
 			return nil, fmt.Errorf("%s fraction %g: must be between 0 and 1", name, f)
 		}
 	}
-	if o.LateFraction+o.OutOfOrderFraction+o.InvalidFraction > 1 {
-		return nil, errors.New("late + out-of-order + invalid fractions: must not exceed 1")
+	if o.LateFraction+o.OutOfOrderFraction+o.InvalidFraction+o.DuplicateFraction > 1 {
+		return nil, errors.New("late + out-of-order + invalid + duplicate fractions: must not exceed 1")
 	}
 	if o.Rate < 0 || o.EventRate < 0 || o.Count < 0 {
 		return nil, errors.New("count, rate and event rate: must not be negative")
@@ -157,6 +164,13 @@ func (g *Generator) Next() Event {
 	u := g.url()
 	ev := Event{Time: now, Kind: "valid", URL: u}
 	x := g.rng.Float64()
+	if d := g.o.DuplicateFraction; d > 0 {
+		if y := g.rng.Float64(); y < d && len(g.recent) > 0 {
+			dup := g.recent[g.rng.IntN(len(g.recent))]
+			dup.Kind = "duplicate"
+			return dup
+		}
+	}
 	switch {
 	case x < g.o.InvalidFraction:
 		ev.Kind = InvalidKinds[g.rng.IntN(len(InvalidKinds))]
@@ -173,6 +187,13 @@ func (g *Generator) Next() Event {
 	}
 	if !g.o.Unkeyed {
 		ev.Key = []byte(u)
+	}
+	if g.o.DuplicateFraction > 0 && ev.Valid() {
+		if len(g.recent) < 1000 {
+			g.recent = append(g.recent, ev)
+		} else {
+			g.recent[g.rng.IntN(len(g.recent))] = ev
+		}
 	}
 	return ev
 }
@@ -287,6 +308,9 @@ func Produce(ctx context.Context, cl *kgo.Client, topic string, g *Generator, on
 		case "out_of_order":
 			st.Valid++
 			st.OutOfOrder++
+		case "duplicate":
+			st.Valid++
+			st.Duplicates++
 		default:
 			st.Invalid[ev.Kind]++
 		}

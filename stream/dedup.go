@@ -1,0 +1,195 @@
+package stream
+
+import (
+	"math"
+	"slices"
+)
+
+// Deduplication by event id (README "Duplicates").
+//
+// The rule, per partition, with dedup window W: the clock is the highest
+// event time of the valid records before this one. A valid record with an
+// id is a duplicate when an earlier valid record on the partition had the
+// same id and an event time within W of the clock (t > clock − W). Every
+// valid record with an id is remembered (its id with the latest event time
+// seen for it), duplicates included, so what is remembered does not depend
+// on the decisions. The clock moves with the records only, never with the
+// wall clock or the idle-partition watermark, so a replay decides exactly as
+// the original run did (DESIGN.md I3).
+//
+// Restoring without local state replays from the dedup restart offset: the
+// first record that pushed the clock into the oldest event-time slot a
+// sighting still needed by the open windows can be in. Records from there up
+// to the window restart offset only reload sightings; the clock at the
+// dedup restart offset is recorded with it, so the replay's clock is exact.
+
+// ClockMark records where the dedup clock entered a slot of event time:
+// the record at Offset moved it from Before into Slot.
+type ClockMark struct {
+	Slot   int64
+	Offset int64
+	Before int64
+}
+
+// noSlot is the slot of NoWatermark: before every real slot.
+const noSlot int64 = math.MinInt64
+
+// dedupSlots is how many slots one dedup window spans (at least): the
+// restart offset is exact to 1/dedupSlots of the window.
+const dedupSlots = 8
+
+// Lookup returns the latest event time remembered for id in the state
+// store, if any. Errors are the caller's to keep: the operator treats them
+// as "not found" and the pipeline stops.
+type Lookup func(id []byte) (t int64, ok bool)
+
+type dedup struct {
+	window int64 // W, ms
+	slot   int64 // slot width, ms
+	span   int64 // slots that cover W
+	clock  int64 // highest event time so far; NoWatermark when none
+	hist   []ClockMark
+	// seen holds the sightings since the last Take; inflight those of the
+	// checkpoint being written; lookup reads the store beneath both.
+	seen     map[string]int64
+	inflight map[string]int64
+	lookup   Lookup
+}
+
+func newDedup(window int64) *dedup {
+	slot := (window + dedupSlots - 1) / dedupSlots
+	return &dedup{
+		window: window,
+		slot:   slot,
+		span:   (window + slot - 1) / slot,
+		clock:  NoWatermark,
+		seen:   make(map[string]int64),
+	}
+}
+
+func (d *dedup) slotOf(t int64) int64 {
+	if t == NoWatermark {
+		return noSlot
+	}
+	q := t / d.slot
+	if t%d.slot < 0 {
+		q--
+	}
+	return q
+}
+
+// start resets to a clock of before at offset off (a fresh partition, or
+// the start of a replay).
+func (d *dedup) start(off, before int64) {
+	d.clock = before
+	d.hist = append(d.hist[:0], ClockMark{Slot: d.slotOf(before), Offset: off, Before: before})
+	clear(d.seen)
+	d.inflight = nil
+}
+
+// resume restores the clock and its history from local state.
+func (d *dedup) resume(clock int64, hist []ClockMark) {
+	d.clock = clock
+	d.hist = append(d.hist[:0], hist...)
+	clear(d.seen)
+	d.inflight = nil
+}
+
+// horizon returns the event time a sighting must exceed to count.
+func (d *dedup) horizon() int64 {
+	if d.clock == NoWatermark {
+		return math.MinInt64
+	}
+	return d.clock - d.window
+}
+
+func (d *dedup) get(id []byte) (int64, bool) {
+	if t, ok := d.seen[string(id)]; ok {
+		return t, true
+	}
+	if t, ok := d.inflight[string(id)]; ok {
+		return t, true
+	}
+	if d.lookup != nil {
+		return d.lookup(id)
+	}
+	return 0, false
+}
+
+// observe applies one valid record (offset off, event time ts) and reports
+// whether it is a duplicate. Records without an id are never duplicates.
+func (d *dedup) observe(off, ts int64, id []byte) (dup bool) {
+	if len(id) > 0 {
+		h := d.horizon()
+		t, ok := d.get(id)
+		dup = ok && t > h
+		if (!ok || ts > t) && ts > h {
+			d.seen[string(id)] = ts
+		}
+	}
+	if d.clock == NoWatermark || ts > d.clock {
+		before := d.clock
+		d.clock = ts
+		if s := d.slotOf(ts); len(d.hist) == 0 || s > d.hist[len(d.hist)-1].Slot {
+			d.hist = append(d.hist, ClockMark{Slot: s, Offset: off, Before: before})
+		}
+	}
+	return dup
+}
+
+// restart returns where a replay must start so that the records from
+// windowRestart on decide as they did, and the clock before that offset;
+// keep is the index of the history mark it comes from (earlier marks are no
+// longer needed).
+func (d *dedup) restart(windowRestart int64) (off, clock int64, keep int) {
+	// k: the slot of the clock just before windowRestart.
+	i := 0
+	for j, m := range d.hist {
+		if m.Offset < windowRestart {
+			i = j
+		}
+	}
+	k := d.hist[i].Slot
+	need := noSlot
+	if k != noSlot {
+		need = k - d.span
+	}
+	// The first mark that reached slot need: every sighting still live at
+	// windowRestart came at or after it.
+	e := i
+	for j := 0; j <= i; j++ {
+		if d.hist[j].Slot >= need {
+			e = j
+			break
+		}
+	}
+	return d.hist[e].Offset, d.hist[e].Before, e
+}
+
+// sightings returns the pending sightings and replaces them with a fresh
+// map; the returned map stays readable (in flight) until release.
+func (d *dedup) take() map[string]int64 {
+	s := d.seen
+	d.inflight = s
+	d.seen = make(map[string]int64, len(s))
+	return s
+}
+
+// giveBack merges sightings of a failed checkpoint back.
+func (d *dedup) giveBack(s map[string]int64, dropped []ClockMark) {
+	for id, t := range s {
+		if cur, ok := d.seen[id]; !ok || t > cur {
+			d.seen[id] = t
+		}
+	}
+	d.inflight = nil
+	if len(dropped) > 0 {
+		d.hist = append(slices.Clone(dropped), d.hist...)
+	}
+}
+
+// DedupState is what the state store keeps of a partition's dedup clock.
+type DedupState struct {
+	Clock int64
+	Hist  []ClockMark
+}
