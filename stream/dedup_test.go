@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 )
@@ -211,5 +212,52 @@ func TestDedupFailedCheckpointGivesSightingsBack(t *testing.T) {
 	}
 	if out := op.Process(rec(6, "y", t0)); out.Duplicate {
 		t.Fatal("an id last seen more than the window behind the clock is still remembered")
+	}
+}
+
+func TestDedupScopeGlobalFlagsMisroutedRecords(t *testing.T) {
+	op := newOp(t, OperatorOptions{Windows: []time.Duration{time.Minute}, DedupWindow: time.Minute, DedupKeyed: true})
+	v := []byte(`{"url":"/a","ts":1767225600000,"id":"x1"}`)
+	for i, tc := range []struct {
+		key       string
+		misrouted bool
+	}{{"x1", false}, {"/a", false}, {"", true}, {"other", true}} {
+		// NB: a fresh id each time, so none is a duplicate.
+		val := []byte(strings.Replace(string(v), "x1", fmt.Sprint("x", i), 1))
+		key := strings.Replace(tc.key, "x1", fmt.Sprint("x", i), 1)
+		if out := op.Process(Record{Offset: int64(i), Key: []byte(key), Value: val}); out.Misrouted != tc.misrouted || out.Duplicate {
+			t.Errorf("key %q: %+v, want misrouted %v", key, out, tc.misrouted)
+		}
+	}
+	// Records without an id are never misrouted; scope partition checks nothing.
+	if out := op.Process(Record{Offset: 10, Key: []byte("k"), Value: click("/a", t0)}); out.Misrouted {
+		t.Error("a record without id was flagged")
+	}
+	op = newOp(t, OperatorOptions{Windows: []time.Duration{time.Minute}, DedupWindow: time.Minute})
+	if out := op.Process(Record{Offset: 0, Key: []byte("k"), Value: v}); out.Misrouted {
+		t.Error("scope partition flagged a record")
+	}
+}
+
+// BenchmarkOperatorProcessDedup: every record has an id, a quarter of them
+// retries; sightings stay in memory (no state store beneath).
+func BenchmarkOperatorProcessDedup(b *testing.B) {
+	op, _ := NewOperator(OperatorOptions{Windows: []time.Duration{time.Minute}, OutOfOrder: 5 * time.Second, DedupWindow: 10 * time.Minute})
+	op.StartReplay(0, 0, NoWatermark)
+	vals := make([][]byte, 4096)
+	for i := range vals {
+		id := i
+		if i%4 == 3 {
+			id = i - 1
+		}
+		vals[i] = fmt.Appendf(nil, `{"url":"https://example.com/page/%d","ts":%d,"id":"e%d"}`, i%1000, t0+int64(i), id)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		op.Process(Record{Offset: int64(i), Value: vals[i%len(vals)]})
+		if i%100_000 == 99_999 {
+			op.Release(op.Take(op.Plan(false)))
+		}
 	}
 }
