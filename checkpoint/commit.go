@@ -37,6 +37,7 @@ type planned struct {
 type job struct {
 	plans  []planned
 	cp     *sink.Checkpoint
+	dl     *dlEpoch // dead-letter records to be acknowledged first
 	flush  bool
 	reason string
 	start  time.Time
@@ -103,6 +104,9 @@ func (pl *Pipeline) startJob(flush bool, reason string) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	j := &job{plans: plans, cp: cp, flush: flush, reason: reason, start: now, cancel: cancel, done: make(chan struct{})}
+	if pl.dl != nil {
+		j.dl = pl.dl.cut()
+	}
 	pl.job = j
 	go func() {
 		defer close(j.done)
@@ -116,6 +120,13 @@ func (pl *Pipeline) startJob(flush bool, reason string) error {
 // the store and the sink (both safe for concurrent use).
 func (pl *Pipeline) runJob(ctx context.Context, j *job) (sink.Result, error) {
 	var res sink.Result
+	if j.dl != nil {
+		// NB: before the commit point: no record below a committed offset
+		// may be missing from the dead-letter topic.
+		if err := pl.dl.wait(ctx, j.dl); err != nil {
+			return res, err
+		}
+	}
 	if len(j.cp.Partitions) > 0 {
 		var err error
 		res, err = retryPG(ctx, pl, func() (sink.Result, error) { return pl.sink.Commit(ctx, j.cp) })
@@ -237,7 +248,13 @@ func (pl *Pipeline) plan(flush bool) ([]planned, *sink.Checkpoint, error) {
 		plan := t.op.Plan(flush)
 		pp := planned{t: t, live: true, plan: plan, emit: make(map[stream.Window]bool, len(plan.Emit)),
 			next: sink.Position{NextOffset: plan.NextOffset, Watermark: plan.Watermark, RestartOffset: plan.RestartOffset,
-				DedupOffset: plan.DedupOffset, DedupClock: plan.DedupClock}}
+				DedupOffset: plan.DedupOffset, DedupClock: plan.DedupClock,
+				DeadLetterPartition: t.committed.DeadLetterPartition, DeadLetterOffset: t.committed.DeadLetterOffset}}
+		if pl.dl == nil {
+			pp.next.DeadLetterPartition, pp.next.DeadLetterOffset = -1, -1
+		} else if pp.next.NextOffset != t.committed.NextOffset || t.committed.DeadLetterOffset < 0 {
+			pp.next.DeadLetterPartition, pp.next.DeadLetterOffset = pl.dl.position(p)
+		}
 		before := d.Clicks()
 		for _, w := range plan.Emit {
 			pp.emit[w] = true
@@ -348,13 +365,20 @@ func (pl *Pipeline) persist(plans []planned) error {
 			b.SetWindow(p, state.Window(w), first)
 		}
 		if pp.meta {
-			b.SetMeta(p, state.PartitionMeta(pp.next))
+			b.SetMeta(p, metaOf(pp.next))
 		}
 	}
 	if b.Empty() {
 		return nil
 	}
 	return b.Commit()
+}
+
+// metaOf is the state-store tag of a checkpoint position: what local state
+// must match to resume without a rebuild.
+func metaOf(pos sink.Position) state.PartitionMeta {
+	return state.PartitionMeta{NextOffset: pos.NextOffset, Watermark: pos.Watermark, RestartOffset: pos.RestartOffset,
+		DedupOffset: pos.DedupOffset, DedupClock: pos.DedupClock}
 }
 
 func marks(h []stream.ClockMark) [][3]int64 {

@@ -14,6 +14,7 @@ type Metrics struct {
 	Accepted           prometheus.Counter
 	Rejected           *prometheus.CounterVec
 	Duplicates         prometheus.Counter
+	DeadLetters        *prometheus.CounterVec
 	Misrouted          prometheus.Counter
 	Late               *prometheus.CounterVec
 	Checkpoints        prometheus.Counter
@@ -60,6 +61,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "clickagg_duplicates_total",
 			Help: "Valid records not counted because their event id was seen already (dedup.window).",
 		}),
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clickagg_dead_letters_total",
+			Help: "Records produced to the dead-letter topic, by reason (a rejection reason, or late).",
+		}, []string{"reason"}),
 		Misrouted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "clickagg_dedup_misrouted_total",
 			Help: "Records with an event id whose Kafka key is neither the id nor the URL (dedup.scope global): their duplicates may land on other partitions and be counted.",
@@ -173,7 +178,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.RecordsLost.WithLabelValues("retention")
 	m.PostgresUp.Set(1)
 	if reg != nil {
-		reg.MustRegister(m.Consumed, m.Accepted, m.Rejected, m.Duplicates, m.Misrouted, m.Late, m.Checkpoints,
+		reg.MustRegister(m.Consumed, m.Accepted, m.Rejected, m.Duplicates, m.DeadLetters, m.Misrouted, m.Late, m.Checkpoints,
 			m.CheckpointFailures, m.CheckpointDuration, m.CheckpointRows, m.TxDuration,
 			m.PostgresUp, m.Ready, m.RowsWritten, m.Finalized,
 			m.Fenced, m.Restores, m.RestoreDuration, m.Replayed, m.RecordsLost, m.Partitions, m.Lag,

@@ -41,6 +41,10 @@ type Options struct {
 	// return once the process owns partitions, all are restored and caught
 	// up, and no record arrived for that long.
 	ExitWhenIdle time.Duration
+	// DeadLetterTopic, when set, receives every invalid record and (late
+	// policy dead-letter) every late one, unchanged plus headers. It must
+	// exist.
+	DeadLetterTopic string
 	// StartOffset is where a partition PostgreSQL has never seen starts:
 	// "earliest" (default) or "latest".
 	StartOffset string
@@ -121,6 +125,9 @@ type task struct {
 	restoredOnce bool
 	// seenKey is scratch space for dedup lookups in the state store.
 	seenKey []byte
+	// deadLettered are offsets past the checkpoint that an earlier run
+	// dead-lettered already (found at restore): not sent again.
+	deadLettered map[int64]bool
 }
 
 func (t *task) live() bool { return !t.op.Replaying() }
@@ -149,6 +156,7 @@ type Pipeline struct {
 	// storeErr is the first state-store error a dedup lookup met: the
 	// loop stops on it.
 	storeErr error
+	dl       *deadLetters // nil: no dead-letter topic
 	opts     Options
 	log      *zap.Logger
 	m        *Metrics
@@ -322,11 +330,21 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 		kgo.OnPartitionsLost(pl.onLost),
 		kgo.AdjustFetchOffsetsFn(pl.adjustOffsets),
 	)
+	if pl.opts.DeadLetterTopic != "" {
+		// NB: dead letters go to the partition deadLetters picks.
+		kopts = append(kopts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	}
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
 		return fmt.Errorf("create kafka client: %w", err)
 	}
 	pl.cl, pl.adm = cl, kadm.NewClient(cl)
+	if topic := pl.opts.DeadLetterTopic; topic != "" {
+		if pl.dl, err = newDeadLetters(ctx, cl, pl.adm, topic, pl.opts.Consumer.Group, pl.opts.Consumer.Topic); err != nil {
+			cl.Close()
+			return err
+		}
+	}
 	now := time.Now()
 	pl.lastCheckpoint, pl.lastFlush = now, now
 	pl.stats.reset(now)
@@ -505,6 +523,7 @@ func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) {
 			if out.Reason != stream.ReasonNone {
 				pl.m.Rejected.WithLabelValues(out.Reason.String()).Inc()
 				pl.stats.rejected[out.Reason]++
+				pl.deadLetter(t, r, out.Reason.String(), "")
 				continue
 			}
 			accepted++
@@ -518,10 +537,15 @@ func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) {
 			}
 			if out.Late != 0 {
 				pl.stats.late++
+				var missed []string
 				for i, size := range t.op.Sizes() {
 					if out.Late&(1<<i) != 0 {
 						pl.m.Late.WithLabelValues(windowLabel(size), pl.opts.Operator.Late.String()).Inc()
+						missed = append(missed, windowLabel(size))
 					}
+				}
+				if pl.opts.Operator.Late == stream.LateDeadLetter {
+					pl.deadLetter(t, r, ReasonLate, strings.Join(missed, ","))
 				}
 			}
 		}
@@ -540,6 +564,20 @@ func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) {
 			pl.restored(t, now)
 		}
 	})
+}
+
+// deadLetter sends r to the dead-letter topic, unless a run before this
+// one did already.
+func (pl *Pipeline) deadLetter(t *task, r *kgo.Record, reason, lateWindows string) {
+	if pl.dl == nil {
+		return
+	}
+	if t.deadLettered[r.Offset] {
+		delete(t.deadLettered, r.Offset)
+		return
+	}
+	pl.dl.send(r, reason, lateWindows)
+	pl.m.DeadLetters.WithLabelValues(reason).Inc()
 }
 
 // restored records the end of a rebuild.

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/clickagg/clickagg/sink"
-	"github.com/clickagg/clickagg/state"
 	"github.com/clickagg/clickagg/stream"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -148,15 +147,27 @@ func (pl *Pipeline) restore(ctx context.Context, parts []int32, now time.Time) e
 		if pl.opts.StartOffset == "latest" {
 			off = ends[p]
 		}
-		pos, err := retryPG(ctx, pl, func() (sink.Position, error) {
-			return pl.sink.InitPosition(ctx, p, sink.Position{NextOffset: off, Watermark: sink.NoWatermark, RestartOffset: off,
-				DedupOffset: off, DedupClock: sink.NoWatermark})
-		})
+		init := sink.Position{NextOffset: off, Watermark: sink.NoWatermark, RestartOffset: off,
+			DedupOffset: off, DedupClock: sink.NoWatermark, DeadLetterPartition: -1, DeadLetterOffset: -1}
+		if pl.dl != nil {
+			init.DeadLetterPartition, init.DeadLetterOffset = pl.dl.position(p)
+		}
+		pos, err := retryPG(ctx, pl, func() (sink.Position, error) { return pl.sink.InitPosition(ctx, p, init) })
 		if err != nil {
 			return err
 		}
 		rows[p] = pos
 		pl.log.Info("new partition", zap.Int32("partition", p), zap.String("start_offset", pl.opts.StartOffset), zap.Int64("offset", pos.NextOffset))
+	}
+	var sent map[int32]map[int64]bool
+	if pl.dl != nil {
+		kopts, err := pl.opts.Kafka.ClientOpts()
+		if err != nil {
+			return err
+		}
+		if sent, err = scanDeadLetters(ctx, kopts, pl.dl.topic, pl.dl.group, pl.dl.input, rows); err != nil {
+			return err
+		}
 	}
 	tasks := make(map[int32]*task, len(parts))
 	starts := make(map[int32]int64, len(parts))
@@ -164,6 +175,11 @@ func (pl *Pipeline) restore(ctx context.Context, parts []int32, now time.Time) e
 		t, start, err := pl.restoreOne(p, rows[p], logStarts[p], ends[p], now)
 		if err != nil {
 			return err
+		}
+		if len(sent[p]) > 0 {
+			t.deadLettered = sent[p]
+			pl.log.Info("dead-letter records of an earlier run found past the checkpoint; not sending them again",
+				zap.Int32("partition", p), zap.Int("records", len(sent[p])))
 		}
 		tasks[p], starts[p] = t, start
 	}
@@ -248,7 +264,7 @@ func (pl *Pipeline) restoreOne(p int32, pos sink.Position, logStart, end int64, 
 	if err != nil {
 		return nil, 0, err
 	}
-	local := ok && meta == state.PartitionMeta(pos)
+	local := ok && meta == metaOf(pos)
 	if end < pos.NextOffset {
 		pl.log.Error("the checkpoint is beyond the partition's end: was the topic deleted and recreated? records below the checkpoint are skipped",
 			zap.Int32("partition", p), zap.Int64("next_offset", pos.NextOffset), zap.Int64("end_offset", end))

@@ -1230,6 +1230,7 @@ var knownMetrics = map[string]metricInfo{
 	"clickagg_late_events_total":                     {counter: true, labels: []string{"window", "policy"}},
 	"clickagg_duplicates_total":                      {counter: true},
 	"clickagg_dedup_misrouted_total":                 {counter: true},
+	"clickagg_dead_letters_total":                    {counter: true, labels: []string{"reason"}},
 	"clickagg_checkpoints_total":                     {counter: true},
 	"clickagg_checkpoint_failures_total":             {counter: true, labels: []string{"cause"}},
 	"clickagg_checkpoint_duration_seconds":           {histogram: true},

@@ -4,9 +4,7 @@ import (
 	"context"
 	"maps"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -40,24 +38,7 @@ func TestDedupExactUnderSIGKILL(t *testing.T) {
 	// rebuild must reach further back, to the dedup restart offset.
 	args := []string{"--state-dir", dir, "--dedup-window", "15m", "--windows", "1m"}
 	sizes := []time.Duration{time.Minute}
-	kills := 0
-	for kills < 4 || isProducing() {
-		if kills%2 == 1 {
-			if err := os.RemoveAll(dir); err != nil {
-				t.Fatal(err)
-			}
-		}
-		p := e.run(args...)
-		before := sumNext(e.positions(ctx))
-		waitFor(t, 2*time.Minute, "a checkpoint after restart", func() bool {
-			n := sumNext(e.positions(ctx))
-			return n > before || (!isProducing() && n == e.endOffsets(ctx))
-		})
-		time.Sleep(time.Duration(rng.Int64N(int64(time.Second)))) // a random kill point, not a wait for a result
-		p.kill(syscall.SIGKILL)
-		p.wait(t, 10*time.Second)
-		kills++
-	}
+	kills := e.killWhileConsuming(args, dir, 4, 2, isProducing, rng)
 	p := e.run(append(args, "--exit-when-idle", "3s")...)
 	if code := p.wait(t, 3*time.Minute); code != 0 {
 		t.Fatalf("final run: exit code %d", code)

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -332,4 +333,33 @@ func sumNext(pos map[int32]sink.Position) int64 {
 		n += p.NextOffset
 	}
 	return n
+}
+
+// killWhileConsuming runs `clickagg run args...` and SIGKILLs it at a
+// random moment after each checkpoint it makes, at least minKills times
+// and until producing reports false; every wipeEvery-th restart (from the
+// second) first deletes the state folder dir, as a pod rescheduled without
+// its volume. It returns the number of kills.
+func (e *env) killWhileConsuming(args []string, dir string, minKills, wipeEvery int, producing func() bool, rng *rand.Rand) int {
+	e.t.Helper()
+	ctx := context.Background()
+	kills := 0
+	for kills < minKills || producing() {
+		if kills%wipeEvery == wipeEvery-1 {
+			if err := os.RemoveAll(dir); err != nil {
+				e.t.Fatal(err)
+			}
+		}
+		p := e.run(args...)
+		before := sumNext(e.positions(ctx))
+		waitFor(e.t, 2*time.Minute, "a checkpoint after restart", func() bool {
+			n := sumNext(e.positions(ctx))
+			return n > before || (!producing() && n == e.endOffsets(ctx))
+		})
+		time.Sleep(time.Duration(rng.Int64N(int64(time.Second)))) // a random kill point, not a wait for a result
+		p.kill(syscall.SIGKILL)
+		p.wait(e.t, 10*time.Second)
+		kills++
+	}
+	return kills
 }

@@ -69,6 +69,13 @@ ALTER TABLE {{s}}.checkpoints
 	ADD COLUMN dedup_offset bigint,
 	ADD COLUMN dedup_clock  timestamptz;
 `,
+	// 3: where in the dead-letter topic a restore looks for the records a
+	// crashed run dead-lettered past the checkpoint (NULL: nowhere).
+	`
+ALTER TABLE {{s}}.checkpoints
+	ADD COLUMN dead_letter_partition int,
+	ADD COLUMN dead_letter_offset    bigint;
+`,
 }
 
 // SchemaVersion is the version Migrate brings a database to.

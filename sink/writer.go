@@ -29,6 +29,12 @@ type Position struct {
 	// (Unix ms, or NoWatermark).
 	DedupOffset int64
 	DedupClock  int64
+	// DeadLetterPartition and DeadLetterOffset are where in the
+	// dead-letter topic this partition's records past NextOffset can be:
+	// at or after that offset of that partition. -1: nowhere (no
+	// dead-letter topic).
+	DeadLetterPartition int32
+	DeadLetterOffset    int64
 }
 
 // PartitionUpdate moves one partition's row from Expect to Next.
@@ -192,14 +198,17 @@ func NewWriter(pool *pgxpool.Pool, opts Options) (*Writer, error) {
 	t := func(name string) string { return pgx.Identifier{opts.Schema, name}.Sanitize() }
 	w := &Writer{pool: pool, opts: opts}
 	w.sqlCAS = `UPDATE ` + t("checkpoints") + `
-SET next_offset = $4, watermark = $5, restart_offset = $6, dedup_offset = $10, dedup_clock = $11, updated_at = now()
+SET next_offset = $4, watermark = $5, restart_offset = $6, dedup_offset = $10, dedup_clock = $11,
+	dead_letter_partition = nullif($14::int, -1), dead_letter_offset = nullif($15::bigint, -1), updated_at = now()
 WHERE consumer_group = $1 AND topic = $2 AND partition = $3
   AND next_offset = $7 AND restart_offset = $8 AND watermark IS NOT DISTINCT FROM $9
   AND coalesce(dedup_offset, restart_offset) = $12 AND dedup_clock IS NOT DISTINCT FROM $13`
-	w.sqlRead = `SELECT partition, next_offset, watermark, restart_offset, coalesce(dedup_offset, restart_offset), dedup_clock FROM ` + t("checkpoints") + `
+	w.sqlRead = `SELECT partition, next_offset, watermark, restart_offset, coalesce(dedup_offset, restart_offset), dedup_clock,
+	coalesce(dead_letter_partition, -1), coalesce(dead_letter_offset, -1) FROM ` + t("checkpoints") + `
 WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3)`
-	w.sqlInit = `INSERT INTO ` + t("checkpoints") + ` (consumer_group, topic, partition, next_offset, watermark, restart_offset, dedup_offset, dedup_clock)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`
+	w.sqlInit = `INSERT INTO ` + t("checkpoints") + ` (consumer_group, topic, partition, next_offset, watermark, restart_offset, dedup_offset, dedup_clock,
+	dead_letter_partition, dead_letter_offset)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nullif($9::int, -1), nullif($10::bigint, -1)) ON CONFLICT DO NOTHING`
 	w.sqlGlobalMin = `SELECT count(*), count(watermark), min(watermark) FROM ` + t("checkpoints") + `
 WHERE consumer_group = $1 AND topic = $2`
 	// NB: ORDER BY gives every replica the same row-lock order (no
@@ -266,7 +275,8 @@ func (w *Writer) ReadPositions(ctx context.Context, partitions []int32) (map[int
 			pos     Position
 			wm, clk *time.Time
 		)
-		if err := rows.Scan(&p, &pos.NextOffset, &wm, &pos.RestartOffset, &pos.DedupOffset, &clk); err != nil {
+		if err := rows.Scan(&p, &pos.NextOffset, &wm, &pos.RestartOffset, &pos.DedupOffset, &clk,
+			&pos.DeadLetterPartition, &pos.DeadLetterOffset); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read checkpoints: %w", err)
 		}
@@ -285,7 +295,8 @@ func (w *Writer) ReadPositions(ctx context.Context, partitions []int32) (map[int
 // that every later decision is replayable).
 func (w *Writer) InitPosition(ctx context.Context, p int32, pos Position) (Position, error) {
 	if _, err := w.pool.Exec(ctx, w.sqlInit, w.opts.Group, w.opts.Topic, p,
-		pos.NextOffset, tsArg(pos.Watermark), pos.RestartOffset, pos.DedupOffset, tsArg(pos.DedupClock)); err != nil {
+		pos.NextOffset, tsArg(pos.Watermark), pos.RestartOffset, pos.DedupOffset, tsArg(pos.DedupClock),
+		pos.DeadLetterPartition, pos.DeadLetterOffset); err != nil {
 		return Position{}, fmt.Errorf("create checkpoint row for partition %d: %w", p, err)
 	}
 	got, err := w.ReadPositions(ctx, []int32{p})
@@ -436,7 +447,8 @@ func (w *Writer) commitOnce(ctx context.Context, cp *Checkpoint) (res Result, er
 		batch.Queue(w.sqlCAS, w.opts.Group, w.opts.Topic, u.Partition,
 			u.Next.NextOffset, tsArg(u.Next.Watermark), u.Next.RestartOffset,
 			u.Expect.NextOffset, u.Expect.RestartOffset, tsArg(u.Expect.Watermark),
-			u.Next.DedupOffset, tsArg(u.Next.DedupClock), u.Expect.DedupOffset, tsArg(u.Expect.DedupClock))
+			u.Next.DedupOffset, tsArg(u.Next.DedupClock), u.Expect.DedupOffset, tsArg(u.Expect.DedupClock),
+			u.Next.DeadLetterPartition, u.Next.DeadLetterOffset)
 	}
 	br := tx.SendBatch(ctx, batch)
 	var fenced []int32

@@ -20,6 +20,9 @@ const (
 	LateCount LatePolicy = iota
 	// LateDrop counts the record in clickagg_late_events_total only.
 	LateDrop
+	// LateDeadLetter is LateDrop plus the record produced, unchanged, to
+	// the dead-letter topic (the caller's job: see Outcome.Late).
+	LateDeadLetter
 )
 
 // String returns the policy's configuration name.
@@ -29,11 +32,13 @@ func (p LatePolicy) String() string {
 		return "count"
 	case LateDrop:
 		return "drop"
+	case LateDeadLetter:
+		return "dead-letter"
 	}
 	return fmt.Sprintf("LatePolicy(%d)", uint8(p))
 }
 
-// ParseLatePolicy parses "count" or "drop".
+// ParseLatePolicy parses "count", "drop" or "dead-letter".
 func ParseLatePolicy(s string) (LatePolicy, error) {
 	switch s {
 	case "count", "":
@@ -41,9 +46,9 @@ func ParseLatePolicy(s string) (LatePolicy, error) {
 	case "drop":
 		return LateDrop, nil
 	case "dead-letter":
-		return 0, errors.New(`late policy "dead-letter" needs a dead-letter topic, which this version does not support yet; use count or drop`)
+		return LateDeadLetter, nil
 	}
-	return 0, fmt.Errorf("late policy %q: must be count or drop", s)
+	return 0, fmt.Errorf("late policy %q: must be count, drop or dead-letter", s)
 }
 
 // OperatorOptions configure an Operator.

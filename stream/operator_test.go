@@ -51,12 +51,12 @@ func TestNewOperatorValidates(t *testing.T) {
 }
 
 func TestParseLatePolicy(t *testing.T) {
-	for in, want := range map[string]LatePolicy{"": LateCount, "count": LateCount, "drop": LateDrop} {
+	for in, want := range map[string]LatePolicy{"": LateCount, "count": LateCount, "drop": LateDrop, "dead-letter": LateDeadLetter} {
 		if got, err := ParseLatePolicy(in); err != nil || got != want {
 			t.Errorf("ParseLatePolicy(%q) = %v, %v", in, got, err)
 		}
 	}
-	for _, in := range []string{"dead-letter", "ignore", "COUNT"} {
+	for _, in := range []string{"deadletter", "ignore", "COUNT"} {
 		if _, err := ParseLatePolicy(in); err == nil {
 			t.Errorf("ParseLatePolicy(%q): want an error", in)
 		}

@@ -49,6 +49,9 @@ type Config struct {
 	Emit struct {
 		EarlyInterval Duration `yaml:"early_interval"` // default 0 (off)
 	} `yaml:"emit"`
+	DeadLetter struct {
+		Topic string `yaml:"topic"` // default none
+	} `yaml:"dead_letter"`
 	Dedup struct {
 		Window Duration `yaml:"window"` // default 0 (off)
 		Scope  string   `yaml:"scope"`  // partition (default) | global
@@ -208,7 +211,9 @@ var settings = []setting{
 		set: durationSetter(func(c *Config) *Duration { return &c.MaxPastSkew })},
 	{key: "shutdown_timeout", env: "CLICKAGG_SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", help: "bound on the final checkpoint at SIGTERM",
 		set: durationSetter(func(c *Config) *Duration { return &c.ShutdownTimeout })},
-	{key: "late.policy", env: "CLICKAGG_LATE_POLICY", flag: "late-policy", help: "late records: count (into clicks and late_clicks) or drop",
+	{key: "dead_letter.topic", env: "CLICKAGG_DEAD_LETTER_TOPIC", flag: "dead-letter-topic", help: "produce invalid (and, with late policy dead-letter, late) records here, unchanged plus headers",
+		set: stringSetter(func(c *Config) *string { return &c.DeadLetter.Topic })},
+	{key: "late.policy", env: "CLICKAGG_LATE_POLICY", flag: "late-policy", help: "late records: count (into clicks and late_clicks), drop, or dead-letter",
 		set: stringSetter(func(c *Config) *string { return &c.Late.Policy })},
 	{key: "emit.early_interval", env: "CLICKAGG_EMIT_EARLY_INTERVAL", flag: "early-interval", help: "emit partial counts of open windows at this interval (0: only when windows close)",
 		set: durationSetter(func(c *Config) *Duration { return &c.Emit.EarlyInterval })},
@@ -456,6 +461,12 @@ func (c *Config) finish() error {
 		return badConfig("late.policy: %v", err)
 	}
 	c.late = late
+	if late == stream.LateDeadLetter && c.DeadLetter.Topic == "" {
+		return badConfig("late.policy dead-letter: needs dead_letter.topic")
+	}
+	if c.DeadLetter.Topic != "" && c.DeadLetter.Topic == c.Topic {
+		return badConfig("dead_letter.topic %q: must not be the input topic", c.DeadLetter.Topic)
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

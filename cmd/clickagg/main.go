@@ -24,6 +24,7 @@ Usage:
   clickagg query top [--window 1m] [--limit 10]   top URLs of the latest window
   clickagg query url URL                          one URL's windows and total
   clickagg gen      [flags]   produce generated clicks to a topic
+  clickagg dlq inspect [flags]  summarize the dead-letter topic by reason
   clickagg demo     [flags]   embedded broker + generator + aggregator + PostgreSQL
   clickagg bench    [flags]   benchmark harness (see BENCHMARKS.md)
   clickagg version
@@ -62,6 +63,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdQuery(ctx, rest, stdout, stderr)
 	case "gen":
 		err = cmdGen(ctx, rest, stdout, stderr)
+	case "dlq":
+		err = cmdDLQ(ctx, rest, stdout, stderr)
 	case "demo":
 		err = cmdDemo(ctx, rest, stdout, stderr)
 	case "bench":

@@ -123,6 +123,7 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 		IdleTimeout:        cfg.IdleTimeout.D(),
 		ExitWhenIdle:       cfg.ExitWhenIdle.D(),
 		StartOffset:        cfg.StartOffset,
+		DeadLetterTopic:    cfg.DeadLetter.Topic,
 		ShutdownTimeout:    cfg.ShutdownTimeout.D(),
 		SpillDir:           cfg.StateDir,
 		Logger:             log,

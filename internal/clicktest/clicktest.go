@@ -160,9 +160,8 @@ func (e *Expected) count(url string, ts int64, windows []time.Duration) {
 	e.Valid++
 	e.Totals[url]++
 	for _, w := range windows {
-		size := w.Milliseconds()
-		start := ts - ((ts%size)+size)%size
-		e.Clicks[Key{URL: url, Start: start, End: start + size}]++
+		start := WindowStart(ts, w)
+		e.Clicks[Key{URL: url, Start: start, End: start + w.Milliseconds()}]++
 	}
 }
 
@@ -338,4 +337,16 @@ func DistinctIDs(records []*kgo.Record, windows []time.Duration, maxURLBytes int
 		e.count(url, ts, windows)
 	}
 	return e
+}
+
+// Decode applies the event format to one record as the oracle does; ok is
+// false for a record clickagg must reject.
+func Decode(r *kgo.Record, maxURLBytes int) (url string, ts int64, id string, ok bool) {
+	return oracleDecode(r.Value, r.Timestamp.UnixMilli(), maxURLBytes)
+}
+
+// WindowStart returns the start of the window of size w holding ts (ms).
+func WindowStart(ts int64, w time.Duration) int64 {
+	size := w.Milliseconds()
+	return ts - ((ts%size)+size)%size
 }

@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clickagg/clickagg/checkpoint"
+	"github.com/clickagg/clickagg/internal/clicktest"
+	"github.com/clickagg/clickagg/internal/gen"
+	"github.com/clickagg/clickagg/sink"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+type source struct {
+	p   int32
+	off int64
+}
+
+// TestDeadLetterExactUnderSIGKILL: with a dead-letter topic and late
+// policy dead-letter, SIGKILLed at random moments (sometimes losing its
+// state folder), clickagg accounts for every record exactly once: each
+// invalid record is in the dead-letter topic exactly once and unchanged;
+// each valid record is counted in PostgreSQL or, for the window sizes it
+// was late for, dead-lettered as late, never both and never twice.
+func TestDeadLetterExactUnderSIGKILL(t *testing.T) {
+	e := newEnv(t, 4)
+	ctx := context.Background()
+	dlq := e.topic + "-dead"
+	e.createTopic(dlq, 3)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 5))
+	isProducing := doneFunc(func() {
+		e.produce(ctx, gen.Options{Count: 30_000, Rate: 1500, EventRate: 100,
+			StartTime: time.Now().Add(-20 * time.Minute), URLs: 300, Zipf: 1.1, Seed: seed,
+			LateFraction: 0.03, OutOfOrderFraction: 0.1, InvalidFraction: 0.05})
+	})
+	dir := filepath.Join(t.TempDir(), "state")
+	args := []string{"--state-dir", dir, "--dead-letter-topic", dlq, "--late-policy", "dead-letter"}
+	kills := e.killWhileConsuming(args, dir, 4, 2, isProducing, rng)
+	p := e.run(append(args, "--exit-when-idle", "3s")...)
+	if code := p.wait(t, 3*time.Minute); code != 0 {
+		t.Fatalf("final run: exit code %d", code)
+	}
+
+	input := map[source]*kgo.Record{}
+	for _, r := range e.records(ctx) {
+		input[source{r.Partition, r.Offset}] = r
+	}
+	dead, err := clicktest.ReadTopic(ctx, strings.Split(e.brokers, ","), dlq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every dead letter: once, unchanged, with its reason.
+	got := map[source]map[string]string{}
+	for _, d := range dead {
+		h := map[string]string{}
+		for _, x := range d.Headers {
+			h[x.Key] = string(x.Value)
+		}
+		p, _ := strconv.ParseInt(h[checkpoint.HeaderPartition], 10, 32)
+		off, _ := strconv.ParseInt(h[checkpoint.HeaderOffset], 10, 64)
+		src := source{int32(p), off}
+		if got[src] != nil {
+			t.Errorf("%v dead-lettered twice", src)
+		}
+		got[src] = h
+		in := input[src]
+		switch {
+		case in == nil:
+			t.Errorf("dead letter %v: no such input record (headers %v)", src, h)
+		case string(in.Value) != string(d.Value) || string(in.Key) != string(d.Key) || !in.Timestamp.Equal(d.Timestamp):
+			t.Errorf("dead letter %v changed: %q, input %q", src, d.Value, in.Value)
+		case h[checkpoint.HeaderTopic] != e.topic || h[checkpoint.HeaderGroup] != e.group:
+			t.Errorf("dead letter %v: headers %v", src, h)
+		}
+	}
+	// Each valid record counts in PostgreSQL for the sizes it was not late
+	// for; each invalid one is dead-lettered with a rejection reason.
+	exp := clicktest.Expected{Clicks: map[clicktest.Key]int64{}, Totals: map[string]int64{}}
+	var invalid, late int
+	for src, r := range input {
+		url, ts, _, ok := clicktest.Decode(r, 2048)
+		h := got[src]
+		if !ok {
+			invalid++
+			if h == nil || h[checkpoint.HeaderReason] == checkpoint.ReasonLate || h[checkpoint.HeaderReason] == "" {
+				t.Errorf("invalid record %v %q: dead letter %v, want one with a rejection reason", src, r.Value, h)
+			}
+			continue
+		}
+		var missed []string
+		if h != nil {
+			if h[checkpoint.HeaderReason] != checkpoint.ReasonLate {
+				t.Errorf("valid record %v %q dead-lettered as %v", src, r.Value, h)
+				continue
+			}
+			late++
+			missed = strings.Split(h[checkpoint.HeaderLateWindows], ",")
+		}
+		exp.Valid++
+		for i, w := range windows {
+			if slices.Contains(missed, shortWindow(w)) {
+				continue
+			}
+			start := clicktest.WindowStart(ts, w)
+			exp.Clicks[clicktest.Key{URL: url, Start: start, End: start + w.Milliseconds()}]++
+			if i == 0 {
+				exp.Totals[url]++
+			}
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	if late < 100 || invalid < 500 {
+		t.Fatalf("only %d late and %d invalid records: the test does not exercise the dead-letter topic", late, invalid)
+	}
+	if err := clicktest.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
+		t.Fatal(err)
+	}
+
+	// clickagg dlq inspect agrees.
+	out, err := exec.Command(binary, "dlq", "inspect", "--brokers", e.brokers, "--dead-letter-topic", dlq, "--json").Output()
+	if err != nil {
+		t.Fatalf("dlq inspect: %v", err)
+	}
+	var s checkpoint.DeadLetterSummary
+	if err := json.Unmarshal(out, &s); err != nil {
+		t.Fatalf("dlq inspect --json: %v\n%s", err, out)
+	}
+	if s.Records != int64(len(dead)) || s.Distinct != int64(len(got)) || s.Duplicates != 0 || s.ByReason[checkpoint.ReasonLate] != int64(late) {
+		t.Errorf("dlq inspect: %+v; want %d records, %d late", s, len(dead), late)
+	}
+	t.Logf("%d kills; %d input records: %d invalid and %d late dead-lettered once each, the rest counted exactly", kills, len(input), invalid, late)
+}
+
+// shortWindow is the window label clickagg puts in HeaderLateWindows.
+func shortWindow(w time.Duration) string { return w.String() }
