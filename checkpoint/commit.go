@@ -313,7 +313,7 @@ func (pl *Pipeline) spillReplaying(plans []planned) error {
 			}
 		})
 		t.op.OpenWindows(func(w stream.Window, first int64) { b.SetWindow(p, state.Window(w), first) })
-		t.op.Sightings(func(id string, ts int64) { b.SetSeen(p, id, ts) })
+		t.op.Sightings(func(id string, sg stream.Sighting) { b.ReplaceSeen(p, id, sg.T, sg.Old, stream.NoWatermark) })
 	}
 	if b.Empty() {
 		return nil
@@ -343,10 +343,8 @@ func (pl *Pipeline) persist(plans []planned) error {
 		if s := pp.snap; s.Seen != nil {
 			// NB: expiry reads the store: before this batch's sightings.
 			b.ExpireSeen(pl.store, p, s.Horizon)
-			for id, ts := range s.Seen {
-				if ts > s.Horizon {
-					b.SetSeen(p, id, ts)
-				}
+			for id, sg := range s.Seen {
+				b.ReplaceSeen(p, id, sg.T, sg.Old, s.Horizon)
 			}
 			b.SetDedup(p, s.Dedup.Clock, marks(s.Dedup.Hist))
 		}

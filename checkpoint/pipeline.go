@@ -681,9 +681,9 @@ func StateIdentity(o Options) string {
 		sizes = append(sizes, w.String())
 	}
 	slices.Sort(sizes)
-	return fmt.Sprintf("v1\x00%s\x00%s\x00windows=%v ooo=%s late=%s max_url=%d skew=%s/%s dedup=%s",
+	return fmt.Sprintf("v1\x00%s\x00%s\x00windows=%v ooo=%s late=%s max_url=%d skew=%s/%s dedup=%s normalize=%v",
 		o.Consumer.Group, o.Consumer.Topic, sizes, o.Operator.OutOfOrder, o.Operator.Late, o.Operator.MaxURLBytes,
-		o.Operator.MaxFutureSkew, o.Operator.MaxPastSkew, o.Operator.DedupWindow)
+		o.Operator.MaxFutureSkew, o.Operator.MaxPastSkew, o.Operator.DedupWindow, o.Operator.NormalizeURLs)
 }
 
 // refreshEnds reads the partitions' last stable offsets (the end a

@@ -292,6 +292,10 @@ func (pl *Pipeline) restoreOne(p int32, pos sink.Position, logStart, end int64, 
 					ms[i] = stream.ClockMark{Slot: m[0], Offset: m[1], Before: m[2]}
 				}
 				op.ResumeDedup(stream.DedupState{Clock: clock, Hist: ms})
+				if err := pl.store.ScanSeen(p, op.DedupHorizon(), op.LoadSighting); err != nil {
+					return nil, 0, err
+				}
+				op.FinishLoad()
 			}
 		}
 		start = pos.NextOffset

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -253,6 +254,25 @@ func (s *Store) Seen(p int32, id []byte, key []byte) (t int64, ok bool, scratch 
 	return t, err == nil, key, err
 }
 
+// ScanSeen calls fn with every dedup sighting of partition p whose event
+// time is after horizon. id is only valid during the call.
+func (s *Store) ScanSeen(p int32, horizon int64, fn func(id []byte, t int64)) error {
+	lo := partitionKey(nil, kindSeenTime, p)
+	if horizon != math.MinInt64 {
+		lo = seenTimeKey(nil, p, horizon+1, "")
+	}
+	prefix := partitionKey(nil, kindSeenTime, p)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		fn(k[partitionKeyLen+8:], int64(binary.BigEndian.Uint64(k[partitionKeyLen:])^(1<<63)))
+	}
+	return it.Close()
+}
+
 // Dedup returns partition p's stored dedup clock and history (ok false
 // when there is none).
 func (s *Store) Dedup(p int32) (clock int64, hist [][3]int64, ok bool, err error) {
@@ -331,9 +351,26 @@ func (b *Batch) SetSeen(p int32, id string, t int64) {
 	b.keep(b.b.Set(b.key, nil, nil))
 }
 
+// ReplaceSeen records dedup sighting id of partition p at event time t in
+// place of the one at event time old (math.MinInt64: none), keeping one
+// expiry-index entry per id. With t at most horizon the id is forgotten.
+func (b *Batch) ReplaceSeen(p int32, id string, t, old, horizon int64) {
+	if old != math.MinInt64 {
+		b.key = seenTimeKey(b.key[:0], p, old, id)
+		b.keep(b.b.Delete(b.key, nil))
+	}
+	switch {
+	case t > horizon:
+		b.SetSeen(p, id, t)
+	case old != math.MinInt64:
+		b.key = seenKey(b.key[:0], p, id)
+		b.keep(b.b.Delete(b.key, nil))
+	}
+}
+
 // ExpireSeen deletes partition p's dedup sightings whose latest event time
-// is at most horizon. It reads the store, not the batch: call it before
-// the batch's SetSeen calls, which then win.
+// is at most horizon. It reads the store's expiry index, not the batch:
+// call it before the batch's other sightings, which then win.
 func (b *Batch) ExpireSeen(s *Store, p int32, horizon int64) {
 	if horizon == math.MinInt64 {
 		return
@@ -346,20 +383,11 @@ func (b *Batch) ExpireSeen(s *Store, p int32, horizon int64) {
 		return
 	}
 	n := 0
-	var key []byte
 	for ok := it.First(); ok; ok = it.Next() {
-		id := it.Key()[partitionKeyLen+8:]
-		var t int64
-		var found bool
-		t, found, key, err = s.Seen(p, id, key)
-		if err != nil {
-			b.keep(err)
-			break
-		}
-		// NB: a sighting seen again later has a newer index entry: keep it.
-		if found && t <= horizon {
-			b.keep(b.b.Delete(key, nil))
-		}
+		// NB: one index entry per id, at its latest event time (see
+		// ReplaceSeen): no need to read the sighting itself.
+		b.key = seenKey(b.key[:0], p, string(it.Key()[partitionKeyLen+8:]))
+		b.keep(b.b.Delete(b.key, nil))
 		n++
 	}
 	b.keep(it.Close())

@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -172,11 +173,12 @@ func TestSeenSightingsExpire(t *testing.T) {
 	// the newer sighting must survive its old index entry's expiry.
 	b = s.NewBatch()
 	b.ExpireSeen(s, 1, 200)
-	b.SetSeen(1, "b", 250)
+	b.ReplaceSeen(1, "b", 250, 200, 200)
+	b.ReplaceSeen(1, "d", 150, math.MinInt64, 200) // dead on arrival: not stored
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if seen(1, "a") != -1 || seen(1, "b") != 250 || seen(1, "c") != 300 || seen(2, "a") != 100 {
+	if seen(1, "a") != -1 || seen(1, "b") != 250 || seen(1, "c") != 300 || seen(2, "a") != 100 || seen(1, "d") != -1 {
 		t.Fatalf("after expiry: a=%d b=%d c=%d p2.a=%d", seen(1, "a"), seen(1, "b"), seen(1, "c"), seen(2, "a"))
 	}
 	// The old index entry of "b" went with the expired range; its new one

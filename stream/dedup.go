@@ -38,6 +38,14 @@ const noSlot int64 = math.MinInt64
 // restart offset is exact to 1/dedupSlots of the window.
 const dedupSlots = 8
 
+// Sighting is what a checkpoint writes for one id: its latest event time T,
+// and Old, the event time the state store (or the checkpoint before) holds
+// for it and T replaces (NoWatermark: none), so that the store's expiry
+// index keeps one entry per id.
+type Sighting struct {
+	T, Old int64
+}
+
 // Lookup returns the latest event time remembered for id in the state
 // store, if any. Errors are the caller's to keep: the operator treats them
 // as "not found" and the pipeline stops.
@@ -51,9 +59,13 @@ type dedup struct {
 	hist   []ClockMark
 	// seen holds the sightings since the last Take; inflight those of the
 	// checkpoint being written; lookup reads the store beneath both.
-	seen     map[string]int64
-	inflight map[string]int64
+	seen     map[string]Sighting
+	inflight map[string]Sighting
 	lookup   Lookup
+	// filter holds every live sighting's id, so that most ids never seen
+	// cost no store read; used only once complete (filterReady).
+	filter      *seenFilter
+	filterReady bool
 }
 
 func newDedup(window int64) *dedup {
@@ -63,7 +75,8 @@ func newDedup(window int64) *dedup {
 		slot:   slot,
 		span:   (window + slot - 1) / slot,
 		clock:  NoWatermark,
-		seen:   make(map[string]int64),
+		seen:   make(map[string]Sighting),
+		filter: newSeenFilter(),
 	}
 }
 
@@ -85,6 +98,8 @@ func (d *dedup) start(off, before int64) {
 	d.hist = append(d.hist[:0], ClockMark{Slot: d.slotOf(before), Offset: off, Before: before})
 	clear(d.seen)
 	d.inflight = nil
+	// NB: a fresh start or a rebuild begins with no stored sightings.
+	d.filter, d.filterReady = newSeenFilter(), true
 }
 
 // resume restores the clock and its history from local state.
@@ -93,6 +108,22 @@ func (d *dedup) resume(clock int64, hist []ClockMark) {
 	d.hist = append(d.hist[:0], hist...)
 	clear(d.seen)
 	d.inflight = nil
+	// NB: incomplete until the stored sightings are loaded (filterLoad).
+	d.filter, d.filterReady = newSeenFilter(), false
+}
+
+// filterLoad adds a sighting the state store holds.
+func (d *dedup) filterLoad(id []byte, t int64) {
+	if t > d.horizon() {
+		d.filter.add(d.slotOf(t), d.filter.hash(id))
+	}
+}
+
+// filterExpire drops the filter's slots the horizon has passed.
+func (d *dedup) filterExpire() {
+	if h := d.horizon(); h != math.MinInt64 {
+		d.filter.expire(d.slotOf(h + 1))
+	}
 }
 
 // horizon returns the event time a sighting must exceed to count.
@@ -103,17 +134,30 @@ func (d *dedup) horizon() int64 {
 	return d.clock - d.window
 }
 
-func (d *dedup) get(id []byte) (int64, bool) {
-	if t, ok := d.seen[string(id)]; ok {
-		return t, true
+// get returns the latest event time of id and the sighting that would
+// record a newer one.
+func (d *dedup) get(id []byte) (t int64, ok bool, next Sighting) {
+	if sg, ok := d.seen[string(id)]; ok {
+		return sg.T, true, Sighting{Old: sg.Old}
 	}
-	if t, ok := d.inflight[string(id)]; ok {
-		return t, true
+	if sg, ok := d.inflight[string(id)]; ok {
+		return sg.T, true, Sighting{Old: sg.T}
+	}
+	if d.filterReady {
+		lo := noSlot
+		if h := d.horizon(); h != math.MinInt64 {
+			lo = d.slotOf(h + 1)
+		}
+		if !d.filter.mayContain(lo, d.filter.hash(id)) {
+			return 0, false, Sighting{Old: NoWatermark}
+		}
 	}
 	if d.lookup != nil {
-		return d.lookup(id)
+		if t, ok := d.lookup(id); ok {
+			return t, true, Sighting{Old: t}
+		}
 	}
-	return 0, false
+	return 0, false, Sighting{Old: NoWatermark}
 }
 
 // observe applies one valid record (offset off, event time ts) and reports
@@ -121,10 +165,12 @@ func (d *dedup) get(id []byte) (int64, bool) {
 func (d *dedup) observe(off, ts int64, id []byte) (dup bool) {
 	if len(id) > 0 {
 		h := d.horizon()
-		t, ok := d.get(id)
+		t, ok, next := d.get(id)
 		dup = ok && t > h
 		if (!ok || ts > t) && ts > h {
-			d.seen[string(id)] = ts
+			next.T = ts
+			d.seen[string(id)] = next
+			d.filter.add(d.slotOf(ts), d.filter.hash(id))
 		}
 	}
 	if d.clock == NoWatermark || ts > d.clock {
@@ -168,19 +214,21 @@ func (d *dedup) restart(windowRestart int64) (off, clock int64, keep int) {
 
 // sightings returns the pending sightings and replaces them with a fresh
 // map; the returned map stays readable (in flight) until release.
-func (d *dedup) take() map[string]int64 {
+func (d *dedup) take() map[string]Sighting {
 	s := d.seen
 	d.inflight = s
-	d.seen = make(map[string]int64, len(s))
+	d.seen = make(map[string]Sighting, len(s))
 	return s
 }
 
-// giveBack merges sightings of a failed checkpoint back.
-func (d *dedup) giveBack(s map[string]int64, dropped []ClockMark) {
-	for id, t := range s {
-		if cur, ok := d.seen[id]; !ok || t > cur {
-			d.seen[id] = t
+// giveBack merges sightings of a failed checkpoint back: they were never
+// written, so what they replaced is what newer ones replace.
+func (d *dedup) giveBack(s map[string]Sighting, dropped []ClockMark) {
+	for id, sg := range s {
+		if cur, ok := d.seen[id]; ok {
+			sg.T = max(sg.T, cur.T)
 		}
+		d.seen[id] = sg
 	}
 	d.inflight = nil
 	if len(dropped) > 0 {

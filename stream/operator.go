@@ -76,6 +76,10 @@ type OperatorOptions struct {
 	// record whose id was seen within this span of event time on the
 	// partition is a duplicate and counted nowhere. Zero: off.
 	DedupWindow time.Duration
+	// NormalizeURLs lowercases each URL's scheme and host and drops its
+	// fragment before counting (NormalizeURL). Off: URLs are counted byte
+	// for byte as received.
+	NormalizeURLs bool
 	// DedupKeyed (dedup scope "global") expects each record's Kafka key to
 	// be its event id or its URL, so that every copy of a click lands on
 	// one partition; a record keyed otherwise is flagged Misrouted.
@@ -205,6 +209,8 @@ type Operator struct {
 	countFrom   int64 // while replaying: records below only reload dedup sightings
 	dd          *dedup
 	keyed       bool
+	normalize   bool
+	urlBuf      []byte // the normalized URL of the record being processed
 
 	// open maps each window holding pending (not yet emitted) counts to the
 	// lowest offset of a record pending in it. Pending counts from earlier
@@ -268,6 +274,7 @@ func NewOperator(opts OperatorOptions) (*Operator, error) {
 	return &Operator{
 		dd:          dd,
 		keyed:       opts.DedupKeyed && dd != nil,
+		normalize:   opts.NormalizeURLs,
 		sizes:       sizes,
 		outOfOrder:  opts.OutOfOrder.Milliseconds(),
 		late:        opts.Late,
@@ -320,6 +327,31 @@ func (o *Operator) ResumeDedup(s DedupState) {
 	if o.dd != nil && len(s.Hist) > 0 {
 		o.dd.resume(s.Clock, s.Hist)
 	}
+}
+
+// LoadSighting tells dedup about a sighting the state store holds, after
+// ResumeDedup; FinishLoad says they all were. Until then every id not
+// seen since the resume costs a store read.
+func (o *Operator) LoadSighting(id []byte, t int64) {
+	if o.dd != nil {
+		o.dd.filterLoad(id, t)
+	}
+}
+
+// FinishLoad marks the loaded sightings complete.
+func (o *Operator) FinishLoad() {
+	if o.dd != nil {
+		o.dd.filterReady = true
+	}
+}
+
+// DedupHorizon returns the event time a stored sighting must exceed to
+// matter (math.MinInt64 when any does).
+func (o *Operator) DedupHorizon() int64 {
+	if o.dd == nil {
+		return NoWatermark
+	}
+	return o.dd.horizon()
 }
 
 // Deduplicating reports whether dedup by event id is on.
@@ -400,6 +432,14 @@ func (o *Operator) Process(r Record) Outcome {
 	if reason != ReasonNone {
 		return Outcome{Reason: reason, Replayed: replaying}
 	}
+	rawURL := c.URL
+	if o.normalize {
+		o.urlBuf = NormalizeURL(o.urlBuf[:0], c.URL)
+		if len(o.urlBuf) == 0 {
+			return Outcome{Reason: ReasonEmptyURL, Replayed: replaying}
+		}
+		c.URL = o.urlBuf
+	}
 	ts := c.TimeMs
 	if !c.HasTime {
 		ts = r.TimestampMs
@@ -426,7 +466,7 @@ func (o *Operator) Process(r Record) Outcome {
 		return Outcome{Replayed: true}
 	}
 	out := Outcome{Replayed: replaying}
-	if o.keyed && len(c.ID) > 0 && !bytes.Equal(r.Key, c.ID) && !bytes.Equal(r.Key, c.URL) {
+	if o.keyed && len(c.ID) > 0 && !bytes.Equal(r.Key, c.ID) && !bytes.Equal(r.Key, rawURL) {
 		out.Misrouted = true
 	}
 	for i, size := range o.sizes {
@@ -595,12 +635,12 @@ func (o *Operator) DropPending() {
 
 // Sightings calls fn for every dedup sighting (id, latest event time) since
 // the last checkpoint (used while replaying to move them to the store).
-func (o *Operator) Sightings(fn func(id string, t int64)) {
+func (o *Operator) Sightings(fn func(id string, sg Sighting)) {
 	if o.dd == nil {
 		return
 	}
-	for id, t := range o.dd.seen {
-		fn(id, t)
+	for id, sg := range o.dd.seen {
+		fn(id, sg)
 	}
 }
 
@@ -642,7 +682,7 @@ type Snapshot struct {
 	// latest event time), Dedup the clock and history to store, and
 	// Horizon the event time sightings must exceed to be kept. dropped are
 	// the history marks the plan made unnecessary.
-	Seen    map[string]int64
+	Seen    map[string]Sighting
 	Dedup   DedupState
 	Horizon int64
 	dropped []ClockMark
@@ -662,6 +702,7 @@ func (o *Operator) Take(p Plan) *Snapshot {
 	s.Open = maps.Clone(o.open)
 	if d := o.dd; d != nil {
 		s.Horizon = d.horizon()
+		d.filterExpire()
 		if len(d.hist) > 0 {
 			_, _, keep := d.restart(p.RestartOffset)
 			s.dropped = slices.Clone(d.hist[:keep])

@@ -49,6 +49,9 @@ type Config struct {
 	Emit struct {
 		EarlyInterval Duration `yaml:"early_interval"` // default 0 (off)
 	} `yaml:"emit"`
+	URL struct {
+		Normalize bool `yaml:"normalize"` // default false: byte-exact
+	} `yaml:"url"`
 	DeadLetter struct {
 		Topic string `yaml:"topic"` // default none
 	} `yaml:"dead_letter"`
@@ -211,6 +214,9 @@ var settings = []setting{
 		set: durationSetter(func(c *Config) *Duration { return &c.MaxPastSkew })},
 	{key: "shutdown_timeout", env: "CLICKAGG_SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", help: "bound on the final checkpoint at SIGTERM",
 		set: durationSetter(func(c *Config) *Duration { return &c.ShutdownTimeout })},
+	{key: "url.normalize", env: "CLICKAGG_URL_NORMALIZE", flag: "url-normalize", help: "lowercase each URL's scheme and host and drop its #fragment before counting (default: byte-exact)",
+		boolean: true,
+		set:     boolSetter(func(c *Config) *bool { return &c.URL.Normalize })},
 	{key: "dead_letter.topic", env: "CLICKAGG_DEAD_LETTER_TOPIC", flag: "dead-letter-topic", help: "produce invalid (and, with late policy dead-letter, late) records here, unchanged plus headers",
 		set: stringSetter(func(c *Config) *string { return &c.DeadLetter.Topic })},
 	{key: "late.policy", env: "CLICKAGG_LATE_POLICY", flag: "late-policy", help: "late records: count (into clicks and late_clicks), drop, or dead-letter",

@@ -1,0 +1,41 @@
+package stream
+
+import (
+	"fmt"
+	"testing"
+)
+
+func TestSeenFilter(t *testing.T) {
+	f := newSeenFilter()
+	const n = 50_000
+	for i := range n {
+		f.add(int64(i%3), f.hash(fmt.Appendf(nil, "id-%d", i)))
+	}
+	for i := range n {
+		if !f.mayContain(0, f.hash(fmt.Appendf(nil, "id-%d", i))) {
+			t.Fatalf("false negative for id-%d", i)
+		}
+	}
+	fp := 0
+	for i := range n {
+		if f.mayContain(0, f.hash(fmt.Appendf(nil, "other-%d", i))) {
+			fp++
+		}
+	}
+	// Three slots, each probed: well under 1% in all.
+	if rate := float64(fp) / n; rate > 0.01 {
+		t.Fatalf("false-positive rate %.3f", rate)
+	}
+	// Slots before lo are not consulted; expired ones are gone.
+	h := f.hash([]byte("id-0")) // in slot 0
+	if f.mayContain(1, h) && !f.mayContain(0, h) {
+		t.Fatal("inconsistent")
+	}
+	f.expire(1)
+	if len(f.slots) != 2 {
+		t.Fatalf("%d slots after expire, want 2", len(f.slots))
+	}
+	if !f.mayContain(0, f.hash([]byte("id-1"))) {
+		t.Fatal("id-1 (slot 1) lost by expiring slot 0")
+	}
+}
