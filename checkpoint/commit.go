@@ -313,7 +313,7 @@ func (pl *Pipeline) spillReplaying(plans []planned) error {
 			}
 		})
 		t.op.OpenWindows(func(w stream.Window, first int64) { b.SetWindow(p, state.Window(w), first) })
-		t.op.Sightings(func(id string, sg stream.Sighting) { b.ReplaceSeen(p, id, sg.T, sg.Old, stream.NoWatermark) })
+		t.op.Sightings(func(slot int64, id string, ts int64) { b.SetSeen(p, slot, id, ts) })
 	}
 	if b.Empty() {
 		return nil
@@ -341,10 +341,11 @@ func (pl *Pipeline) persist(plans []planned) error {
 		}
 		p := pp.t.p
 		if s := pp.snap; s.Seen != nil {
-			// NB: expiry reads the store: before this batch's sightings.
-			b.ExpireSeen(pl.store, p, s.Horizon)
-			for id, sg := range s.Seen {
-				b.ReplaceSeen(p, id, sg.T, sg.Old, s.Horizon)
+			b.ExpireSeen(p, s.ExpireBefore)
+			for id, ts := range s.Seen {
+				if ts > s.Horizon {
+					b.SetSeen(p, s.SlotOf(ts), id, ts)
+				}
 			}
 			b.SetDedup(p, s.Dedup.Clock, marks(s.Dedup.Hist))
 		}

@@ -251,8 +251,8 @@ func (pl *Pipeline) restoreOne(p int32, pos sink.Position, logStart, end int64, 
 	}
 	t := &task{p: p, op: op, committed: pos, end: end, assignedAt: now, lastRecord: now}
 	if op.Deduplicating() {
-		op.SetLookup(func(id []byte) (int64, bool) {
-			ts, ok, key, err := pl.store.Seen(p, id, t.seenKey)
+		op.SetLookup(func(slot int64, id []byte) (int64, bool) {
+			ts, ok, key, err := pl.store.Seen(p, slot, id, t.seenKey)
 			t.seenKey = key
 			if err != nil && pl.storeErr == nil {
 				pl.storeErr = err
@@ -292,7 +292,7 @@ func (pl *Pipeline) restoreOne(p int32, pos sink.Position, logStart, end int64, 
 					ms[i] = stream.ClockMark{Slot: m[0], Offset: m[1], Before: m[2]}
 				}
 				op.ResumeDedup(stream.DedupState{Clock: clock, Hist: ms})
-				if err := pl.store.ScanSeen(p, op.DedupHorizon(), op.LoadSighting); err != nil {
+				if err := pl.store.ScanSeen(p, op.DedupLiveSlot(), op.LoadSighting); err != nil {
 					return nil, 0, err
 				}
 				op.FinishLoad()

@@ -12,13 +12,12 @@ const (
 	kindMeta     byte = 0x01
 	kindWindow   byte = 0x02
 	kindCount    byte = 0x03
-	kindSeen     byte = 0x04 // partition|id → latest event time (dedup)
-	kindSeenTime byte = 0x05 // partition|event time|id → nothing: expiry index
+	kindSeen     byte = 0x04 // partition|slot|id → latest event time (dedup)
 	kindDedup    byte = 0x06 // partition → dedup clock and its history
 )
 
 // kinds are every per-partition key kind.
-var kinds = []byte{kindMeta, kindWindow, kindCount, kindSeen, kindSeenTime, kindDedup}
+var kinds = []byte{kindMeta, kindWindow, kindCount, kindSeen, kindDedup}
 
 var identityKey = []byte{kindIdentity, 'i', 'd', 'e', 'n', 't', 'i', 't', 'y'}
 
@@ -46,16 +45,11 @@ func countKey(dst []byte, p int32, w Window, url string) []byte {
 	return append(dst, url...)
 }
 
-// seenKey returns the key of one dedup sighting.
-func seenKey(dst []byte, p int32, id string) []byte {
+// seenKey returns the key of dedup sighting id in slot (of event time)
+// slot: sightings expire a slot at a time.
+func seenKey[ID string | []byte](dst []byte, p int32, slot int64, id ID) []byte {
 	dst = partitionKey(dst, kindSeen, p)
-	return append(dst, id...)
-}
-
-// seenTimeKey returns the expiry-index key of a sighting at event time t.
-func seenTimeKey(dst []byte, p int32, t int64, id string) []byte {
-	dst = partitionKey(dst, kindSeenTime, p)
-	dst = binary.BigEndian.AppendUint64(dst, uint64(t)^(1<<63))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(slot)^(1<<63))
 	return append(dst, id...)
 }
 

@@ -236,12 +236,11 @@ func (s *Store) ScanWindow(p int32, w Window, fn func(url []byte, count int64) e
 	return it.Error()
 }
 
-// Seen returns the latest event time of dedup id in partition p, if the
-// store has it. key is scratch space for the key; the returned slice can be
+// Seen returns the event time stored for dedup id in slot of partition p,
+// if any. key is scratch space for the key; the returned slice can be
 // passed again.
-func (s *Store) Seen(p int32, id []byte, key []byte) (t int64, ok bool, scratch []byte, err error) {
-	key = partitionKey(key[:0], kindSeen, p)
-	key = append(key, id...)
+func (s *Store) Seen(p int32, slot int64, id []byte, key []byte) (t int64, ok bool, scratch []byte, err error) {
+	key = seenKey(key[:0], p, slot, id)
 	v, closer, err := s.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, false, key, nil
@@ -254,21 +253,22 @@ func (s *Store) Seen(p int32, id []byte, key []byte) (t int64, ok bool, scratch 
 	return t, err == nil, key, err
 }
 
-// ScanSeen calls fn with every dedup sighting of partition p whose event
-// time is after horizon. id is only valid during the call.
-func (s *Store) ScanSeen(p int32, horizon int64, fn func(id []byte, t int64)) error {
-	lo := partitionKey(nil, kindSeenTime, p)
-	if horizon != math.MinInt64 {
-		lo = seenTimeKey(nil, p, horizon+1, "")
-	}
-	prefix := partitionKey(nil, kindSeenTime, p)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(prefix)})
+// ScanSeen calls fn with every dedup sighting of partition p in slots
+// from fromSlot on. id is only valid during the call.
+func (s *Store) ScanSeen(p int32, fromSlot int64, fn func(slot int64, id []byte, t int64)) error {
+	prefix := partitionKey(nil, kindSeen, p)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: seenKey(nil, p, fromSlot, ""), UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return err
 	}
 	for ok := it.First(); ok; ok = it.Next() {
 		k := it.Key()
-		fn(k[partitionKeyLen+8:], int64(binary.BigEndian.Uint64(k[partitionKeyLen:])^(1<<63)))
+		t, err := decodeInt64(it.Value())
+		if err != nil || len(k) < partitionKeyLen+8 {
+			_ = it.Close()
+			return fmt.Errorf("partition %d dedup sighting %x: %w", p, k, errBadKey)
+		}
+		fn(int64(binary.BigEndian.Uint64(k[partitionKeyLen:])^(1<<63)), k[partitionKeyLen+8:], t)
 	}
 	return it.Close()
 }
@@ -343,57 +343,17 @@ func (b *Batch) DeleteWindow(p int32, w Window) {
 	b.keep(b.b.Delete(b.key, nil))
 }
 
-// SetSeen records dedup sighting id of partition p at event time t.
-func (b *Batch) SetSeen(p int32, id string, t int64) {
-	b.key = seenKey(b.key[:0], p, id)
+// SetSeen records dedup sighting id of partition p at event time t, in
+// slot (the slot of t).
+func (b *Batch) SetSeen(p int32, slot int64, id string, t int64) {
+	b.key = seenKey(b.key[:0], p, slot, id)
 	b.keep(b.b.Set(b.key, encodeInt64(b.val[:0], t), nil))
-	b.key = seenTimeKey(b.key[:0], p, t, id)
-	b.keep(b.b.Set(b.key, nil, nil))
 }
 
-// ReplaceSeen records dedup sighting id of partition p at event time t in
-// place of the one at event time old (math.MinInt64: none), keeping one
-// expiry-index entry per id. With t at most horizon the id is forgotten.
-func (b *Batch) ReplaceSeen(p int32, id string, t, old, horizon int64) {
-	if old != math.MinInt64 {
-		b.key = seenTimeKey(b.key[:0], p, old, id)
-		b.keep(b.b.Delete(b.key, nil))
-	}
-	switch {
-	case t > horizon:
-		b.SetSeen(p, id, t)
-	case old != math.MinInt64:
-		b.key = seenKey(b.key[:0], p, id)
-		b.keep(b.b.Delete(b.key, nil))
-	}
-}
-
-// ExpireSeen deletes partition p's dedup sightings whose latest event time
-// is at most horizon. It reads the store's expiry index, not the batch:
-// call it before the batch's other sightings, which then win.
-func (b *Batch) ExpireSeen(s *Store, p int32, horizon int64) {
-	if horizon == math.MinInt64 {
-		return
-	}
-	lo := partitionKey(nil, kindSeenTime, p)
-	hi := seenTimeKey(nil, p, horizon+1, "")
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		b.keep(err)
-		return
-	}
-	n := 0
-	for ok := it.First(); ok; ok = it.Next() {
-		// NB: one index entry per id, at its latest event time (see
-		// ReplaceSeen): no need to read the sighting itself.
-		b.key = seenKey(b.key[:0], p, string(it.Key()[partitionKeyLen+8:]))
-		b.keep(b.b.Delete(b.key, nil))
-		n++
-	}
-	b.keep(it.Close())
-	if n > 0 {
-		b.keep(b.b.DeleteRange(lo, hi, nil))
-	}
+// ExpireSeen deletes partition p's dedup sightings in slots before
+// beforeSlot: one range deletion.
+func (b *Batch) ExpireSeen(p int32, beforeSlot int64) {
+	b.keep(b.b.DeleteRange(partitionKey(nil, kindSeen, p), seenKey(nil, p, beforeSlot, ""), nil))
 }
 
 // SetDedup records partition p's dedup clock and history (each mark:

@@ -2,7 +2,6 @@ package state
 
 import (
 	"fmt"
-	"math"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -147,17 +146,18 @@ func BenchmarkBatchAddCount(b *testing.B) {
 func TestSeenSightingsExpire(t *testing.T) {
 	s := openMem(t, vfs.NewMem(), "g\x00t")
 	b := s.NewBatch()
-	b.SetSeen(1, "a", 100)
-	b.SetSeen(1, "b", 200)
-	b.SetSeen(1, "c", 300)
-	b.SetSeen(2, "a", 100) // another partition: untouched
+	b.SetSeen(1, 1, "a", 100)
+	b.SetSeen(1, 2, "b", 200)
+	b.SetSeen(1, 3, "c", 300)
+	b.SetSeen(1, -4, "n", -350) // negative slots sort before the others
+	b.SetSeen(2, 1, "a", 100)   // another partition: untouched
 	b.SetDedup(1, 300, [][3]int64{{1, 7, -5}, {2, 9, 150}})
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	seen := func(p int32, id string) int64 {
+	seen := func(p int32, slot int64, id string) int64 {
 		t.Helper()
-		v, ok, _, err := s.Seen(p, []byte(id), nil)
+		v, ok, _, err := s.Seen(p, slot, []byte(id), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -166,30 +166,34 @@ func TestSeenSightingsExpire(t *testing.T) {
 		}
 		return v
 	}
-	if seen(1, "a") != 100 || seen(1, "b") != 200 || seen(1, "zz") != -1 {
-		t.Fatalf("Seen = %d %d %d", seen(1, "a"), seen(1, "b"), seen(1, "zz"))
+	if seen(1, 1, "a") != 100 || seen(1, 2, "b") != 200 || seen(1, 2, "a") != -1 || seen(1, 1, "zz") != -1 {
+		t.Fatalf("Seen = %d %d %d %d", seen(1, 1, "a"), seen(1, 2, "b"), seen(1, 2, "a"), seen(1, 1, "zz"))
 	}
-	// "b" is seen again at 250 in the same batch that expires up to 200:
-	// the newer sighting must survive its old index entry's expiry.
+	scan := func(p int32, from int64) string {
+		t.Helper()
+		var out string
+		if err := s.ScanSeen(p, from, func(slot int64, id []byte, ts int64) { out += fmt.Sprintf("%d/%s=%d ", slot, id, ts) }); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if got := scan(1, -10); got != "-4/n=-350 1/a=100 2/b=200 3/c=300 " {
+		t.Fatalf("ScanSeen = %q", got)
+	}
+	if got := scan(1, 2); got != "2/b=200 3/c=300 " {
+		t.Fatalf("ScanSeen from slot 2 = %q", got)
+	}
+	// Expiry drops whole slots, of one partition only.
 	b = s.NewBatch()
-	b.ExpireSeen(s, 1, 200)
-	b.ReplaceSeen(1, "b", 250, 200, 200)
-	b.ReplaceSeen(1, "d", 150, math.MinInt64, 200) // dead on arrival: not stored
+	b.ExpireSeen(1, 2)
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if seen(1, "a") != -1 || seen(1, "b") != 250 || seen(1, "c") != 300 || seen(2, "a") != 100 || seen(1, "d") != -1 {
-		t.Fatalf("after expiry: a=%d b=%d c=%d p2.a=%d", seen(1, "a"), seen(1, "b"), seen(1, "c"), seen(2, "a"))
+	if got := scan(1, -10); got != "2/b=200 3/c=300 " {
+		t.Fatalf("after expiry: %q", got)
 	}
-	// The old index entry of "b" went with the expired range; its new one
-	// expires it later.
-	b = s.NewBatch()
-	b.ExpireSeen(s, 1, 260)
-	if err := b.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	if seen(1, "b") != -1 || seen(1, "c") != 300 {
-		t.Fatalf("after second expiry: b=%d c=%d", seen(1, "b"), seen(1, "c"))
+	if seen(2, 1, "a") != 100 {
+		t.Fatal("expiry touched another partition")
 	}
 	clock, hist, ok, err := s.Dedup(1)
 	if err != nil || !ok || clock != 300 || len(hist) != 2 || hist[1] != [3]int64{2, 9, 150} {
@@ -200,7 +204,7 @@ func TestSeenSightingsExpire(t *testing.T) {
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, ok, _ := s.Dedup(1); ok || seen(1, "c") != -1 || seen(2, "a") != 100 {
+	if _, _, ok, _ := s.Dedup(1); ok || scan(1, -10) != "" || seen(2, 1, "a") != 100 {
 		t.Fatal("DropPartition left dedup state behind, or touched another partition")
 	}
 }

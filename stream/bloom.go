@@ -1,8 +1,10 @@
 package stream
 
 import (
+	"cmp"
 	"hash/maphash"
 	"math/bits"
+	"slices"
 )
 
 // seenFilter answers "might this id have a live sighting in the state
@@ -13,10 +15,15 @@ import (
 type seenFilter struct {
 	seed  maphash.Seed
 	slots map[int64]*slotFilter
+	// busiest is the most ids one slot took so far: a new slot's filter
+	// starts that big, so that a slot mostly has one part (every part a
+	// lookup probes adds its false positives).
+	busiest int
 }
 
 type slotFilter struct {
 	parts []bloom // each full part is followed by one twice as large
+	n     int
 }
 
 // bloom is a blocked Bloom filter: each key sets bloomK bits in one
@@ -27,7 +34,7 @@ type bloom struct {
 }
 
 const (
-	bloomBitsPerKey = 16 // ≈ 0.1% false positives per filter, blocked
+	bloomBitsPerKey = 20 // ≈ 0.03% false positives per part, blocked
 	bloomK          = 7
 	bloomFirstCap   = 1 << 12
 )
@@ -46,7 +53,7 @@ func (f *seenFilter) add(s int64, h uint64) {
 		f.slots[s] = sf
 	}
 	if len(sf.parts) == 0 || sf.parts[len(sf.parts)-1].n >= sf.parts[len(sf.parts)-1].cap {
-		c := bloomFirstCap
+		c := max(bloomFirstCap, f.busiest+f.busiest/4)
 		if len(sf.parts) > 0 {
 			c = 2 * sf.parts[len(sf.parts)-1].cap
 		}
@@ -54,22 +61,29 @@ func (f *seenFilter) add(s int64, h uint64) {
 		sf.parts = append(sf.parts, bloom{blocks: make([]uint64, 8*nb), cap: c})
 	}
 	sf.parts[len(sf.parts)-1].add(h)
+	sf.n++
+	f.busiest = max(f.busiest, sf.n)
 }
 
-// mayContain reports whether id (hash h) may have been added to a slot
-// from lo on.
-func (f *seenFilter) mayContain(lo int64, h uint64) bool {
+// candidates appends to dst, newest first, the slots from lo on that may
+// hold id (hash h).
+func (f *seenFilter) candidates(lo int64, h uint64, dst []int64) []int64 {
+	n := len(dst)
 	for s, sf := range f.slots {
 		if s < lo {
 			continue
 		}
 		for i := range sf.parts {
 			if sf.parts[i].has(h) {
-				return true
+				dst = append(dst, s)
+				break
 			}
 		}
 	}
-	return false
+	if len(dst)-n > 1 {
+		slices.SortFunc(dst[n:], func(a, b int64) int { return cmp.Compare(b, a) })
+	}
+	return dst
 }
 
 // expire drops the slots before lo.

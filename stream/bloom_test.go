@@ -12,13 +12,13 @@ func TestSeenFilter(t *testing.T) {
 		f.add(int64(i%3), f.hash(fmt.Appendf(nil, "id-%d", i)))
 	}
 	for i := range n {
-		if !f.mayContain(0, f.hash(fmt.Appendf(nil, "id-%d", i))) {
+		if !has(f, 0, f.hash(fmt.Appendf(nil, "id-%d", i))) {
 			t.Fatalf("false negative for id-%d", i)
 		}
 	}
 	fp := 0
 	for i := range n {
-		if f.mayContain(0, f.hash(fmt.Appendf(nil, "other-%d", i))) {
+		if has(f, 0, f.hash(fmt.Appendf(nil, "other-%d", i))) {
 			fp++
 		}
 	}
@@ -28,14 +28,27 @@ func TestSeenFilter(t *testing.T) {
 	}
 	// Slots before lo are not consulted; expired ones are gone.
 	h := f.hash([]byte("id-0")) // in slot 0
-	if f.mayContain(1, h) && !f.mayContain(0, h) {
+	if has(f, 1, h) && !has(f, 0, h) {
 		t.Fatal("inconsistent")
 	}
 	f.expire(1)
 	if len(f.slots) != 2 {
 		t.Fatalf("%d slots after expire, want 2", len(f.slots))
 	}
-	if !f.mayContain(0, f.hash([]byte("id-1"))) {
+	if !has(f, 0, f.hash([]byte("id-1"))) {
 		t.Fatal("id-1 (slot 1) lost by expiring slot 0")
+	}
+}
+
+func has(f *seenFilter, lo int64, h uint64) bool { return len(f.candidates(lo, h, nil)) > 0 }
+
+func TestSeenFilterCandidatesNewestFirst(t *testing.T) {
+	f := newSeenFilter()
+	h := f.hash([]byte("x"))
+	for _, s := range []int64{3, 9, 5, 7} {
+		f.add(s, h)
+	}
+	if got := fmt.Sprint(f.candidates(5, h, nil)); got != "[9 7 5]" {
+		t.Fatalf("candidates = %s", got)
 	}
 }

@@ -38,18 +38,12 @@ const noSlot int64 = math.MinInt64
 // restart offset is exact to 1/dedupSlots of the window.
 const dedupSlots = 8
 
-// Sighting is what a checkpoint writes for one id: its latest event time T,
-// and Old, the event time the state store (or the checkpoint before) holds
-// for it and T replaces (NoWatermark: none), so that the store's expiry
-// index keeps one entry per id.
-type Sighting struct {
-	T, Old int64
-}
-
-// Lookup returns the latest event time remembered for id in the state
-// store, if any. Errors are the caller's to keep: the operator treats them
-// as "not found" and the pipeline stops.
-type Lookup func(id []byte) (t int64, ok bool)
+// Lookup returns the event time the state store holds for id in slot (of
+// event time), if any. The store keeps each sighting under the slot of its
+// event time, so that sightings expire a slot at a time; an id seen again
+// later also has an entry in a later slot. Errors are the caller's to
+// keep: the operator treats them as "not found" and the pipeline stops.
+type Lookup func(slot int64, id []byte) (t int64, ok bool)
 
 type dedup struct {
 	window int64 // W, ms
@@ -59,9 +53,10 @@ type dedup struct {
 	hist   []ClockMark
 	// seen holds the sightings since the last Take; inflight those of the
 	// checkpoint being written; lookup reads the store beneath both.
-	seen     map[string]Sighting
-	inflight map[string]Sighting
+	seen     map[string]int64
+	inflight map[string]int64
 	lookup   Lookup
+	probe    []int64 // scratch: slots to read
 	// filter holds every live sighting's id, so that most ids never seen
 	// cost no store read; used only once complete (filterReady).
 	filter      *seenFilter
@@ -75,7 +70,7 @@ func newDedup(window int64) *dedup {
 		slot:   slot,
 		span:   (window + slot - 1) / slot,
 		clock:  NoWatermark,
-		seen:   make(map[string]Sighting),
+		seen:   make(map[string]int64),
 		filter: newSeenFilter(),
 	}
 }
@@ -112,10 +107,10 @@ func (d *dedup) resume(clock int64, hist []ClockMark) {
 	d.filter, d.filterReady = newSeenFilter(), false
 }
 
-// filterLoad adds a sighting the state store holds.
-func (d *dedup) filterLoad(id []byte, t int64) {
+// filterLoad adds a sighting the state store holds in slot.
+func (d *dedup) filterLoad(slot int64, id []byte, t int64) {
 	if t > d.horizon() {
-		d.filter.add(d.slotOf(t), d.filter.hash(id))
+		d.filter.add(slot, d.filter.hash(id))
 	}
 }
 
@@ -134,30 +129,36 @@ func (d *dedup) horizon() int64 {
 	return d.clock - d.window
 }
 
-// get returns the latest event time of id and the sighting that would
-// record a newer one.
-func (d *dedup) get(id []byte) (t int64, ok bool, next Sighting) {
-	if sg, ok := d.seen[string(id)]; ok {
-		return sg.T, true, Sighting{Old: sg.Old}
+// get returns the latest live event time of id, if any: from the
+// sightings not yet written, else from the store's live slots, newest
+// first (a later slot holds a later event time).
+func (d *dedup) get(id []byte) (int64, bool) {
+	if t, ok := d.seen[string(id)]; ok {
+		return t, true
 	}
-	if sg, ok := d.inflight[string(id)]; ok {
-		return sg.T, true, Sighting{Old: sg.T}
+	if t, ok := d.inflight[string(id)]; ok {
+		return t, true
 	}
+	h := d.horizon()
+	if d.lookup == nil || h == math.MinInt64 {
+		// NB: no clock, no record seen: nothing stored either.
+		return 0, false
+	}
+	lo, hi := d.slotOf(h+1), d.slotOf(d.clock)
+	d.probe = d.probe[:0]
 	if d.filterReady {
-		lo := noSlot
-		if h := d.horizon(); h != math.MinInt64 {
-			lo = d.slotOf(h + 1)
-		}
-		if !d.filter.mayContain(lo, d.filter.hash(id)) {
-			return 0, false, Sighting{Old: NoWatermark}
+		d.probe = d.filter.candidates(lo, d.filter.hash(id), d.probe)
+	} else {
+		for s := hi; s >= lo; s-- {
+			d.probe = append(d.probe, s)
 		}
 	}
-	if d.lookup != nil {
-		if t, ok := d.lookup(id); ok {
-			return t, true, Sighting{Old: t}
+	for _, s := range d.probe {
+		if t, ok := d.lookup(s, id); ok {
+			return t, true
 		}
 	}
-	return 0, false, Sighting{Old: NoWatermark}
+	return 0, false
 }
 
 // observe applies one valid record (offset off, event time ts) and reports
@@ -165,11 +166,10 @@ func (d *dedup) get(id []byte) (t int64, ok bool, next Sighting) {
 func (d *dedup) observe(off, ts int64, id []byte) (dup bool) {
 	if len(id) > 0 {
 		h := d.horizon()
-		t, ok, next := d.get(id)
+		t, ok := d.get(id)
 		dup = ok && t > h
 		if (!ok || ts > t) && ts > h {
-			next.T = ts
-			d.seen[string(id)] = next
+			d.seen[string(id)] = ts
 			d.filter.add(d.slotOf(ts), d.filter.hash(id))
 		}
 	}
@@ -214,21 +214,19 @@ func (d *dedup) restart(windowRestart int64) (off, clock int64, keep int) {
 
 // sightings returns the pending sightings and replaces them with a fresh
 // map; the returned map stays readable (in flight) until release.
-func (d *dedup) take() map[string]Sighting {
+func (d *dedup) take() map[string]int64 {
 	s := d.seen
 	d.inflight = s
-	d.seen = make(map[string]Sighting, len(s))
+	d.seen = make(map[string]int64, len(s))
 	return s
 }
 
-// giveBack merges sightings of a failed checkpoint back: they were never
-// written, so what they replaced is what newer ones replace.
-func (d *dedup) giveBack(s map[string]Sighting, dropped []ClockMark) {
-	for id, sg := range s {
-		if cur, ok := d.seen[id]; ok {
-			sg.T = max(sg.T, cur.T)
+// giveBack merges sightings of a failed checkpoint back.
+func (d *dedup) giveBack(s map[string]int64, dropped []ClockMark) {
+	for id, t := range s {
+		if cur, ok := d.seen[id]; !ok || t > cur {
+			d.seen[id] = t
 		}
-		d.seen[id] = sg
 	}
 	d.inflight = nil
 	if len(dropped) > 0 {

@@ -71,14 +71,19 @@ func naiveDuplicates(recs []Record, window int64) map[int64]bool {
 // simulated state store, as the checkpoint package does.
 type dedupRun struct {
 	op    *Operator
-	store map[string]int64
+	store map[slotID]int64
 	dup   map[int64]bool
 }
 
-func newDedupRun(op *Operator, store map[string]int64) *dedupRun {
+type slotID struct {
+	slot int64
+	id   string
+}
+
+func newDedupRun(op *Operator, store map[slotID]int64) *dedupRun {
 	r := &dedupRun{op: op, store: store, dup: map[int64]bool{}}
-	op.SetLookup(func(id []byte) (int64, bool) {
-		t, ok := r.store[string(id)]
+	op.SetLookup(func(slot int64, id []byte) (int64, bool) {
+		t, ok := r.store[slotID{slot, string(id)}]
 		return t, ok
 	})
 	return r
@@ -93,19 +98,14 @@ func (r *dedupRun) process(rec Record) {
 func (r *dedupRun) checkpoint(flush bool) Plan {
 	p := r.op.Plan(flush)
 	s := r.op.Take(p)
-	for id, t := range r.store {
-		if t <= s.Horizon {
-			delete(r.store, id)
+	for k := range r.store {
+		if k.slot < s.ExpireBefore {
+			delete(r.store, k)
 		}
 	}
-	for id, sg := range s.Seen {
-		if _, ok := r.store[id]; ok != (sg.Old != NoWatermark) && sg.Old > s.Horizon {
-			panic(fmt.Sprintf("sighting %s %+v: store has %v", id, sg, ok))
-		}
-		if sg.T > s.Horizon {
-			r.store[id] = sg.T
-		} else {
-			delete(r.store, id)
+	for id, t := range s.Seen {
+		if t > s.Horizon {
+			r.store[slotID{s.SlotOf(t), id}] = t
 		}
 	}
 	r.op.Release(s)
@@ -127,10 +127,10 @@ func TestDedupRestoreDecidesAlike(t *testing.T) {
 				OutOfOrder: 3 * time.Second, DedupWindow: window}
 			want := naiveDuplicates(recs, window.Milliseconds())
 
-			a := newDedupRun(newOp(t, opts), map[string]int64{})
+			a := newDedupRun(newOp(t, opts), map[slotID]int64{})
 			type ckpt struct {
 				p     Plan
-				store map[string]int64
+				store map[slotID]int64
 				dd    DedupState
 				open  map[Window]int64
 			}
@@ -165,15 +165,15 @@ func TestDedupRestoreDecidesAlike(t *testing.T) {
 					// As the pipeline does: the stored sightings fill the
 					// filter that spares most store reads. (Odd checkpoints
 					// resume without it: every lookup reads the store.)
-					for id, t := range c.store {
-						if t > local.op.DedupHorizon() {
-							local.op.LoadSighting([]byte(id), t)
+					for k, t := range c.store {
+						if k.slot >= local.op.DedupLiveSlot() {
+							local.op.LoadSighting(k.slot, []byte(k.id), t)
 						}
 					}
 					local.op.FinishLoad()
 				}
 				// Rebuild: no local state at all.
-				rebuilt := newDedupRun(newOp(t, opts), map[string]int64{})
+				rebuilt := newDedupRun(newOp(t, opts), map[slotID]int64{})
 				rebuilt.op.StartReplayDedup(p.DedupOffset, p.RestartOffset, p.NextOffset, p.Watermark, p.DedupClock)
 				for _, rec := range recs[p.DedupOffset:] {
 					if rec.Offset >= p.NextOffset {

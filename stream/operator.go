@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"maps"
+	"math"
 	"slices"
 	"time"
 )
@@ -329,13 +330,22 @@ func (o *Operator) ResumeDedup(s DedupState) {
 	}
 }
 
-// LoadSighting tells dedup about a sighting the state store holds, after
-// ResumeDedup; FinishLoad says they all were. Until then every id not
-// seen since the resume costs a store read.
-func (o *Operator) LoadSighting(id []byte, t int64) {
+// LoadSighting tells dedup about a sighting the state store holds in
+// slot, after ResumeDedup; FinishLoad says they all were. Until then every
+// id not seen since the resume costs a store read per live slot.
+func (o *Operator) LoadSighting(slot int64, id []byte, t int64) {
 	if o.dd != nil {
-		o.dd.filterLoad(id, t)
+		o.dd.filterLoad(slot, id, t)
 	}
+}
+
+// DedupLiveSlot returns the first slot of event time holding live
+// sightings.
+func (o *Operator) DedupLiveSlot() int64 {
+	if o.dd == nil || o.dd.horizon() == math.MinInt64 {
+		return noSlot
+	}
+	return o.dd.slotOf(o.dd.horizon() + 1)
 }
 
 // FinishLoad marks the loaded sightings complete.
@@ -343,15 +353,6 @@ func (o *Operator) FinishLoad() {
 	if o.dd != nil {
 		o.dd.filterReady = true
 	}
-}
-
-// DedupHorizon returns the event time a stored sighting must exceed to
-// matter (math.MinInt64 when any does).
-func (o *Operator) DedupHorizon() int64 {
-	if o.dd == nil {
-		return NoWatermark
-	}
-	return o.dd.horizon()
 }
 
 // Deduplicating reports whether dedup by event id is on.
@@ -635,12 +636,12 @@ func (o *Operator) DropPending() {
 
 // Sightings calls fn for every dedup sighting (id, latest event time) since
 // the last checkpoint (used while replaying to move them to the store).
-func (o *Operator) Sightings(fn func(id string, sg Sighting)) {
+func (o *Operator) Sightings(fn func(slot int64, id string, t int64)) {
 	if o.dd == nil {
 		return
 	}
-	for id, sg := range o.dd.seen {
-		fn(id, sg)
+	for id, t := range o.dd.seen {
+		fn(o.dd.slotOf(t), id, t)
 	}
 }
 
@@ -682,10 +683,14 @@ type Snapshot struct {
 	// latest event time), Dedup the clock and history to store, and
 	// Horizon the event time sightings must exceed to be kept. dropped are
 	// the history marks the plan made unnecessary.
-	Seen    map[string]Sighting
-	Dedup   DedupState
-	Horizon int64
-	dropped []ClockMark
+	Seen  map[string]int64
+	Dedup DedupState
+	// ExpireBefore is the first slot of event time (see SlotOf) with live
+	// sightings: the store may drop those before it.
+	ExpireBefore int64
+	dd           *dedup
+	Horizon      int64
+	dropped      []ClockMark
 }
 
 // Take applies plan p as if its checkpoint committed (emitted windows leave
@@ -702,6 +707,11 @@ func (o *Operator) Take(p Plan) *Snapshot {
 	s.Open = maps.Clone(o.open)
 	if d := o.dd; d != nil {
 		s.Horizon = d.horizon()
+		s.dd = d
+		s.ExpireBefore = noSlot
+		if s.Horizon != math.MinInt64 {
+			s.ExpireBefore = d.slotOf(s.Horizon + 1)
+		}
 		d.filterExpire()
 		if len(d.hist) > 0 {
 			_, _, keep := d.restart(p.RestartOffset)
@@ -745,6 +755,10 @@ func (o *Operator) Restore(s *Snapshot) {
 	}
 	clear(o.last)
 }
+
+// SlotOf returns the slot of event time t where the state store keeps a
+// sighting of this snapshot. Safe to call concurrently with the operator.
+func (s *Snapshot) SlotOf(t int64) int64 { return s.dd.slotOf(t) }
 
 // Release tells the operator that snapshot s's checkpoint committed and
 // its sightings are in the state store.
