@@ -10,6 +10,7 @@ import (
 
 	"github.com/clickagg/clickagg/sink"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -66,8 +67,11 @@ func newDeadLetters(ctx context.Context, cl *kgo.Client, adm *kadm.Client, topic
 	if err == nil {
 		err = ends.Error()
 	}
+	if errors.Is(err, kerr.UnknownTopicOrPartition) {
+		return nil, fmt.Errorf("dead-letter topic %s does not exist: create it with as many partitions as %s", topic, input)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("dead-letter topic %s: %w (it must exist; create it with as many partitions as %s)", topic, err, input)
+		return nil, fmt.Errorf("dead-letter topic %s: %w", topic, err)
 	}
 	d := &deadLetters{cl: cl, topic: topic, group: group, input: input, acked: make(map[int32]int64), cur: &dlEpoch{}}
 	ends.Each(func(o kadm.ListedOffset) {
@@ -75,7 +79,7 @@ func newDeadLetters(ctx context.Context, cl *kgo.Client, adm *kadm.Client, topic
 		d.acked[o.Partition] = o.Offset - 1
 	})
 	if d.parts == 0 {
-		return nil, fmt.Errorf("dead-letter topic %s: no partitions", topic)
+		return nil, fmt.Errorf("dead-letter topic %s does not exist: create it with as many partitions as %s", topic, input)
 	}
 	return d, nil
 }

@@ -365,13 +365,7 @@ func TestCancelTakesFinalCheckpoint(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	pl, _, done := e.start(ctx, pipelineConfig{opts: func(o *Options) { o.ExitWhenIdle = 0; o.CheckpointInterval = time.Hour }})
 	e.produce(context.Background(), gen.Options{Count: 2000, URLs: 50, Seed: 5})
-	deadline := time.Now().Add(30 * time.Second)
-	for pl.Status().Consumed < 2000 {
-		if time.Now().After(deadline) {
-			t.Fatalf("consumed %d of 2000", pl.Status().Consumed)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(t, 30*time.Second, "2000 records consumed", func() bool { return pl.Status().Consumed >= 2000 })
 	// No interval checkpoint has run (1h): everything in PostgreSQL comes
 	// from the final one, open windows included.
 	cancel()
@@ -560,5 +554,68 @@ func TestHostileURLsStoredByteExact(t *testing.T) {
 	var tables int
 	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema = 'clickagg'`).Scan(&tables); err != nil || tables != 4 {
 		t.Fatalf("clickagg has %d tables (%v), want 4", tables, err)
+	}
+}
+
+// A dead-letter topic that does not exist stops the pipeline at start with
+// an error naming it; one that vanishes while running stops it at the next
+// checkpoint (restarting resumes from the last checkpoint, so nothing is
+// lost).
+func TestDeadLetterTopicMissingOrDeleted(t *testing.T) {
+	e := newEnv(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e.produce(ctx, gen.Options{Count: 200, InvalidFraction: 0.5, Seed: 1})
+	withDLQ := func(o *Options) { o.DeadLetterTopic = "dead"; o.ExitWhenIdle = 0 }
+	_, _, done := e.start(ctx, pipelineConfig{opts: withDLQ})
+	expectRunError(ctx, t, done, "dead-letter topic dead does not exist")
+
+	adm := kadm.NewClient(mustClient(t, e.brokers))
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "dead"); err != nil {
+		t.Fatal(err)
+	}
+	_, m, done := e.start(ctx, pipelineConfig{kafkaGroup: "g2", opts: withDLQ})
+	waitUntil(t, 30*time.Second, "dead letters", func() bool {
+		return testutil.ToFloat64(m.DeadLetters.WithLabelValues("invalid_json"))+testutil.ToFloat64(m.DeadLetters.WithLabelValues("missing_url")) > 0
+	})
+	if _, err := adm.DeleteTopic(ctx, "dead"); err != nil {
+		t.Fatal(err)
+	}
+	e.produce(ctx, gen.Options{Count: 200, InvalidFraction: 1, Seed: 2})
+	expectRunError(ctx, t, done, "produce to dead-letter topic dead")
+}
+
+// expectRunError waits for the pipeline to stop with an error containing want.
+func expectRunError(ctx context.Context, t *testing.T, done <-chan error, want string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Run = %v; want an error containing %q", err, want)
+		}
+	case <-ctx.Done():
+		t.Fatalf("Run did not stop; want an error containing %q", want)
+	}
+}
+
+func mustClient(t *testing.T, brokers []string) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// waitUntil polls cond until it holds or within passes.
+func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
 	}
 }
