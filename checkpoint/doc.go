@@ -18,7 +18,15 @@
 //
 // A crash between any two steps is safe: PostgreSQL is the commit point,
 // and on restore a state store whose tag differs from the checkpoints row is
-// discarded and rebuilt by replaying from the row's restart offset.
+// discarded and rebuilt by replaying from the row's restart offset (with
+// dedup on, from its dedup offset: the records before the restart offset
+// only reload the event ids seen).
+//
+// With a dead-letter topic, step 2 first waits until every dead letter sent
+// before the plan is acknowledged, and the row records where the
+// partition's later dead letters will land; a restore reads the topic from
+// there so that nothing a crashed run sent past the checkpoint is sent
+// twice (deadletter.go).
 //
 // # Concurrency
 //

@@ -2,15 +2,17 @@
 //
 // It holds, per Kafka partition: the counts of open windows carried over
 // from earlier checkpoints, the open-window registry (window → lowest offset
-// of a record not yet emitted) and the partition's checkpoint tag (next
-// offset, watermark, restart offset).
+// of a record not yet emitted), the partition's checkpoint tag (next
+// offset, watermark, restart offset, dedup restart offset and clock) and,
+// with dedup on, the event ids seen and the dedup clock's history.
 //
 // The store is a cache of PostgreSQL (DESIGN.md I4): it is written after the
 // Postgres commit, one atomic, synced batch per checkpoint (one fsync per
 // checkpoint, none per record). A crash between the two writes, or a lost
 // volume, never leaves half a batch; the caller then sees a tag that does
-// not match Postgres and rebuilds the partition by replay. Counts are added with a merge operator, so a checkpoint writes only
-// the deltas it saw, never reads before writing.
+// // not match Postgres and rebuilds the partition by replay. Counts are added
+// with a merge operator, so a checkpoint writes only the deltas it saw,
+// never reads before writing.
 //
 // Key layout (all integers big-endian; window starts sign-flipped so that
 // keys sort by time):
@@ -19,6 +21,10 @@
 //	0x01 partition                           checkpoint tag
 //	0x02 partition size start                registry: lowest pending offset
 //	0x03 partition size start url            count (merge: int64 add)
+//	0x04 partition slot id                   dedup: latest event time of id
+//	0x06 partition                           dedup clock and its history
 //
+// Dedup sightings are keyed by slot of event time (1/8 of the dedup
+// window), so that a slot expires with one range deletion.
 // A Store is safe for concurrent use; a Batch is not.
 package state

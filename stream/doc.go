@@ -15,6 +15,11 @@
 // state); the checkpoint coordinator (package checkpoint) merges both when a
 // window closes. stream imports neither state nor sink.
 //
+// With a dedup window (OperatorOptions.DedupWindow) the operator also drops
+// records whose event id was seen within that span of the partition's
+// event-time clock; see dedup.go for the rule and how a replay reproduces
+// its decisions.
+//
 // Units: event times, window starts and sizes, and watermarks are Unix
 // milliseconds (int64). NoWatermark (math.MinInt64) means "no watermark yet".
 package stream
