@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	pprofrt "runtime/pprof"
+	"slices"
 	"time"
 
 	"github.com/clickagg/clickagg/checkpoint"
@@ -133,7 +134,8 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return fmt.Errorf("create state dir: %w", err)
 	}
-	store, err := state.Open(state.Options{Dir: cfg.StateDir, PointLookups: cfg.Dedup.Window > 0}, checkpoint.StateIdentity(popts))
+	store, err := state.Open(state.Options{Dir: cfg.StateDir, PointLookups: cfg.Dedup.Window > 0,
+		LongWindows: slices.Max(cfg.windows) >= time.Hour}, checkpoint.StateIdentity(popts))
 	if err != nil {
 		return err
 	}
