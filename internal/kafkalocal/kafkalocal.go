@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"runtime"
 	"slices"
@@ -22,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/clickagg/clickagg/internal/child"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -177,26 +177,11 @@ type Broker struct {
 	logf     func(string, ...any)
 
 	mu      sync.Mutex // serialises Stop, Restart, Kill
-	proc    *process
+	proc    *child.Process
 	stopped bool
 
 	tailMu    sync.Mutex
 	finalTail string // the log tail saved by Stop before removing dir
-}
-
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
 }
 
 // Start formats KRaft storage in a fresh temporary folder (clickagg-kafka-*
@@ -215,7 +200,7 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 	if parent == "" {
 		parent = os.TempDir()
 	}
-	removeLeftovers(parent)
+	child.RemoveStale(parent, dirPrefix, ownerFile, jvmPidFile)
 	logf := opts.Logf
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -449,17 +434,10 @@ func (b *Broker) launch() error {
 	cmd.Dir = b.dir
 	cmd.Stdout = out
 	cmd.Stderr = out
-	attr := &syscall.SysProcAttr{Setpgid: true}
-	setPdeathsig(attr, syscall.SIGKILL)
-	cmd.SysProcAttr = attr
-	if err := startOnSpawnThread(cmd); err != nil {
+	p, err := child.Start(cmd, syscall.SIGKILL)
+	if err != nil {
 		return fmt.Errorf("kafkatest: starting java: %w", err)
 	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	b.proc = p
 	_ = os.WriteFile(filepath.Join(b.dir, jvmPidFile), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
 	return nil
@@ -491,10 +469,10 @@ func (b *Broker) waitReady(ctx context.Context, t0 time.Time) error {
 			return nil
 		}
 		select {
-		case <-p.done:
+		case <-p.Done():
 			return b.exitError(p)
 		case <-ctx.Done():
-			if p.exited() {
+			if p.Exited() {
 				return b.exitError(p)
 			}
 			return fmt.Errorf("kafkatest: broker at %s not ready after %v: %v (last probe: %v)%s",
@@ -530,9 +508,9 @@ func (b *Broker) probe(ctx context.Context, adm *kadm.Client, topic string, crea
 
 // exitError describes an early JVM exit; it wraps errPortTaken when the log
 // says a listener could not bind.
-func (b *Broker) exitError(p *process) error {
+func (b *Broker) exitError(p *child.Process) error {
 	tail := b.tailSuffix()
-	err := fmt.Errorf("kafkatest: the broker JVM exited during start-up (%v)%s", p.err, tail)
+	err := fmt.Errorf("kafkatest: the broker JVM exited during start-up (%v)%s", p.Err(), tail)
 	if strings.Contains(tail, "Address already in use") || strings.Contains(tail, "failed to bind") {
 		return fmt.Errorf("%w: %w", errPortTaken, err)
 	}
@@ -572,25 +550,18 @@ func (b *Broker) Stop() error {
 func (b *Broker) stopJVM() error {
 	p := b.proc
 	b.proc = nil
-	if p == nil || p.exited() {
+	if p == nil || p.Exited() {
 		return nil
 	}
-	pid := p.cmd.Process.Pid
 	t0 := time.Now()
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-		b.logf("kafkatest: broker (pid %d) stopped in %v", pid, time.Since(t0).Round(time.Millisecond))
+	if p.Signal(syscall.SIGTERM, stopTimeout) {
+		b.logf("kafkatest: broker (pid %d) stopped in %v", p.Pid(), time.Since(t0).Round(time.Millisecond))
 		return nil
-	case <-time.After(stopTimeout):
 	}
-	killGroup(p)
-	select {
-	case <-p.done:
-		return fmt.Errorf("kafkatest: broker (pid %d) did not shut down within %v; killed it", pid, stopTimeout)
-	case <-time.After(killWait):
-		return fmt.Errorf("kafkatest: broker (pid %d) did not die after SIGKILL", pid)
+	if p.Kill(killWait) {
+		return fmt.Errorf("kafkatest: broker (pid %d) did not shut down within %v; killed it", p.Pid(), stopTimeout)
 	}
+	return fmt.Errorf("kafkatest: broker (pid %d) did not die after SIGKILL", p.Pid())
 }
 
 // Kill SIGKILLs the JVM and keeps the data: a crash. Bring the broker back
@@ -603,16 +574,10 @@ func (b *Broker) Kill() error {
 	}
 	p := b.proc
 	b.proc = nil
-	if p == nil || p.exited() {
+	if p == nil || p.Kill(killWait) {
 		return nil
 	}
-	killGroup(p)
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(killWait):
-		return fmt.Errorf("kafkatest: broker (pid %d) did not die after SIGKILL", p.cmd.Process.Pid)
-	}
+	return fmt.Errorf("kafkatest: broker (pid %d) did not die after SIGKILL", p.Pid())
 }
 
 // Restart stops the JVM (keeping the data; a no-op after Kill), starts it
@@ -659,11 +624,7 @@ func (b *Broker) Restart(ctx context.Context) error {
 
 func (b *Broker) killQuietly() {
 	if p := b.proc; p != nil {
-		killGroup(p)
-		select {
-		case <-p.done:
-		case <-time.After(killWait):
-		}
+		p.Kill(killWait)
 		b.proc = nil
 	}
 }
@@ -760,46 +721,6 @@ func lastLines(s string, n int) string {
 // ---------------------------------------------------------------------------
 // processes
 
-// killGroup kills the process group of a child that has not been reaped yet
-// (so its pid, which is also its process group id, cannot have been reused).
-func killGroup(p *process) {
-	if !p.exited() {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	}
-}
-
-// setPdeathsig sets SysProcAttr.Pdeathsig where the platform has it (Linux,
-// FreeBSD).
-func setPdeathsig(attr *syscall.SysProcAttr, sig syscall.Signal) {
-	if f := reflect.ValueOf(attr).Elem().FieldByName("Pdeathsig"); f.IsValid() && f.CanSet() {
-		f.Set(reflect.ValueOf(sig))
-	}
-}
-
-// The parent-death signal is delivered when the thread that forked the child
-// exits, not the process. Goroutines can end up on threads that exit, so all
-// JVMs are started from one goroutine locked to a thread that lives as long
-// as the process.
-var (
-	spawnOnce sync.Once
-	spawnReqs chan func()
-)
-
-func startOnSpawnThread(cmd *exec.Cmd) error {
-	spawnOnce.Do(func() {
-		spawnReqs = make(chan func())
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread lives until exit
-			for f := range spawnReqs {
-				f()
-			}
-		}()
-	})
-	errc := make(chan error, 1)
-	spawnReqs <- func() { errc <- cmd.Start() }
-	return <-errc
-}
-
 // freePorts returns n distinct free TCP ports of 127.0.0.1 (free when
 // checked: another process may take one before the broker binds it).
 func freePorts(n int) ([]int, error) {
@@ -819,42 +740,4 @@ func freePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
-}
-
-// removeLeftovers removes clickagg-kafka-* folders under parent left by test
-// processes that died without calling Stop (their JVM died with them through
-// the parent-death signal), once both the owning process and the JVM are gone.
-func removeLeftovers(parent string) {
-	entries, err := os.ReadDir(parent)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), dirPrefix) {
-			continue
-		}
-		dir := filepath.Join(parent, e.Name())
-		owner, ok := readPid(filepath.Join(dir, ownerFile))
-		if !ok || owner == os.Getpid() || alive(owner) {
-			continue
-		}
-		if jvm, ok := readPid(filepath.Join(dir, jvmPidFile)); ok && alive(jvm) {
-			continue
-		}
-		_ = os.RemoveAll(dir)
-	}
-}
-
-func readPid(path string) (int, bool) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid, err == nil && pid > 0
-}
-
-func alive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }

@@ -2,7 +2,6 @@ package kafkalocal
 
 import (
 	"encoding/base64"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,31 +49,6 @@ func TestLastLines(t *testing.T) {
 	} {
 		if got := lastLines(c.in, c.n); got != c.want {
 			t.Errorf("lastLines(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
-		}
-	}
-}
-
-func TestRemoveLeftovers(t *testing.T) {
-	parent := t.TempDir()
-	// A folder whose owner is surely dead (pid far beyond pid_max's default
-	// is rejected by kill with ESRCH), one owned by us, one without owner.
-	dead := filepath.Join(parent, dirPrefix+"dead")
-	mine := filepath.Join(parent, dirPrefix+"mine")
-	other := filepath.Join(parent, dirPrefix+"noowner")
-	for _, d := range []string{dead, mine, other} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	os.WriteFile(filepath.Join(dead, ownerFile), []byte("2147483600"), 0o644)
-	os.WriteFile(filepath.Join(mine, ownerFile), []byte(fmt.Sprint(os.Getpid())), 0o644)
-	removeLeftovers(parent)
-	if _, err := os.Stat(dead); !os.IsNotExist(err) {
-		t.Errorf("leftover of a dead process not removed")
-	}
-	for _, d := range []string{mine, other} {
-		if _, err := os.Stat(d); err != nil {
-			t.Errorf("%s removed: %v", d, err)
 		}
 	}
 }

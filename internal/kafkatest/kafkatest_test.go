@@ -166,12 +166,16 @@ func TestShared(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	td, err := kadm.NewClient(cl).ListTopics(ctx, "shared-topic")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := len(td["shared-topic"].Partitions); n != 3 {
-		t.Fatalf("shared-topic has %d partitions, want 3", n)
+	// NB: metadata of a topic just created may lag behind: poll.
+	n := 0
+	for deadline := time.Now().Add(30 * time.Second); n != 3; time.Sleep(50 * time.Millisecond) { // poll interval
+		td, err := kadm.NewClient(cl).ListTopics(ctx, "shared-topic")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n = len(td["shared-topic"].Partitions); n != 3 && time.Now().After(deadline) {
+			t.Fatalf("shared-topic has %d partitions after 30 s, want 3", n)
+		}
 	}
 
 	// A consumer group with a short session timeout (the broker allows

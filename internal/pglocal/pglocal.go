@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/url"
@@ -13,8 +12,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"reflect"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/clickagg/clickagg/internal/child"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -149,23 +147,8 @@ type Server struct {
 
 	mu      sync.Mutex
 	cred    *syscall.Credential // nil unless running as root
-	proc    *process            // nil while paused or stopped
+	proc    *child.Process      // nil while paused or stopped
 	stopped bool
-}
-
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has been reaped
-	err  error         // Wait result, valid after done is closed
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
 }
 
 // Start runs initdb into a fresh temporary folder, starts postgres on a free
@@ -190,7 +173,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if parent == "" {
 		parent = os.TempDir()
 	}
-	removeStale(parent, logf)
+	for _, dir := range child.RemoveStale(parent, folderPrefix, ownerFile, filepath.Join(dataSubdir, "postmaster.pid")) {
+		logf("pglocal: removed leftover %s", dir)
+	}
 
 	root, err := os.MkdirTemp(parent, folderPrefix)
 	if err != nil {
@@ -358,7 +343,7 @@ func (s *Server) Resume(ctx context.Context) error {
 	if s.stopped {
 		return ErrStopped
 	}
-	if s.proc != nil && !s.proc.exited() {
+	if s.proc != nil && !s.proc.Exited() {
 		return nil
 	}
 	s.proc = nil
@@ -412,14 +397,13 @@ func (s *Server) initdb(ctx context.Context) error {
 		return fmt.Errorf("pglocal: starting initdb: %w", err)
 	}
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-ctx.Done():
-		killGroup(p)
-		<-p.done
+		p.Kill(killTimeout)
 		return fmt.Errorf("pglocal: initdb: %w%s", ctx.Err(), s.logTail(offset))
 	}
-	if p.err != nil {
-		return fmt.Errorf("pglocal: initdb: %w%s", p.err, s.logTail(offset))
+	if err := p.Err(); err != nil {
+		return fmt.Errorf("pglocal: initdb: %w%s", err, s.logTail(offset))
 	}
 	return nil
 }
@@ -476,7 +460,7 @@ func (s *Server) launch(ctx context.Context) error {
 
 // waitReady polls the server until it accepts connections, it exits, or the
 // deadline passes.
-func (s *Server) waitReady(ctx context.Context, p *process, logOffset int64) error {
+func (s *Server) waitReady(ctx context.Context, p *child.Process, logOffset int64) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	// Abort a pending probe as soon as the postmaster exits.
@@ -484,7 +468,7 @@ func (s *Server) waitReady(ctx context.Context, p *process, logOffset int64) err
 	defer cancelProbe()
 	go func() {
 		select {
-		case <-p.done:
+		case <-p.Done():
 			cancelProbe()
 		case <-probeCtx.Done():
 		}
@@ -497,13 +481,13 @@ func (s *Server) waitReady(ctx context.Context, p *process, logOffset int64) err
 	delay := 5 * time.Millisecond
 	var lastErr error
 	for {
-		if p.exited() {
+		if p.Exited() {
 			tail := s.logTail(logOffset)
 			if strings.Contains(tail, "Address already in use") ||
 				strings.Contains(tail, "could not create any TCP/IP sockets") {
 				return fmt.Errorf("pglocal: postgres could not bind 127.0.0.1:%d: %w%s", s.port, errPortInUse, tail)
 			}
-			return fmt.Errorf("pglocal: postgres exited during start-up (%v)%s", p.err, tail)
+			return fmt.Errorf("pglocal: postgres exited during start-up (%v)%s", p.Err(), tail)
 		}
 		lastErr = s.probe(probeCtx, cfg)
 		if lastErr == nil {
@@ -515,7 +499,7 @@ func (s *Server) waitReady(ctx context.Context, p *process, logOffset int64) err
 			timer.Stop()
 			return fmt.Errorf("pglocal: postgres on port %d not ready: %w (last error: %v)%s",
 				s.port, ctx.Err(), lastErr, s.logTail(logOffset))
-		case <-p.done:
+		case <-p.Done():
 			timer.Stop()
 		case <-timer.C:
 		}
@@ -559,54 +543,34 @@ func (s *Server) createDatabase(ctx context.Context, name string) error {
 func (s *Server) halt() error {
 	p := s.proc
 	s.proc = nil
-	if p == nil || p.exited() {
+	if p == nil || p.Exited() {
 		return nil
 	}
-	pid := p.cmd.Process.Pid
 	steps := []struct {
 		sig     syscall.Signal
 		timeout time.Duration
 	}{{syscall.SIGINT, fastStopTimeout}, {syscall.SIGQUIT, quitTimeout}}
 	for _, step := range steps {
-		_ = syscall.Kill(pid, step.sig)
-		timer := time.NewTimer(step.timeout)
-		select {
-		case <-p.done:
-			timer.Stop()
+		if p.Signal(step.sig, step.timeout) {
 			return nil
-		case <-timer.C:
 		}
-		s.logf("pglocal: postgres (pid %d) did not exit %v after %v", pid, step.timeout, step.sig)
+		s.logf("pglocal: postgres (pid %d) did not exit %v after %v", p.Pid(), step.timeout, step.sig)
 	}
-	killGroup(p)
-	select {
-	case <-p.done:
-		return fmt.Errorf("pglocal: postgres (pid %d) did not shut down; killed it", pid)
-	case <-time.After(killTimeout):
-		return fmt.Errorf("pglocal: postgres (pid %d) did not die after SIGKILL", pid)
+	if p.Kill(killTimeout) {
+		return fmt.Errorf("pglocal: postgres (pid %d) did not shut down; killed it", p.Pid())
 	}
+	return fmt.Errorf("pglocal: postgres (pid %d) did not die after SIGKILL", p.Pid())
 }
 
-// killGroup kills the process group of a child that has not been reaped yet
-// (so its pid, which is also its process group id, cannot have been reused).
-func killGroup(p *process) {
-	if !p.exited() {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	}
-}
-
-// spawn starts a child in its own process group, as s.cred, with the given
-// parent-death signal, and reaps it in the background. build is called again
+// spawn starts a child as s.cred (see child.Start). build is called again
 // if the first attempt fails because setgroups is not permitted.
-func (s *Server) spawn(build func() *exec.Cmd, deathSig syscall.Signal) (*process, error) {
+func (s *Server) spawn(build func() *exec.Cmd, deathSig syscall.Signal) (*child.Process, error) {
 	for {
 		cmd := build()
 		cmd.Dir = s.root
 		cmd.Env = childEnv()
-		attr := &syscall.SysProcAttr{Setpgid: true, Credential: s.cred}
-		setPdeathsig(attr, deathSig)
-		cmd.SysProcAttr = attr
-		err := startOnSpawnThread(cmd)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+		p, err := child.Start(cmd, deathSig)
 		if err != nil && errors.Is(err, syscall.EPERM) && s.cred != nil && !s.cred.NoSetGroups {
 			// setgroups may be denied (user namespaces); keep the groups.
 			c := *s.cred
@@ -614,49 +578,8 @@ func (s *Server) spawn(build func() *exec.Cmd, deathSig syscall.Signal) (*proces
 			s.cred = &c
 			continue
 		}
-		if err != nil {
-			return nil, err
-		}
-		p := &process{cmd: cmd, done: make(chan struct{})}
-		go func() {
-			p.err = cmd.Wait()
-			close(p.done)
-		}()
-		return p, nil
+		return p, err
 	}
-}
-
-// setPdeathsig sets SysProcAttr.Pdeathsig where the platform has it (Linux,
-// FreeBSD).
-func setPdeathsig(attr *syscall.SysProcAttr, sig syscall.Signal) {
-	if f := reflect.ValueOf(attr).Elem().FieldByName("Pdeathsig"); f.IsValid() && f.CanSet() {
-		f.Set(reflect.ValueOf(sig))
-	}
-}
-
-// The parent-death signal is delivered when the thread that forked the child
-// exits, not the process. Goroutines can end up on threads that exit (a
-// goroutine that returns while locked to its thread takes the thread down),
-// so all children are started from one goroutine locked to a thread that
-// lives as long as the process.
-var (
-	spawnOnce sync.Once
-	spawnReqs chan func()
-)
-
-func startOnSpawnThread(cmd *exec.Cmd) error {
-	spawnOnce.Do(func() {
-		spawnReqs = make(chan func())
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread lives until exit
-			for f := range spawnReqs {
-				f()
-			}
-		}()
-	})
-	errc := make(chan error, 1)
-	spawnReqs <- func() { errc <- cmd.Start() }
-	return <-errc
 }
 
 // childEnv is the environment without PG* variables (which could redirect
@@ -802,44 +725,3 @@ func ephemeralLow() int {
 
 // ---------------------------------------------------------------------------
 // leftovers
-
-// removeStale removes clickagg-pg-* folders in parent left behind by Go
-// processes that died without calling Stop, once both that process and its
-// postmaster are gone. Folders without an owner file (being created right
-// now, or not ours) are left alone.
-func removeStale(parent string, logf func(string, ...any)) {
-	dirs, _ := filepath.Glob(filepath.Join(parent, folderPrefix+"*"))
-	for _, dir := range dirs {
-		owner, ok := readPid(filepath.Join(dir, ownerFile))
-		if !ok || owner == os.Getpid() || processAlive(owner) {
-			continue
-		}
-		if pm, ok := readPid(filepath.Join(dir, dataSubdir, "postmaster.pid")); ok && processAlive(pm) {
-			continue
-		}
-		if err := os.RemoveAll(dir); err == nil {
-			logf("pglocal: removed leftover %s", dir)
-		}
-	}
-}
-
-// readPid reads the pid on the first line of a file.
-func readPid(path string) (int, bool) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	b, _ := io.ReadAll(io.LimitReader(f, 64))
-	line, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || pid <= 0 {
-		return 0, false
-	}
-	return pid, true
-}
-
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}
