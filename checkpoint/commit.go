@@ -22,7 +22,6 @@ type planned struct {
 	live bool // false: the task is replaying and takes no part in the transaction
 	plan stream.Plan
 	next sink.Position
-	emit map[stream.Window]bool
 	// snap is what the plan took from the operator (live tasks), given
 	// back if the checkpoint fails.
 	snap *stream.Snapshot
@@ -232,7 +231,7 @@ func (pl *Pipeline) restoreSnapshots(plans []planned) {
 }
 
 // plan computes every live task's plan and the PostgreSQL transaction that
-// emits it. It changes nothing.
+// emits it, into the reused delta buffer. It changes no task.
 func (pl *Pipeline) plan(flush bool) ([]planned, *sink.Checkpoint, error) {
 	pl.deltas.Reset()
 	cp := &sink.Checkpoint{TopicPartitions: pl.topicPartitions, Deltas: &pl.deltas}
@@ -246,7 +245,7 @@ func (pl *Pipeline) plan(flush bool) ([]planned, *sink.Checkpoint, error) {
 		}
 		smallest := t.op.Sizes()[0]
 		plan := t.op.Plan(flush)
-		pp := planned{t: t, live: true, plan: plan, emit: make(map[stream.Window]bool, len(plan.Emit)),
+		pp := planned{t: t, live: true, plan: plan,
 			next: sink.Position{NextOffset: plan.NextOffset, Watermark: plan.Watermark, RestartOffset: plan.RestartOffset,
 				DedupOffset: plan.DedupOffset, DedupClock: plan.DedupClock,
 				DeadLetterPartition: t.committed.DeadLetterPartition, DeadLetterOffset: t.committed.DeadLetterOffset}}
@@ -257,7 +256,6 @@ func (pl *Pipeline) plan(flush bool) ([]planned, *sink.Checkpoint, error) {
 		}
 		before := d.Clicks()
 		for _, w := range plan.Emit {
-			pp.emit[w] = true
 			start, end, isSmallest := w.Start, w.End(), w.Size == smallest
 			// NB: the same URL may come from the store and from the pending
 			// counts, and from other partitions: PostgreSQL sums them.
@@ -349,11 +347,11 @@ func (pl *Pipeline) persist(plans []planned) error {
 			}
 			b.SetDedup(p, s.Dedup.Clock, marks(s.Dedup.Hist))
 		}
-		for w := range pp.emit {
+		for w := range pp.snap.Emitted {
 			b.DeleteWindow(p, state.Window(w))
 		}
 		for w, c := range pp.snap.Pending {
-			if pp.emit[w] {
+			if _, emitted := pp.snap.Emitted[w]; emitted {
 				continue
 			}
 			for url, n := range c.All() {

@@ -42,6 +42,7 @@ const ReasonLate = "late"
 // sent twice.
 type deadLetters struct {
 	cl                  *kgo.Client
+	kopts               []kgo.Opt // connection options, for the clients that scan the topic
 	topic, group, input string
 	parts               int32
 
@@ -60,7 +61,8 @@ type dlEpoch struct {
 
 // newDeadLetters checks that the topic exists and notes where each of its
 // partitions ends: whatever this process sends lands after that.
-func newDeadLetters(ctx context.Context, cl *kgo.Client, adm *kadm.Client, topic, group, input string) (*deadLetters, error) {
+func newDeadLetters(ctx context.Context, cl *kgo.Client, kopts []kgo.Opt, topic, group, input string) (*deadLetters, error) {
+	adm := kadm.NewClient(cl)
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	ends, err := adm.ListEndOffsets(lctx, topic)
@@ -73,7 +75,7 @@ func newDeadLetters(ctx context.Context, cl *kgo.Client, adm *kadm.Client, topic
 	if err != nil {
 		return nil, fmt.Errorf("dead-letter topic %s: %w", topic, err)
 	}
-	d := &deadLetters{cl: cl, topic: topic, group: group, input: input, acked: make(map[int32]int64), cur: &dlEpoch{}}
+	d := &deadLetters{cl: cl, kopts: kopts, topic: topic, group: group, input: input, acked: make(map[int32]int64), cur: &dlEpoch{}}
 	ends.Each(func(o kadm.ListedOffset) {
 		d.parts = max(d.parts, o.Partition+1)
 		d.acked[o.Partition] = o.Offset - 1
@@ -144,14 +146,11 @@ func (d *deadLetters) wait(ctx context.Context, e *dlEpoch) error {
 		return fmt.Errorf("wait for the dead-letter topic: %w", ctx.Err())
 	}
 	d.mu.Lock()
-	err := d.err
-	d.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("produce to dead-letter topic %s: %w", d.topic, err)
+	defer d.mu.Unlock()
+	if d.err != nil {
+		return fmt.Errorf("produce to dead-letter topic %s: %w", d.topic, d.err)
 	}
-	d.mu.Lock()
 	e.prev = nil // NB: acknowledged; let the chain go
-	d.mu.Unlock()
 	return nil
 }
 
@@ -165,11 +164,11 @@ func (d *deadLetters) position(p int32) (int32, int64) {
 	return dp, d.acked[dp] + 1
 }
 
-// scanDeadLetters reads what runs before this one dead-lettered for parts
+// scan reads what runs before this one dead-lettered for partitions
 // past their checkpoints: from each row's dead-letter position to the end
 // of that dead-letter partition. It returns, per source partition, the
 // offsets found (not to be sent again).
-func scanDeadLetters(ctx context.Context, kopts []kgo.Opt, topic, group, input string, rows map[int32]sink.Position) (map[int32]map[int64]bool, error) {
+func (d *deadLetters) scan(ctx context.Context, rows map[int32]sink.Position) (map[int32]map[int64]bool, error) {
 	from := map[int32]int64{} // dead-letter partition → lowest position
 	for _, pos := range rows {
 		if pos.DeadLetterOffset < 0 || pos.DeadLetterPartition < 0 {
@@ -183,14 +182,14 @@ func scanDeadLetters(ctx context.Context, kopts []kgo.Opt, topic, group, input s
 	if len(from) == 0 {
 		return out, nil
 	}
-	cl, err := kgo.NewClient(kopts...)
+	cl, err := kgo.NewClient(d.kopts...)
 	if err != nil {
 		return nil, err
 	}
 	defer cl.Close()
-	err = readTopic(ctx, cl, topic, from, func(r *kgo.Record) {
+	err = readTopic(ctx, cl, d.topic, from, func(r *kgo.Record) {
 		h, ok := parseHeaders(r)
-		if !ok || h.group != group || h.topic != input {
+		if !ok || h.group != d.group || h.topic != d.input {
 			return
 		}
 		if pos, ok := rows[h.partition]; !ok || h.offset < pos.NextOffset {

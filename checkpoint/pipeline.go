@@ -319,11 +319,11 @@ var errIdle = errors.New("checkpoint: idle")
 // example a PostgreSQL error that retrying cannot fix) or when the final
 // checkpoint fails.
 func (pl *Pipeline) Run(ctx context.Context) error {
-	kopts, err := pl.opts.Kafka.ClientOpts()
+	base, err := pl.opts.Kafka.ClientOpts()
 	if err != nil {
 		return err
 	}
-	kopts = append(kopts, pl.opts.Consumer.ConsumerOpts()...)
+	kopts := append(slices.Clone(base), pl.opts.Consumer.ConsumerOpts()...)
 	kopts = append(kopts,
 		kgo.OnPartitionsAssigned(pl.onAssigned),
 		kgo.OnPartitionsRevoked(pl.onRevoked),
@@ -340,7 +340,7 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 	}
 	pl.cl, pl.adm = cl, kadm.NewClient(cl)
 	if topic := pl.opts.DeadLetterTopic; topic != "" {
-		if pl.dl, err = newDeadLetters(ctx, cl, pl.adm, topic, pl.opts.Consumer.Group, pl.opts.Consumer.Topic); err != nil {
+		if pl.dl, err = newDeadLetters(ctx, cl, base, topic, pl.opts.Consumer.Group, pl.opts.Consumer.Topic); err != nil {
 			cl.Close()
 			return err
 		}
@@ -462,11 +462,7 @@ func (pl *Pipeline) handleFetchErrors(ctx context.Context, fetches kgo.Fetches) 
 // truncated). The loss is logged and counted, never silent; consumption
 // goes on from the nearest offset that exists.
 func (pl *Pipeline) recoverOutOfRange(ctx context.Context, parts []int32) error {
-	starts, err := pl.listOffsets(ctx, parts, "start", pl.adm.ListStartOffsets)
-	if err != nil {
-		return err
-	}
-	ends, err := pl.listOffsets(ctx, parts, "end", pl.adm.ListCommittedOffsets)
+	starts, ends, err := pl.logBounds(ctx, parts)
 	if err != nil {
 		return err
 	}
@@ -537,14 +533,18 @@ func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) {
 			}
 			if out.Late != 0 {
 				pl.stats.late++
+				deadLetter := pl.opts.Operator.Late == stream.LateDeadLetter
 				var missed []string
 				for i, size := range t.op.Sizes() {
 					if out.Late&(1<<i) != 0 {
-						pl.m.Late.WithLabelValues(windowLabel(size), pl.opts.Operator.Late.String()).Inc()
-						missed = append(missed, windowLabel(size))
+						label := windowLabel(size)
+						pl.m.Late.WithLabelValues(label, pl.opts.Operator.Late.String()).Inc()
+						if deadLetter {
+							missed = append(missed, label)
+						}
 					}
 				}
-				if pl.opts.Operator.Late == stream.LateDeadLetter {
+				if deadLetter {
 					pl.deadLetter(t, r, ReasonLate, strings.Join(missed, ","))
 				}
 			}
@@ -597,17 +597,14 @@ func (pl *Pipeline) maybeCheckpoint(ctx context.Context, now time.Time) error {
 	if j := pl.job; j != nil {
 		select {
 		case <-j.done:
-			if err := pl.finishJob(ctx); err != nil {
-				return err
-			}
 		default:
 			if pending < pl.opts.MaxPendingKeys {
 				return nil // keep processing while the transaction runs
 			}
 			// NB: memory bound: wait for the job before buffering more.
-			if err := pl.finishJob(ctx); err != nil {
-				return err
-			}
+		}
+		if err := pl.finishJob(ctx); err != nil {
+			return err
 		}
 	}
 	due := now.Sub(pl.lastCheckpoint) >= pl.opts.CheckpointInterval

@@ -134,11 +134,7 @@ func (pl *Pipeline) restore(ctx context.Context, parts []int32, now time.Time) e
 			missing = append(missing, p)
 		}
 	}
-	logStarts, err := pl.listOffsets(ctx, parts, "start", pl.adm.ListStartOffsets)
-	if err != nil {
-		return err
-	}
-	ends, err := pl.listOffsets(ctx, parts, "end", pl.adm.ListCommittedOffsets)
+	logStarts, ends, err := pl.logBounds(ctx, parts)
 	if err != nil {
 		return err
 	}
@@ -161,11 +157,7 @@ func (pl *Pipeline) restore(ctx context.Context, parts []int32, now time.Time) e
 	}
 	var sent map[int32]map[int64]bool
 	if pl.dl != nil {
-		kopts, err := pl.opts.Kafka.ClientOpts()
-		if err != nil {
-			return err
-		}
-		if sent, err = scanDeadLetters(ctx, kopts, pl.dl.topic, pl.dl.group, pl.dl.input, rows); err != nil {
+		if sent, err = pl.dl.scan(ctx, rows); err != nil {
 			return err
 		}
 	}
@@ -190,6 +182,18 @@ func (pl *Pipeline) restore(ctx context.Context, parts []int32, now time.Time) e
 	}
 	pl.startMu.Unlock()
 	return nil
+}
+
+// logBounds returns where the logs of parts start and end (the last
+// stable offset: where a read-committed consumer is caught up).
+func (pl *Pipeline) logBounds(ctx context.Context, parts []int32) (starts, ends map[int32]int64, err error) {
+	if starts, err = pl.listOffsets(ctx, parts, "start", pl.adm.ListStartOffsets); err != nil {
+		return nil, nil, err
+	}
+	if ends, err = pl.listOffsets(ctx, parts, "end", pl.adm.ListCommittedOffsets); err != nil {
+		return nil, nil, err
+	}
+	return starts, ends, nil
 }
 
 // listOffsets lists the start or end offsets of parts, retrying transient

@@ -62,12 +62,6 @@ func (d *Deltas) buf(b *spillBuffer) *spillBuffer {
 // Clicks returns how many url_clicks deltas were added (duplicates included).
 func (d *Deltas) Clicks() int { return d.nClicks }
 
-// Totals returns how many url_totals deltas were added (duplicates included).
-func (d *Deltas) Totals() int { return d.nTotals }
-
-// Bytes returns the encoded size.
-func (d *Deltas) Bytes() int64 { return d.clicks.size() + d.totals.size() }
-
 // AddClick adds clicks (of which late) to url's window [start, end), in
 // Unix milliseconds.
 func (d *Deltas) AddClick(url string, start, end, clicks, late int64) {
@@ -141,45 +135,41 @@ func (b *spillBuffer) spill() {
 		return
 	}
 	b.f, b.w = f, bufio.NewWriterSize(f, 1<<20)
-	n, err := b.w.Write(b.mem.Bytes())
-	b.n += int64(n)
-	if err != nil {
-		b.err = err
-	}
+	b.count(b.w.Write(b.mem.Bytes()))
 	b.mem.Reset()
 }
 
 func (b *spillBuffer) Write(p []byte) {
-	if b.f == nil && b.dir != "" && b.err == nil && b.mem.Len()+len(p) > b.limit {
-		b.spill()
-	}
-	if b.w != nil {
-		n, err := b.w.Write(p)
-		b.n += int64(n)
-		if err != nil && b.err == nil {
-			b.err = err
-		}
+	if b.toFile(len(p)) {
+		b.count(b.w.Write(p))
 		return
 	}
 	b.mem.Write(p)
 }
 
 func (b *spillBuffer) WriteString(s string) {
-	if b.f == nil && b.dir != "" && b.err == nil && b.mem.Len()+len(s) > b.limit {
-		b.spill()
-	}
-	if b.w != nil {
-		n, err := b.w.WriteString(s)
-		b.n += int64(n)
-		if err != nil && b.err == nil {
-			b.err = err
-		}
+	if b.toFile(len(s)) {
+		b.count(b.w.WriteString(s))
 		return
 	}
 	b.mem.WriteString(s)
 }
 
-func (b *spillBuffer) size() int64 { return b.n + int64(b.mem.Len()) }
+// toFile reports whether the next n bytes go to the spill file, spilling
+// first when they would take the memory part past its limit.
+func (b *spillBuffer) toFile(n int) bool {
+	if b.f == nil && b.dir != "" && b.err == nil && b.mem.Len()+n > b.limit {
+		b.spill()
+	}
+	return b.w != nil
+}
+
+func (b *spillBuffer) count(n int, err error) {
+	b.n += int64(n)
+	if err != nil && b.err == nil {
+		b.err = err
+	}
+}
 
 // reader returns the whole stream followed by the COPY trailer, from the
 // start, without changing the buffer (a retried transaction reads it again).

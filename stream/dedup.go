@@ -114,11 +114,13 @@ func (d *dedup) filterLoad(slot int64, id []byte, t int64) {
 	}
 }
 
-// filterExpire drops the filter's slots the horizon has passed.
-func (d *dedup) filterExpire() {
+// liveSlot returns the first slot that can hold a live sighting (noSlot
+// when there is no clock yet).
+func (d *dedup) liveSlot() int64 {
 	if h := d.horizon(); h != math.MinInt64 {
-		d.filter.expire(d.slotOf(h + 1))
+		return d.slotOf(h + 1)
 	}
+	return noSlot
 }
 
 // horizon returns the event time a sighting must exceed to count.
@@ -129,25 +131,24 @@ func (d *dedup) horizon() int64 {
 	return d.clock - d.window
 }
 
-// get returns the latest live event time of id, if any: from the
-// sightings not yet written, else from the store's live slots, newest
-// first (a later slot holds a later event time).
-func (d *dedup) get(id []byte) (int64, bool) {
+// get returns the latest live event time of id (filter hash h), if any:
+// from the sightings not yet written, else from the store's live slots,
+// newest first (a later slot holds a later event time).
+func (d *dedup) get(id []byte, h uint64) (int64, bool) {
 	if t, ok := d.seen[string(id)]; ok {
 		return t, true
 	}
 	if t, ok := d.inflight[string(id)]; ok {
 		return t, true
 	}
-	h := d.horizon()
-	if d.lookup == nil || h == math.MinInt64 {
+	if d.lookup == nil || d.clock == NoWatermark {
 		// NB: no clock, no record seen: nothing stored either.
 		return 0, false
 	}
-	lo, hi := d.slotOf(h+1), d.slotOf(d.clock)
+	lo, hi := d.liveSlot(), d.slotOf(d.clock)
 	d.probe = d.probe[:0]
 	if d.filterReady {
-		d.probe = d.filter.candidates(lo, d.filter.hash(id), d.probe)
+		d.probe = d.filter.candidates(lo, h, d.probe)
 	} else {
 		for s := hi; s >= lo; s-- {
 			d.probe = append(d.probe, s)
@@ -165,12 +166,12 @@ func (d *dedup) get(id []byte) (int64, bool) {
 // whether it is a duplicate. Records without an id are never duplicates.
 func (d *dedup) observe(off, ts int64, id []byte) (dup bool) {
 	if len(id) > 0 {
-		h := d.horizon()
-		t, ok := d.get(id)
+		h, hash := d.horizon(), d.filter.hash(id)
+		t, ok := d.get(id, hash)
 		dup = ok && t > h
 		if (!ok || ts > t) && ts > h {
 			d.seen[string(id)] = ts
-			d.filter.add(d.slotOf(ts), d.filter.hash(id))
+			d.filter.add(d.slotOf(ts), hash)
 		}
 	}
 	if d.clock == NoWatermark || ts > d.clock {
@@ -212,7 +213,7 @@ func (d *dedup) restart(windowRestart int64) (off, clock int64, keep int) {
 	return d.hist[e].Offset, d.hist[e].Before, e
 }
 
-// sightings returns the pending sightings and replaces them with a fresh
+// take returns the pending sightings and replaces them with a fresh
 // map; the returned map stays readable (in flight) until release.
 func (d *dedup) take() map[string]int64 {
 	s := d.seen

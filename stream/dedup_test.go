@@ -95,7 +95,7 @@ func (r *dedupRun) process(rec Record) {
 	}
 }
 
-func (r *dedupRun) checkpoint(flush bool) Plan {
+func (r *dedupRun) checkpoint(flush bool) (Plan, DedupState) {
 	p := r.op.Plan(flush)
 	s := r.op.Take(p)
 	for k := range r.store {
@@ -109,7 +109,7 @@ func (r *dedupRun) checkpoint(flush bool) Plan {
 		}
 	}
 	r.op.Release(s)
-	return p
+	return p, s.Dedup
 }
 
 // TestDedupRestoreDecidesAlike is the dedup form of DESIGN.md I3/I4: after
@@ -141,10 +141,10 @@ func TestDedupRestoreDecidesAlike(t *testing.T) {
 					if rng.IntN(10) == 0 {
 						a.op.AdvanceWatermark(rec.TimestampMs + int64(rng.IntN(100))*sec)
 					}
-					p := a.checkpoint(rng.IntN(6) == 0)
+					p, dd := a.checkpoint(rng.IntN(6) == 0)
 					open := map[Window]int64{}
 					a.op.OpenWindows(func(w Window, first int64) { open[w] = first })
-					ckpts = append(ckpts, ckpt{p: p, store: maps.Clone(a.store), dd: a.op.Dedup(), open: open})
+					ckpts = append(ckpts, ckpt{p: p, store: maps.Clone(a.store), dd: dd, open: open})
 					if p.NextOffset != int64(i+1) || p.DedupOffset > p.RestartOffset {
 						t.Fatalf("plan %+v after record %d", p, i)
 					}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"iter"
 	"maps"
-	"math"
 	"slices"
 	"time"
 )
@@ -342,10 +341,10 @@ func (o *Operator) LoadSighting(slot int64, id []byte, t int64) {
 // DedupLiveSlot returns the first slot of event time holding live
 // sightings.
 func (o *Operator) DedupLiveSlot() int64 {
-	if o.dd == nil || o.dd.horizon() == math.MinInt64 {
+	if o.dd == nil {
 		return noSlot
 	}
-	return o.dd.slotOf(o.dd.horizon() + 1)
+	return o.dd.liveSlot()
 }
 
 // FinishLoad marks the loaded sightings complete.
@@ -538,6 +537,7 @@ type Plan struct {
 	// RestartOffset and NoWatermark.
 	DedupOffset int64
 	DedupClock  int64
+	histKeep    int // dedup history marks before DedupOffset's, dropped by Take
 	// Emit lists the windows whose pending counts this checkpoint emits,
 	// ordered by end then size: the windows the watermark closed, plus every
 	// open window when Flush is set. Closed ones become final.
@@ -563,7 +563,7 @@ func (o *Operator) Plan(flush bool) Plan {
 	slices.SortFunc(p.Emit, compareWindows)
 	p.DedupOffset, p.DedupClock = p.RestartOffset, NoWatermark
 	if o.dd != nil && len(o.dd.hist) > 0 {
-		p.DedupOffset, p.DedupClock, _ = o.dd.restart(p.RestartOffset)
+		p.DedupOffset, p.DedupClock, p.histKeep = o.dd.restart(p.RestartOffset)
 	}
 	return p
 }
@@ -585,8 +585,8 @@ func compareWindows(a, b Window) int {
 }
 
 // Pending returns the counts added to window w since the last checkpoint
-// (nil if none). The map is owned by the operator and valid until Commit or
-// DropPending.
+// (nil if none). The counts are owned by the operator until Take moves them
+// to a snapshot or DropPending forgets them.
 func (o *Operator) Pending(w Window) *Counts { return o.pending[w] }
 
 // PendingWindows calls fn for every window with counts added since the last
@@ -612,16 +612,6 @@ func (o *Operator) OpenWindows(fn func(w Window, first int64)) {
 	}
 }
 
-// Commit applies a plan whose checkpoint committed: emitted windows leave
-// the registry and the since-last-checkpoint counts are dropped (the caller
-// has written those of still-open windows to the state store first).
-func (o *Operator) Commit(p Plan) {
-	for _, w := range p.Emit {
-		delete(o.open, w)
-	}
-	o.DropPending()
-}
-
 // DropPending forgets the counts added since the last checkpoint after the
 // caller has moved them to the state store (used while replaying, to bound
 // memory). The open-window registry is kept.
@@ -643,15 +633,6 @@ func (o *Operator) Sightings(fn func(slot int64, id string, t int64)) {
 	for id, t := range o.dd.seen {
 		fn(o.dd.slotOf(t), id, t)
 	}
-}
-
-// Dedup returns the dedup clock and history (the zero DedupState when
-// dedup is off), as of now.
-func (o *Operator) Dedup() DedupState {
-	if o.dd == nil {
-		return DedupState{Clock: NoWatermark}
-	}
-	return DedupState{Clock: o.dd.clock, Hist: slices.Clone(o.dd.hist)}
 }
 
 // PendingKeys returns how many (window, URL) counters are buffered since the
@@ -708,16 +689,12 @@ func (o *Operator) Take(p Plan) *Snapshot {
 	if d := o.dd; d != nil {
 		s.Horizon = d.horizon()
 		s.dd = d
-		s.ExpireBefore = noSlot
-		if s.Horizon != math.MinInt64 {
-			s.ExpireBefore = d.slotOf(s.Horizon + 1)
-		}
-		d.filterExpire()
-		if len(d.hist) > 0 {
-			_, _, keep := d.restart(p.RestartOffset)
-			s.dropped = slices.Clone(d.hist[:keep])
-			d.hist = slices.Delete(d.hist, 0, keep)
-		}
+		s.ExpireBefore = d.liveSlot()
+		d.filter.expire(s.ExpireBefore)
+		// NB: the history marks before the plan's dedup restart are no
+		// longer needed (given back if the checkpoint fails).
+		s.dropped = slices.Clone(d.hist[:p.histKeep])
+		d.hist = slices.Delete(d.hist, 0, p.histKeep)
 		s.Dedup = DedupState{Clock: d.clock, Hist: slices.Clone(d.hist)}
 		s.Seen = d.take()
 	}

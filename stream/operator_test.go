@@ -93,7 +93,7 @@ func TestOperatorScenario(t *testing.T) {
 	// Checkpoint 1: watermark t0+55s has not closed [t0, t0+60s).
 	p := op.Plan(false)
 	expect("plan 1", fmt.Sprint(p.NextOffset, p.Watermark-t0, p.RestartOffset, len(p.Emit)), fmt.Sprint(6, 55*sec, 0, 0))
-	op.Commit(p)
+	op.Release(op.Take(p))
 
 	expect("closes the first window", process(click("/b", t0+75*sec), 0), Outcome{})
 	expect("late for [t0, t0+60s)", process(click("/a", t0+1*sec), 0), Outcome{Late: 1})
@@ -104,7 +104,7 @@ func TestOperatorScenario(t *testing.T) {
 	var late []string
 	op.LateCounts(func(w Window, c *Counts) { late = append(late, fmt.Sprint(w.Start-t0, c)) })
 	expect("late counts", late, []string{"0 map[/a:1]"})
-	op.Commit(p)
+	op.Release(op.Take(p))
 	expect("open after commit", openWindows(op), []string{"60000@2"})
 
 	// A flush emits the open window too and moves the restart offset.
@@ -208,7 +208,7 @@ func (h *harness) checkpoint(flush bool) {
 			h.store[w][url] += n
 		}
 	})
-	h.op.Commit(p)
+	h.op.Release(h.op.Take(p))
 	h.pos = [3]int64{p.NextOffset, p.Watermark, p.RestartOffset}
 }
 
