@@ -56,7 +56,8 @@ lint:
 # Micro-benchmarks, then the harness (BENCHMARKS.md): pre-loaded workloads
 # through `clickagg run --exit-when-idle`, freshness and recovery.
 BENCH_WORKLOADS ?= all
-bench: postgres kafka build
+bench: postgres build
+	@./scripts/ensure-kafka.sh
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./stream/ ./state/ ./sink/ | tee bin/microbench.txt
 	./$(BIN) bench --workload $(BENCH_WORKLOADS) --json bin/bench.json
 

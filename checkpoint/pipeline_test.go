@@ -365,7 +365,7 @@ func TestCancelTakesFinalCheckpoint(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	pl, _, done := e.start(ctx, pipelineConfig{opts: func(o *Options) { o.ExitWhenIdle = 0; o.CheckpointInterval = time.Hour }})
 	e.produce(context.Background(), gen.Options{Count: 2000, URLs: 50, Seed: 5})
-	waitUntil(t, 30*time.Second, "2000 records consumed", func() bool { return pl.Status().Consumed >= 2000 })
+	clicktest.WaitFor(t, 30*time.Second, "2000 records consumed", func() bool { return pl.Status().Consumed >= 2000 })
 	// No interval checkpoint has run (1h): everything in PostgreSQL comes
 	// from the final one, open windows included.
 	cancel()
@@ -575,7 +575,7 @@ func TestDeadLetterTopicMissingOrDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, m, done := e.start(ctx, pipelineConfig{kafkaGroup: "g2", opts: withDLQ})
-	waitUntil(t, 30*time.Second, "dead letters", func() bool {
+	clicktest.WaitFor(t, 30*time.Second, "dead letters", func() bool {
 		return testutil.ToFloat64(m.DeadLetters.WithLabelValues("invalid_json"))+testutil.ToFloat64(m.DeadLetters.WithLabelValues("missing_url")) > 0
 	})
 	if _, err := adm.DeleteTopic(ctx, "dead"); err != nil {
@@ -606,16 +606,4 @@ func mustClient(t *testing.T, brokers []string) *kgo.Client {
 	}
 	t.Cleanup(cl.Close)
 	return cl
-}
-
-// waitUntil polls cond until it holds or within passes.
-func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
-	}
 }

@@ -37,9 +37,9 @@ import (
 )
 
 // chaosLevel returns the suite's size, skipping when it is off.
-func chaosLevel(t *testing.T) (level string, scale int) {
+func chaosLevel(t *testing.T) (scale int) {
 	t.Helper()
-	switch level = os.Getenv("CLICKAGG_CHAOS"); level {
+	switch level := os.Getenv("CLICKAGG_CHAOS"); level {
 	case "":
 		t.Skip("chaos suite off: set CLICKAGG_CHAOS=short (make test does) or soak")
 	case "short":
@@ -52,7 +52,7 @@ func chaosLevel(t *testing.T) (level string, scale int) {
 	if !realKafka(t) {
 		t.Skip("the chaos suite runs against the real Kafka broker only (see internal/kafkatest)")
 	}
-	return level, scale
+	return scale
 }
 
 // scenario is one chaos scenario's bookkeeping and report.
@@ -238,11 +238,12 @@ func (s *scenario) finalRun(dir string, extra ...string) {
 // time with the same static membership id, so the restarted process gets
 // its partitions back at once instead of after the session timeout.
 func TestChaosSIGKILL(t *testing.T) {
-	_, scale := chaosLevel(t)
+	scale := chaosLevel(t)
 	ctx := context.Background()
 	s := newScenario(t, "sigkill", 12)
 	s.e.produceKcat(2000, 1)
-	producing := doneFunc(s.producer(ctx, int64(40_000*scale), 2500, false))
+	wait := s.producer(ctx, int64(40_000*scale), 2500, false)
+	producing := doneFunc(wait)
 	dir := t.TempDir()
 	args := []string{"--state-dir", dir, "--instance-id", "chaos-0", "--session-timeout", "30s"}
 	for s.kills < 20*scale {
@@ -257,9 +258,7 @@ func TestChaosSIGKILL(t *testing.T) {
 		p.wait(t, 10*time.Second)
 		s.kills++
 	}
-	for producing() {
-		time.Sleep(100 * time.Millisecond) // waiting for the producer to finish its fixed input
-	}
+	wait()
 	s.finalRun(dir, "--instance-id", "chaos-0", "--session-timeout", "30s")
 	if n := kcatRecords(s.e.records(ctx)); n != 2000 {
 		t.Fatalf("topic holds %d kcat records, want 2000", n)
@@ -273,10 +272,11 @@ func TestChaosSIGKILL(t *testing.T) {
 // one replica frozen with SIGSTOP long enough to lose its partitions, then
 // resumed: its writes must be fenced.
 func TestChaosReplicas(t *testing.T) {
-	_, scale := chaosLevel(t)
+	scale := chaosLevel(t)
 	ctx := context.Background()
 	s := newScenario(t, "replicas", 12)
-	producing := doneFunc(s.producer(ctx, int64(40_000*scale), 2000, true))
+	wait := s.producer(ctx, int64(40_000*scale), 2000, true)
+	producing := doneFunc(wait)
 	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
 	procs := make([]*proc, 3)
 	start := func(i int) {
@@ -322,9 +322,7 @@ func TestChaosReplicas(t *testing.T) {
 	s.rebalances += 2
 	before := sumNext(s.e.positions(ctx))
 	s.waitProgress(ctx, before, producing)
-	for producing() {
-		time.Sleep(100 * time.Millisecond) // waiting for the fixed input to be produced
-	}
+	wait()
 	for _, p := range procs {
 		p.kill(syscall.SIGTERM)
 	}
@@ -347,7 +345,7 @@ func TestChaosReplicas(t *testing.T) {
 // stops, checkpoints retry, /readyz reports it, and the pipeline resumes
 // losing nothing.
 func TestChaosPostgresRestart(t *testing.T) {
-	_, scale := chaosLevel(t)
+	scale := chaosLevel(t)
 	ctx := context.Background()
 	s := newScenario(t, "postgres-restart", 12)
 	srv := pgtest.NewServer(t)
@@ -357,7 +355,7 @@ func TestChaosPostgresRestart(t *testing.T) {
 	}
 	defer pool.Close()
 	s.e.dsn, s.e.pool = srv.DSN(), pool
-	producing := doneFunc(s.producer(ctx, int64(30_000*scale), 2000, false))
+	wait := s.producer(ctx, int64(30_000*scale), 2000, false)
 	httpAddr := freeAddr(t)
 	dir := t.TempDir()
 	p := s.e.run("--state-dir", dir, "--http-addr", httpAddr)
@@ -382,9 +380,7 @@ func TestChaosPostgresRestart(t *testing.T) {
 		}
 		waitFor(t, time.Minute, "ready again", func() bool { return ready() == http.StatusOK })
 	}
-	for producing() {
-		time.Sleep(100 * time.Millisecond) // waiting for the fixed input to be produced
-	}
+	wait()
 	p.kill(syscall.SIGTERM)
 	if code := p.wait(t, time.Minute); code != 0 {
 		t.Fatalf("exit code %d", code)
@@ -400,10 +396,11 @@ func TestChaosPostgresRestart(t *testing.T) {
 
 // 4. The Kafka broker restarted mid-run.
 func TestChaosBrokerRestart(t *testing.T) {
-	_, scale := chaosLevel(t)
+	scale := chaosLevel(t)
 	ctx := context.Background()
 	s := newScenario(t, "broker-restart", 12)
-	producing := doneFunc(s.producer(ctx, int64(30_000*scale), 2000, false))
+	wait := s.producer(ctx, int64(30_000*scale), 2000, false)
+	producing := doneFunc(wait)
 	dir := t.TempDir()
 	p := s.e.run("--state-dir", dir)
 	for range scale {
@@ -414,9 +411,7 @@ func TestChaosBrokerRestart(t *testing.T) {
 		s.restarts++
 	}
 	s.waitProgress(ctx, sumNext(s.e.positions(ctx)), producing)
-	for producing() {
-		time.Sleep(100 * time.Millisecond) // waiting for the fixed input to be produced
-	}
+	wait()
 	p.kill(syscall.SIGTERM)
 	if code := p.wait(t, 2*time.Minute); code != 0 {
 		t.Fatalf("exit code %d", code)
@@ -428,7 +423,7 @@ func TestChaosBrokerRestart(t *testing.T) {
 // 5. The local state folder deleted between two runs (a pod rescheduled
 // onto a new node): the restore rebuilds from PostgreSQL.
 func TestChaosStateLost(t *testing.T) {
-	_, scale := chaosLevel(t)
+	scale := chaosLevel(t)
 	ctx := context.Background()
 	s := newScenario(t, "state-lost", 12)
 	wait := s.producer(ctx, int64(30_000*scale), 0, false)
@@ -467,10 +462,11 @@ func TestChaosStateLost(t *testing.T) {
 // send one URL's clicks to two partitions, and the new partitions start
 // from their beginning (start_offset earliest).
 func TestChaosPartitionsAdded(t *testing.T) {
-	_, scale := chaosLevel(t)
+	scale := chaosLevel(t)
 	ctx := context.Background()
 	s := newScenario(t, "partitions-added", 12)
-	producing := doneFunc(s.producer(ctx, int64(30_000*scale), 2000, false))
+	wait := s.producer(ctx, int64(30_000*scale), 2000, false)
+	producing := doneFunc(wait)
 	dir := t.TempDir()
 	p := s.e.run("--state-dir", dir)
 	s.waitProgress(ctx, 0, producing)
@@ -489,9 +485,7 @@ func TestChaosPartitionsAdded(t *testing.T) {
 	waitFor(t, 2*time.Minute, "the new partitions to be checkpointed", func() bool {
 		return len(s.e.positions(ctx)) == 16
 	})
-	for producing() {
-		time.Sleep(100 * time.Millisecond) // waiting for the fixed input to be produced
-	}
+	wait()
 	p.kill(syscall.SIGTERM)
 	if code := p.wait(t, 2*time.Minute); code != 0 {
 		t.Fatalf("exit code %d", code)

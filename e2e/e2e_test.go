@@ -379,7 +379,6 @@ func TestGenRunQuery(t *testing.T) {
 		return string(out)
 	}
 	out := cli("migrate")
-	_ = out
 	if !strings.Contains(out, "schema clickagg at version") {
 		t.Fatalf("migrate: %q", out)
 	}

@@ -316,16 +316,7 @@ func (e *env) expectExact(ctx context.Context, recs []*kgo.Record, sizes ...time
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
-	}
-}
+var waitFor = clicktest.WaitFor
 
 func sumNext(pos map[int32]sink.Position) int64 {
 	var n int64

@@ -4,13 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -152,7 +150,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if st, err := bench.TableStats(ctx, env.DSN, schema); err == nil {
 				r.Extra = st
 			}
-			r.ValidRecords = exp.Valid()
+			r.ValidRecords = exp.Valid
 			if verr := bench.Verify(ctx, env.DSN, schema, exp); verr != nil {
 				r.VerifyError = verr.Error()
 			} else {
@@ -215,11 +213,6 @@ func cmdKfakeBroker(ctx context.Context, _ []string, stdout, _ io.Writer) error 
 	}
 	defer c.Close()
 	fmt.Fprintln(stdout, c.ListenAddrs()[0])
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM)
-	defer stop()
-	<-ctx.Done()
-	if errors.Is(ctx.Err(), context.Canceled) {
-		return nil
-	}
-	return ctx.Err()
+	<-ctx.Done() // NB: main cancels ctx on SIGTERM
+	return nil
 }

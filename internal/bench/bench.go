@@ -12,20 +12,19 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
+	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -68,91 +67,56 @@ type Env struct {
 
 // Result is one benchmark's measurements.
 type Result struct {
-	Workload        string         `json:"workload"`
-	Broker          string         `json:"broker"`
-	Records         int64          `json:"records"`
-	ValidRecords    int64          `json:"valid_records"`
-	Windows         []string       `json:"windows"`
-	WallSeconds     float64        `json:"wall_seconds"`
-	RecordsPerSec   float64        `json:"records_per_second"`
-	CPUSeconds      float64        `json:"cpu_seconds"`
-	RecordsPerCPU   float64        `json:"records_per_cpu_second"`
-	PeakRSSMiB      float64        `json:"peak_rss_mib"`
-	RowsWritten     int64          `json:"postgres_rows_written"`
-	Transactions    int64          `json:"postgres_transactions"`
-	Verified        bool           `json:"verified"`
-	VerifyError     string         `json:"verify_error,omitempty"`
-	PreloadSeconds  float64        `json:"preload_seconds"`
-	Extra           map[string]any `json:"extra,omitempty"`
-	exitWhenIdleDur time.Duration
-}
-
-// expected counts, computed from the generated events.
-type key struct {
-	url        string
-	start, end int64
-}
-
-type expectation struct {
-	clicks map[key]int64
-	totals map[string]int64
-	valid  int64
-}
-
-// Valid returns the number of valid records generated.
-func (x *expectation) Valid() int64 { return x.valid }
-
-func newExpectation() *expectation {
-	return &expectation{clicks: map[key]int64{}, totals: map[string]int64{}}
-}
-
-func (x *expectation) add(ev gen.Event, windows []time.Duration) {
-	if !ev.Valid() {
-		return
-	}
-	x.valid++
-	url := ev.URL
-	x.totals[url]++
-	ts := ev.Time.UnixMilli()
-	for _, w := range windows {
-		size := w.Milliseconds()
-		start := ts - ts%size
-		x.clicks[key{url, start, start + size}]++
-	}
+	Workload       string         `json:"workload"`
+	Broker         string         `json:"broker"`
+	Records        int64          `json:"records"`
+	ValidRecords   int64          `json:"valid_records"`
+	Windows        []string       `json:"windows"`
+	WallSeconds    float64        `json:"wall_seconds"`
+	RecordsPerSec  float64        `json:"records_per_second"`
+	CPUSeconds     float64        `json:"cpu_seconds"`
+	RecordsPerCPU  float64        `json:"records_per_cpu_second"`
+	PeakRSSMiB     float64        `json:"peak_rss_mib"`
+	RowsWritten    int64          `json:"postgres_rows_written"`
+	Transactions   int64          `json:"postgres_transactions"`
+	Verified       bool           `json:"verified"`
+	VerifyError    string         `json:"verify_error,omitempty"`
+	PreloadSeconds float64        `json:"preload_seconds"`
+	Extra          map[string]any `json:"extra,omitempty"`
 }
 
 // Preload creates the topic and fills it with the workload's records,
 // returning the expected counts.
-func Preload(ctx context.Context, env Env, topic string, w Workload, seed uint64) (*expectation, time.Duration, error) {
+func Preload(ctx context.Context, env Env, topic string, w Workload, seed uint64) (clicktest.Expected, time.Duration, error) {
+	exp := clicktest.NewExpected()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(env.Brokers...), kgo.ProducerLinger(20*time.Millisecond),
 		kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(500_000), kgo.ProducerBatchCompression(kgo.Lz4Compression()))
 	if err != nil {
-		return nil, 0, err
+		return exp, 0, err
 	}
 	defer cl.Close()
 	if err := gen.EnsureTopic(ctx, kadm.NewClient(cl), topic, w.Partitions); err != nil {
-		return nil, 0, err
+		return exp, 0, err
 	}
 	g, err := gen.New(gen.Options{Count: w.Records, URLs: w.URLs, Zipf: w.Zipf, Seed: seed,
 		StartTime: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC),
 		EventRate: float64(w.Records) / w.EventSpan.Seconds(), URLPrefix: "https://example.com/p/",
 		OutOfOrderFraction: 0.05, LateFraction: 0.001, InvalidFraction: 0.001, Unkeyed: true})
 	if err != nil {
-		return nil, 0, err
+		return exp, 0, err
 	}
-	exp := newExpectation()
-	var mu sync.Mutex
 	t0 := time.Now()
+	// NB: Produce serializes its onEvent calls.
 	st, err := gen.Produce(ctx, cl, topic, g, func(ev gen.Event, _ *kgo.Record) {
-		mu.Lock()
-		exp.add(ev, w.Windows)
-		mu.Unlock()
+		if ev.Valid() {
+			exp.Add(ev.URL, ev.Time.UnixMilli(), w.Windows)
+		}
 	})
 	if err != nil {
-		return nil, 0, err
+		return exp, 0, err
 	}
 	if st.Produced != w.Records {
-		return nil, 0, fmt.Errorf("produced %d of %d records", st.Produced, w.Records)
+		return exp, 0, fmt.Errorf("produced %d of %d records", st.Produced, w.Records)
 	}
 	return exp, time.Since(t0), nil
 }
@@ -238,64 +202,13 @@ func shortDuration(d time.Duration) string {
 }
 
 // Verify compares every url_clicks and url_totals row with exp.
-func Verify(ctx context.Context, dsn, schema string, exp *expectation) error {
+func Verify(ctx context.Context, dsn, schema string, exp clicktest.Expected) error {
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	s := pgx.Identifier{schema}.Sanitize()
-	seen := 0
-	var diffs []string
-	rows, err := pool.Query(ctx, `SELECT url, window_start, window_end, clicks FROM `+s+`.url_clicks`)
-	if err != nil {
-		return err
-	}
-	for rows.Next() {
-		var u string
-		var a, b time.Time
-		var n int64
-		if err := rows.Scan(&u, &a, &b, &n); err != nil {
-			return err
-		}
-		k := key{u, a.UnixMilli(), b.UnixMilli()}
-		if want := exp.clicks[k]; want != n && len(diffs) < 10 {
-			diffs = append(diffs, fmt.Sprintf("url_clicks %s %s: got %d want %d", u, a.UTC().Format(time.RFC3339), n, want))
-		}
-		seen++
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	if seen != len(exp.clicks) {
-		diffs = append(diffs, fmt.Sprintf("url_clicks has %d rows, want %d", seen, len(exp.clicks)))
-	}
-	seen = 0
-	rows, err = pool.Query(ctx, `SELECT url, clicks FROM `+s+`.url_totals`)
-	if err != nil {
-		return err
-	}
-	for rows.Next() {
-		var u string
-		var n int64
-		if err := rows.Scan(&u, &n); err != nil {
-			return err
-		}
-		if want := exp.totals[u]; want != n && len(diffs) < 20 {
-			diffs = append(diffs, fmt.Sprintf("url_totals %s: got %d want %d", u, n, want))
-		}
-		seen++
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	if seen != len(exp.totals) {
-		diffs = append(diffs, fmt.Sprintf("url_totals has %d rows, want %d", seen, len(exp.totals)))
-	}
-	if len(diffs) > 0 {
-		return errors.New(strings.Join(diffs, "; "))
-	}
-	return nil
+	return clicktest.Compare(ctx, pool, schema, exp)
 }
 
 // TableStats returns PostgreSQL's row counters for the schema's tables:
@@ -336,15 +249,8 @@ func PrintTable(w io.Writer, rs []Result) {
 			v = "FAILED: " + r.VerifyError
 		}
 		if r.Extra != nil {
-			keys := slices.Sorted(func(yield func(string) bool) {
-				for k := range r.Extra {
-					if !yield(k) {
-						return
-					}
-				}
-			})
 			var parts []string
-			for _, k := range keys {
+			for _, k := range slices.Sorted(maps.Keys(r.Extra)) {
 				parts = append(parts, fmt.Sprintf("%s=%v", k, r.Extra[k]))
 			}
 			v += " " + strings.Join(parts, " ")

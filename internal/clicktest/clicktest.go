@@ -13,8 +13,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
+	"testing"
 	"time"
 	"unicode/utf8"
 
@@ -111,18 +113,20 @@ func Compute(records []*kgo.Record, windows []time.Duration, maxURLBytes int) Ex
 // event time minus the window. Duplicates count as neither valid nor
 // invalid.
 func ComputeDedup(records []*kgo.Record, windows []time.Duration, maxURLBytes int, dedupWindow time.Duration) Expected {
-	e := Expected{Clicks: map[Key]int64{}, Totals: map[string]int64{}}
-	records = slices.Clone(records)
-	slices.SortStableFunc(records, func(a, b *kgo.Record) int {
-		if a.Partition != b.Partition {
-			return int(a.Partition - b.Partition)
-		}
-		return int(a.Offset - b.Offset)
-	})
+	e := NewExpected()
+	if dedupWindow > 0 {
+		// NB: dedup decides in offset order; counting alone needs no order.
+		records = slices.Clone(records)
+		slices.SortStableFunc(records, func(a, b *kgo.Record) int {
+			if a.Partition != b.Partition {
+				return int(a.Partition - b.Partition)
+			}
+			return int(a.Offset - b.Offset)
+		})
+	}
 	type part struct {
-		clock    int64
-		hasClock bool
-		last     map[string]int64 // id -> latest event time
+		clock int64            // the highest event time so far
+		last  map[string]int64 // id -> latest event time
 	}
 	parts := map[int32]*part{}
 	for _, r := range records {
@@ -134,29 +138,34 @@ func ComputeDedup(records []*kgo.Record, windows []time.Duration, maxURLBytes in
 		if dedupWindow > 0 {
 			p := parts[r.Partition]
 			if p == nil {
-				p = &part{last: map[string]int64{}}
+				p = &part{clock: math.MinInt64, last: map[string]int64{}}
 				parts[r.Partition] = p
 			}
 			prev, seen := p.last[id]
-			dup := id != "" && seen && (!p.hasClock || prev > p.clock-dedupWindow.Milliseconds())
+			// NB: seen means an earlier record set the clock.
+			dup := id != "" && seen && prev > p.clock-dedupWindow.Milliseconds()
 			if id != "" && (!seen || ts > prev) {
 				p.last[id] = ts
 			}
-			if !p.hasClock || ts > p.clock {
-				p.clock, p.hasClock = ts, true
-			}
+			p.clock = max(p.clock, ts)
 			if dup {
 				e.Duplicates++
 				continue
 			}
 		}
-		e.count(url, ts, windows)
+		e.Add(url, ts, windows)
 	}
 	return e
 }
 
-// count adds one valid click of url at event time ts.
-func (e *Expected) count(url string, ts int64, windows []time.Duration) {
+// NewExpected returns empty expected counts.
+func NewExpected() Expected {
+	return Expected{Clicks: map[Key]int64{}, Totals: map[string]int64{}}
+}
+
+// Add counts one valid click of url at event time ts (Unix ms) in each
+// window size and in url's total.
+func (e *Expected) Add(url string, ts int64, windows []time.Duration) {
 	e.Valid++
 	e.Totals[url]++
 	for _, w := range windows {
@@ -314,27 +323,23 @@ func Compare(ctx context.Context, q Querier, schema string, e Expected) error {
 // must count when every copy of a click shares its partition and comes
 // within the dedup window. Records without an id each count once.
 func DistinctIDs(records []*kgo.Record, windows []time.Duration, maxURLBytes int) Expected {
-	e := Expected{Clicks: map[Key]int64{}, Totals: map[string]int64{}}
-	type row struct {
-		k  Key
-		id string
-	}
-	seen := map[row]bool{}
-	for i, r := range records {
+	e := NewExpected()
+	type urlID struct{ url, id string }
+	seen := map[urlID]bool{}
+	for _, r := range records {
 		url, ts, id, ok := oracleDecode(r.Value, r.Timestamp.UnixMilli(), maxURLBytes)
 		if !ok {
 			e.Invalid++
 			continue
 		}
-		if id == "" {
-			id = fmt.Sprintf("\x00record %d", i)
+		if id != "" {
+			if seen[urlID{url, id}] {
+				e.Duplicates++
+				continue
+			}
+			seen[urlID{url, id}] = true
 		}
-		if seen[row{Key{URL: url}, id}] {
-			e.Duplicates++
-			continue
-		}
-		seen[row{Key{URL: url}, id}] = true
-		e.count(url, ts, windows)
+		e.Add(url, ts, windows)
 	}
 	return e
 }
@@ -349,4 +354,16 @@ func Decode(r *kgo.Record, maxURLBytes int) (url string, ts int64, id string, ok
 func WindowStart(ts int64, w time.Duration) int64 {
 	size := w.Milliseconds()
 	return ts - ((ts%size)+size)%size
+}
+
+// WaitFor polls cond until it holds, failing t when within passes first.
+func WaitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval, not a wait for a result
+	}
 }

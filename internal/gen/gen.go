@@ -40,9 +40,10 @@ type Options struct {
 	LateFraction       float64
 	OutOfOrderFraction float64
 	InvalidFraction    float64
-	// DuplicateFraction of the records repeat one of the last 1000 valid
-	// records byte for byte (same key, value, id and timestamp), as a
-	// retrying client does.
+	// DuplicateFraction of the records repeat an earlier valid record byte
+	// for byte (same key, value, id and timestamp), as a retrying client
+	// does: one of a 1000-record sample that keeps the first 1000 valid
+	// records and then replaces a random one with each new valid record.
 	DuplicateFraction float64
 	// Unkeyed produces records without a key, so one URL's clicks spread
 	// over all partitions; by default records are keyed by URL.
@@ -94,7 +95,7 @@ type Generator struct {
 	i    int64
 	urls []string
 	t0   time.Time
-	// recent holds the last valid events, for duplicates.
+	// recent is a sample of the valid events so far, for duplicates.
 	recent []Event
 }
 

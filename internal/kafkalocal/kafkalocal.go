@@ -193,7 +193,7 @@ type Broker struct {
 // the start-up only, never the broker.
 func Start(ctx context.Context, opts Options) (*Broker, error) {
 	if ok, why := Available(); !ok {
-		return nil, errors.New("kafkatest: " + why)
+		return nil, errors.New("kafkalocal: " + why)
 	}
 	java, _ := findJava()
 	parent := opts.Dir
@@ -218,7 +218,7 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 		if !retry {
 			break
 		}
-		logf("kafkatest: %v; retrying with other ports", err)
+		logf("kafkalocal: %v; retrying with other ports", err)
 	}
 	return nil, lastErr
 }
@@ -227,15 +227,15 @@ func (b *Broker) start(ctx context.Context, parent string) error {
 	t0 := time.Now()
 	dir, err := os.MkdirTemp(parent, dirPrefix)
 	if err != nil {
-		return fmt.Errorf("kafkatest: %w", err)
+		return fmt.Errorf("kafkalocal: %w", err)
 	}
 	b.dir = dir
 	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-		return fmt.Errorf("kafkatest: %w", err)
+		return fmt.Errorf("kafkalocal: %w", err)
 	}
 	ports, err := freePorts(2)
 	if err != nil {
-		return fmt.Errorf("kafkatest: picking ports: %w", err)
+		return fmt.Errorf("kafkalocal: picking ports: %w", err)
 	}
 	b.port, b.ctrlPort = ports[0], ports[1]
 	if err := b.writeConfig(); err != nil {
@@ -251,7 +251,7 @@ func (b *Broker) start(ctx context.Context, parent string) error {
 	if err := b.waitReady(ctx, t0); err != nil {
 		return err
 	}
-	b.logf("kafkatest: broker ready at %s in %v (format %v), data in %s",
+	b.logf("kafkalocal: broker ready at %s in %v (format %v), data in %s",
 		b.Addr(), time.Since(t0).Round(time.Millisecond), t1.Sub(t0).Round(time.Millisecond), dir)
 	return nil
 }
@@ -330,12 +330,12 @@ func (b *Broker) writeConfig() error {
 	}
 	slices.Sort(keys)
 	var props strings.Builder
-	props.WriteString("# written by internal/kafkatest\n")
+	props.WriteString("# written by internal/kafkalocal\n")
 	for _, k := range keys {
 		fmt.Fprintf(&props, "%s=%s\n", k, escapeProp(cfg[k]))
 	}
 	if err := os.WriteFile(b.propsPath(), []byte(props.String()), 0o644); err != nil {
-		return fmt.Errorf("kafkatest: %w", err)
+		return fmt.Errorf("kafkalocal: %w", err)
 	}
 	log4j := strings.Join([]string{
 		"status = warn",
@@ -355,7 +355,7 @@ func (b *Broker) writeConfig() error {
 		"",
 	}, "\n")
 	if err := os.WriteFile(b.log4jPath(), []byte(log4j), 0o644); err != nil {
-		return fmt.Errorf("kafkatest: %w", err)
+		return fmt.Errorf("kafkalocal: %w", err)
 	}
 	return nil
 }
@@ -369,7 +369,7 @@ func escapeProp(v string) string {
 func (b *Broker) format(ctx context.Context) error {
 	id, err := randomClusterID()
 	if err != nil {
-		return fmt.Errorf("kafkatest: %w", err)
+		return fmt.Errorf("kafkalocal: %w", err)
 	}
 	args := slices.Concat(toolOpts, []string{
 		"-Dlog4j2.configurationFile=" + b.log4jPath(),
@@ -382,7 +382,7 @@ func (b *Broker) format(ctx context.Context) error {
 	cmd.Dir = b.dir
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("kafkatest: formatting the storage (%s format): %v\n%s%s", storageToolMain, err,
+		return fmt.Errorf("kafkalocal: formatting the storage (%s format): %v\n%s%s", storageToolMain, err,
 			bytes.TrimSpace(out), b.tailSuffix())
 	}
 	return nil
@@ -422,7 +422,7 @@ var errPortTaken = errors.New("a listener port is already in use")
 func (b *Broker) launch() error {
 	out, err := os.OpenFile(b.jvmOutPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return fmt.Errorf("kafkatest: %w", err)
+		return fmt.Errorf("kafkalocal: %w", err)
 	}
 	defer out.Close() // the child has its own copy
 	args := slices.Concat(jvmOpts, []string{
@@ -436,7 +436,7 @@ func (b *Broker) launch() error {
 	cmd.Stderr = out
 	p, err := child.Start(cmd, syscall.SIGKILL)
 	if err != nil {
-		return fmt.Errorf("kafkatest: starting java: %w", err)
+		return fmt.Errorf("kafkalocal: starting java: %w", err)
 	}
 	b.proc = p
 	_ = os.WriteFile(filepath.Join(b.dir, jvmPidFile), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
@@ -456,7 +456,7 @@ func (b *Broker) waitReady(ctx context.Context, t0 time.Time) error {
 		kgo.MetadataMinAge(pollInterval),
 	)
 	if err != nil {
-		return fmt.Errorf("kafkatest: %w", err)
+		return fmt.Errorf("kafkalocal: %w", err)
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
@@ -475,7 +475,7 @@ func (b *Broker) waitReady(ctx context.Context, t0 time.Time) error {
 			if p.Exited() {
 				return b.exitError(p)
 			}
-			return fmt.Errorf("kafkatest: broker at %s not ready after %v: %v (last probe: %v)%s",
+			return fmt.Errorf("kafkalocal: broker at %s not ready after %v: %v (last probe: %v)%s",
 				b.Addr(), time.Since(t0).Round(time.Millisecond), ctx.Err(), last, b.tailSuffix())
 		case <-time.After(pollInterval):
 		}
@@ -510,7 +510,7 @@ func (b *Broker) probe(ctx context.Context, adm *kadm.Client, topic string, crea
 // says a listener could not bind.
 func (b *Broker) exitError(p *child.Process) error {
 	tail := b.tailSuffix()
-	err := fmt.Errorf("kafkatest: the broker JVM exited during start-up (%v)%s", p.Err(), tail)
+	err := fmt.Errorf("kafkalocal: the broker JVM exited during start-up (%v)%s", p.Err(), tail)
 	if strings.Contains(tail, "Address already in use") || strings.Contains(tail, "failed to bind") {
 		return fmt.Errorf("%w: %w", errPortTaken, err)
 	}
@@ -540,7 +540,7 @@ func (b *Broker) Stop() error {
 		b.finalTail = b.readTail(200)
 		b.tailMu.Unlock()
 		if rerr := os.RemoveAll(b.dir); rerr != nil && err == nil {
-			err = fmt.Errorf("kafkatest: removing %s: %w", b.dir, rerr)
+			err = fmt.Errorf("kafkalocal: removing %s: %w", b.dir, rerr)
 		}
 	}
 	return err
@@ -555,13 +555,13 @@ func (b *Broker) stopJVM() error {
 	}
 	t0 := time.Now()
 	if p.Signal(syscall.SIGTERM, stopTimeout) {
-		b.logf("kafkatest: broker (pid %d) stopped in %v", p.Pid(), time.Since(t0).Round(time.Millisecond))
+		b.logf("kafkalocal: broker (pid %d) stopped in %v", p.Pid(), time.Since(t0).Round(time.Millisecond))
 		return nil
 	}
 	if p.Kill(killWait) {
-		return fmt.Errorf("kafkatest: broker (pid %d) did not shut down within %v; killed it", p.Pid(), stopTimeout)
+		return fmt.Errorf("kafkalocal: broker (pid %d) did not shut down within %v; killed it", p.Pid(), stopTimeout)
 	}
-	return fmt.Errorf("kafkatest: broker (pid %d) did not die after SIGKILL", p.Pid())
+	return fmt.Errorf("kafkalocal: broker (pid %d) did not die after SIGKILL", p.Pid())
 }
 
 // Kill SIGKILLs the JVM and keeps the data: a crash. Bring the broker back
@@ -570,14 +570,14 @@ func (b *Broker) Kill() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.stopped {
-		return errors.New("kafkatest: broker is stopped")
+		return errors.New("kafkalocal: broker is stopped")
 	}
 	p := b.proc
 	b.proc = nil
 	if p == nil || p.Kill(killWait) {
 		return nil
 	}
-	return fmt.Errorf("kafkatest: broker (pid %d) did not die after SIGKILL", p.Pid())
+	return fmt.Errorf("kafkalocal: broker (pid %d) did not die after SIGKILL", p.Pid())
 }
 
 // Restart stops the JVM (keeping the data; a no-op after Kill), starts it
@@ -588,13 +588,13 @@ func (b *Broker) Restart(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.stopped {
-		return errors.New("kafkatest: broker is stopped")
+		return errors.New("kafkalocal: broker is stopped")
 	}
 	t0 := time.Now()
 	if err := b.stopJVM(); err != nil {
 		return err
 	}
-	b.appendLog(fmt.Sprintf("=== kafkatest: restarting the broker at %s ===\n", time.Now().Format(time.RFC3339Nano)))
+	b.appendLog(fmt.Sprintf("=== kafkalocal: restarting the broker at %s ===\n", time.Now().Format(time.RFC3339Nano)))
 	deadline := t0.Add(portWait)
 	for {
 		if err := b.waitPortsFree(ctx, deadline); err != nil {
@@ -611,14 +611,14 @@ func (b *Broker) Restart(ctx context.Context) error {
 		if !errors.Is(err, errPortTaken) || time.Now().After(deadline) || ctx.Err() != nil {
 			return err
 		}
-		b.logf("kafkatest: restart: %v; retrying", errPortTaken)
+		b.logf("kafkalocal: restart: %v; retrying", errPortTaken)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-	b.logf("kafkatest: broker at %s restarted in %v", b.Addr(), time.Since(t0).Round(time.Millisecond))
+	b.logf("kafkalocal: broker at %s restarted in %v", b.Addr(), time.Since(t0).Round(time.Millisecond))
 	return nil
 }
 
@@ -646,7 +646,7 @@ func (b *Broker) waitPortsFree(ctx context.Context, deadline time.Time) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("kafkatest: restart: %w: %v", errPortTaken, busy)
+			return fmt.Errorf("kafkalocal: restart: %w: %v", errPortTaken, busy)
 		}
 		select {
 		case <-ctx.Done():
