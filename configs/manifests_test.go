@@ -1575,3 +1575,27 @@ func TestSecretExample(t *testing.T) {
 		t.Errorf("database-url %q: show sslmode=verify-full", u)
 	}
 }
+
+// TestExampleConfig: every setting clickagg.yaml shows is in the README's
+// configuration table (a renamed or misspelled key fails).
+func TestExampleConfig(t *testing.T) {
+	b, err := os.ReadFile("clickagg.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal(b, &cfg); err != nil {
+		t.Fatalf("clickagg.yaml: %v", err)
+	}
+	known := readmeConfigKeys(t)
+	var leaves []string
+	flatten("", cfg, &leaves)
+	if len(leaves) < 10 {
+		t.Fatalf("clickagg.yaml sets only %v: parsed the wrong file?", leaves)
+	}
+	for _, k := range leaves {
+		if !slices.Contains(known, k) && !slices.Contains(kafkaKeys, k) {
+			t.Errorf("clickagg.yaml setting %q is not in the README's configuration table", k)
+		}
+	}
+}

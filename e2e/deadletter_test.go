@@ -45,7 +45,7 @@ func TestDeadLetterExactUnderSIGKILL(t *testing.T) {
 	})
 	dir := filepath.Join(t.TempDir(), "state")
 	args := []string{"--state-dir", dir, "--dead-letter-topic", dlq, "--late-policy", "dead-letter"}
-	kills := e.killWhileConsuming(args, dir, 4, 2, isProducing, rng)
+	kills, _ := e.killWhileConsuming(args, dir, 4, 2, time.Second, isProducing, rng)
 	p := e.run(append(args, "--exit-when-idle", "3s")...)
 	if code := p.wait(t, 3*time.Minute); code != 0 {
 		t.Fatalf("final run: exit code %d", code)

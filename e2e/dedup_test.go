@@ -38,7 +38,7 @@ func TestDedupExactUnderSIGKILL(t *testing.T) {
 	// rebuild must reach further back, to the dedup restart offset.
 	args := []string{"--state-dir", dir, "--dedup-window", "15m", "--windows", "1m"}
 	sizes := []time.Duration{time.Minute}
-	kills := e.killWhileConsuming(args, dir, 4, 2, isProducing, rng)
+	kills, _ := e.killWhileConsuming(args, dir, 4, 2, time.Second, isProducing, rng)
 	p := e.run(append(args, "--exit-when-idle", "3s")...)
 	if code := p.wait(t, 3*time.Minute); code != 0 {
 		t.Fatalf("final run: exit code %d", code)

@@ -60,7 +60,6 @@ func TestExactlyOnceUnderSIGKILL(t *testing.T) {
 	start := time.Now().Add(-30 * time.Minute)
 
 	var wg sync.WaitGroup
-	producing := make(chan struct{})
 	for i, unkeyed := range []bool{false, true} {
 		wg.Add(1)
 		go func() {
@@ -70,46 +69,13 @@ func TestExactlyOnceUnderSIGKILL(t *testing.T) {
 				LateFraction: 0.02, OutOfOrderFraction: 0.1, InvalidFraction: 0.02})
 		}()
 	}
-	go func() { wg.Wait(); close(producing) }()
-	isProducing := func() bool {
-		select {
-		case <-producing:
-			return false
-		default:
-			return true
-		}
-	}
+	isProducing := doneFunc(wg.Wait)
 
 	dir := filepath.Join(t.TempDir(), "state")
-	kills, killsWhileProducing := 0, 0
-	for kills < 6 || isProducing() {
-		if kills%3 == 2 {
-			// A pod rescheduled without its volume: rebuild from PostgreSQL.
-			if err := os.RemoveAll(dir); err != nil {
-				t.Fatal(err)
-			}
-		}
-		p := e.run("--state-dir", dir)
-		before := sumNext(e.positions(ctx))
-		// Kill at a random moment after the process has made progress (or
-		// has nothing left to do).
-		waitFor(t, 2*time.Minute, "a checkpoint after restart", func() bool {
-			n := sumNext(e.positions(ctx))
-			return n > before || (!isProducing() && n == e.endOffsets(ctx))
-		})
-		time.Sleep(time.Duration(rng.Int64N(int64(1500 * time.Millisecond)))) // a random kill point, not a wait for a result
-		if isProducing() {
-			killsWhileProducing++
-		}
-		p.kill(syscall.SIGKILL)
-		p.wait(t, 10*time.Second)
-		kills++
-		t.Logf("kill %d: checkpointed offsets %d", kills, sumNext(e.positions(ctx)))
-	}
+	kills, killsWhileProducing := e.killWhileConsuming([]string{"--state-dir", dir}, dir, 6, 3, 1500*time.Millisecond, isProducing, rng)
 	if killsWhileProducing < 5 {
 		t.Errorf("only %d of %d kills happened while records were still arriving; want at least 5", killsWhileProducing, kills)
 	}
-	<-producing
 	p := e.run("--state-dir", dir, "--exit-when-idle", "3s")
 	if code := p.wait(t, 3*time.Minute); code != 0 {
 		t.Fatalf("final run: exit code %d", code)

@@ -327,14 +327,15 @@ func sumNext(pos map[int32]sink.Position) int64 {
 }
 
 // killWhileConsuming runs `clickagg run args...` and SIGKILLs it at a
-// random moment after each checkpoint it makes, at least minKills times
-// and until producing reports false; every wipeEvery-th restart (from the
-// second) first deletes the state folder dir, as a pod rescheduled without
-// its volume. It returns the number of kills.
-func (e *env) killWhileConsuming(args []string, dir string, minKills, wipeEvery int, producing func() bool, rng *rand.Rand) int {
+// random moment (up to maxDelay) after each checkpoint it makes, at least
+// minKills times and until producing reports false; every wipeEvery-th
+// restart (from the second) first deletes the state folder dir, as a pod
+// rescheduled without its volume. It returns the number of kills, and of
+// those made while producing.
+func (e *env) killWhileConsuming(args []string, dir string, minKills, wipeEvery int, maxDelay time.Duration,
+	producing func() bool, rng *rand.Rand) (kills, whileProducing int) {
 	e.t.Helper()
 	ctx := context.Background()
-	kills := 0
 	for kills < minKills || producing() {
 		if kills%wipeEvery == wipeEvery-1 {
 			if err := os.RemoveAll(dir); err != nil {
@@ -347,10 +348,13 @@ func (e *env) killWhileConsuming(args []string, dir string, minKills, wipeEvery 
 			n := sumNext(e.positions(ctx))
 			return n > before || (!producing() && n == e.endOffsets(ctx))
 		})
-		time.Sleep(time.Duration(rng.Int64N(int64(time.Second)))) // a random kill point, not a wait for a result
+		time.Sleep(time.Duration(rng.Int64N(int64(maxDelay)))) // a random kill point, not a wait for a result
+		if producing() {
+			whileProducing++
+		}
 		p.kill(syscall.SIGKILL)
 		p.wait(e.t, 10*time.Second)
 		kills++
 	}
-	return kills
+	return kills, whileProducing
 }

@@ -1,21 +1,20 @@
 #!/bin/sh
 # ensure-kafka.sh: fetch the Apache Kafka broker jars (KRaft mode, from the
 # official Maven artifacts) into kafka/lib, for the tests that run against a
-# real single-node broker (internal/kafkatest). Idempotent: once the jars are
-# complete, a marker file kafka/lib/.complete-$KAFKA_VERSION makes later runs
-# a no-op.
+# real single-node broker (internal/kafkalocal). Idempotent: once the jars
+# are complete, a marker file kafka/lib/.complete-<checksum of the pom> makes
+# later runs a no-op; editing the pom fetches again.
 #
 # Needs java (17 or newer) and mvn on PATH. When either is missing it prints
 # what to install and exits 0: the real-broker tests are skipped then (or fail
 # when CLICKAGG_REQUIRE_KAFKA is set).
 set -eu
 
-KAFKA_VERSION=4.4.0
-
 cd "$(dirname "$0")/.."
 root=$(pwd)
+KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' kafka/pom.xml)
 lib=$root/kafka/lib
-marker=$lib/.complete-$KAFKA_VERSION
+marker=$lib/.complete-$(cksum <kafka/pom.xml | cut -d' ' -f1)
 key=$lib/kafka_2.13-$KAFKA_VERSION.jar
 
 if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then

@@ -8,6 +8,7 @@
 # package lists only if the first attempt fails). Otherwise prints what to
 # install. Exits 0 either way: the kcat tests skip when it is missing.
 set -eu
+. "$(dirname "$0")/apt.sh"
 
 found() {
 	for c in kcat kafkacat; do
@@ -24,17 +25,10 @@ if p=$(found); then
 	exit 0
 fi
 
-if [ "$(id -u 2>/dev/null || echo unknown)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-	echo "ensure-kcat: installing kcat (apt-get install kcat)..." >&2
-	export DEBIAN_FRONTEND=noninteractive
-	if ! apt-get install -y --no-install-recommends kcat; then
-		echo "ensure-kcat: install failed; refreshing the package lists and retrying..." >&2
-		if apt-get update && apt-get install -y --no-install-recommends kcat; then
-			:
-		else
-			echo "ensure-kcat: could not install kcat; the kcat tests will be skipped" >&2
-			exit 0
-		fi
+if can_apt; then
+	if ! apt_install kcat ensure-kcat; then
+		echo "ensure-kcat: could not install kcat; the kcat tests will be skipped" >&2
+		exit 0
 	fi
 	if p=$(found); then
 		echo "kcat: $p"

@@ -12,6 +12,7 @@
 # package starts its own system cluster, that is harmless and left alone).
 # Exit status: 0 when the binaries are available, 1 otherwise.
 set -eu
+. "$(dirname "$0")/apt.sh"
 
 has_binaries() {
 	[ -x "$1/initdb" ] && [ -x "$1/pg_ctl" ] && [ -x "$1/postgres" ]
@@ -67,14 +68,8 @@ if [ -n "${PG_BIN:-}" ]; then
 	exit 1
 fi
 
-if [ "$(id -u 2>/dev/null || echo unknown)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-	echo "ensure-postgres: installing the PostgreSQL server (apt-get install postgresql)..." >&2
-	export DEBIAN_FRONTEND=noninteractive
-	if ! apt-get install -y --no-install-recommends postgresql; then
-		echo "ensure-postgres: install failed; refreshing the package lists and retrying..." >&2
-		apt-get update
-		apt-get install -y --no-install-recommends postgresql
-	fi
+if can_apt; then
+	apt_install postgresql ensure-postgres || exit 1
 	if dir=$(find_bin_dir); then
 		echo "PostgreSQL server binaries: $dir"
 		exit 0

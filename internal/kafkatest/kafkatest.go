@@ -24,14 +24,13 @@ type (
 var (
 	Start     = kafkalocal.Start
 	Available = kafkalocal.Available
-	LibDir    = kafkalocal.LibDir
 )
 
 // RequireEnv is the environment variable that turns "no real broker" into a
 // test failure (CI sets it).
 const RequireEnv = "CLICKAGG_REQUIRE_KAFKA"
 
-// LibEnv names the folder of the broker jars (see LibDir).
+// LibEnv names the folder of the broker jars (see kafkalocal.LibDir).
 const LibEnv = kafkalocal.LibEnv
 
 // ---------------------------------------------------------------------------
@@ -44,6 +43,18 @@ var (
 	sharedErr  error
 )
 
+// Require skips t when the real broker cannot run here ([Available] is
+// false), or fails it when $CLICKAGG_REQUIRE_KAFKA is set.
+func Require(t testing.TB) {
+	t.Helper()
+	if ok, why := Available(); !ok {
+		if os.Getenv(RequireEnv) != "" {
+			t.Fatalf("kafkatest: %s (and %s is set)", why, RequireEnv)
+		}
+		t.Skipf("kafkatest: real-broker test skipped: %s", why)
+	}
+}
+
 // Shared returns one broker per test binary, started on first use; [Main]
 // stops it. When [Available] is false, Shared calls t.Skip with the reason,
 // or t.Fatal when $CLICKAGG_REQUIRE_KAFKA is set; when the broker fails to
@@ -53,12 +64,7 @@ var (
 // using it at the same time: they must not run in parallel with them.
 func Shared(t testing.TB) *Broker {
 	t.Helper()
-	if ok, why := Available(); !ok {
-		if os.Getenv(RequireEnv) != "" {
-			t.Fatalf("kafkatest: %s (and %s is set)", why, RequireEnv)
-		}
-		t.Skipf("kafkatest: real-broker test skipped: %s", why)
-	}
+	Require(t)
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
 	if !sharedDone {

@@ -17,16 +17,6 @@ import (
 
 func TestMain(m *testing.M) { Main(m) }
 
-func requireAvailable(t *testing.T) {
-	t.Helper()
-	if ok, why := Available(); !ok {
-		if os.Getenv(RequireEnv) != "" {
-			t.Fatalf("%s (and %s is set)", why, RequireEnv)
-		}
-		t.Skipf("real-broker test skipped: %s", why)
-	}
-}
-
 func createTopic(t *testing.T, ctx context.Context, addr, topic string, partitions int32) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
@@ -77,7 +67,7 @@ func consume(t *testing.T, ctx context.Context, addr, topic string, n int) []*kg
 }
 
 func TestBrokerLifecycle(t *testing.T) {
-	requireAvailable(t)
+	Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	parent := t.TempDir()

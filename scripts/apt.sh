@@ -1,0 +1,17 @@
+# apt.sh: sourced by the ensure-*.sh scripts.
+
+# can_apt succeeds when we run as root on a system with apt-get.
+can_apt() {
+	[ "$(id -u 2>/dev/null || echo unknown)" = 0 ] && command -v apt-get >/dev/null 2>&1
+}
+
+# apt_install PACKAGE WHO installs a Debian package, refreshing the package
+# lists and retrying once when the first attempt fails (stale lists). WHO
+# names the caller in messages.
+apt_install() {
+	echo "$2: installing $1 (apt-get install $1)..." >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y --no-install-recommends "$1" && return 0
+	echo "$2: install failed; refreshing the package lists and retrying..." >&2
+	apt-get update && apt-get install -y --no-install-recommends "$1"
+}
