@@ -2,6 +2,8 @@ package stream
 
 import (
 	"bytes"
+	"encoding/binary"
+	"math/bits"
 	"strconv"
 	"unicode/utf8"
 )
@@ -502,6 +504,19 @@ func (s *scanner) scanString(i int) (int, bool) {
 	data := s.data
 	escaped := false
 	for i < len(data) {
+		// Skip plain bytes eight at a time; stop at the first byte that
+		// needs a look.
+		for i+8 <= len(data) {
+			m := specialBytes(binary.LittleEndian.Uint64(data[i:]))
+			if m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			i += 8
+		}
+		if i == len(data) {
+			break
+		}
 		c := data[i]
 		if plainByte[c] {
 			i++
@@ -526,6 +541,24 @@ func (s *scanner) scanString(i int) (int, bool) {
 		}
 	}
 	return s.fail(ReasonInvalidJSON), false
+}
+
+const (
+	ones8 = 0x0101010101010101
+	high8 = 0x8080808080808080
+)
+
+// specialBytes returns x (eight bytes, little-endian) with the high bit of
+// every byte that is not plainByte set, and possibly of bytes after the
+// first such one (a borrow carries upwards only from a flagged byte), so
+// its lowest set bit always marks the first special byte exactly.
+func specialBytes(x uint64) uint64 {
+	q := x ^ (ones8 * '"')
+	b := x ^ (ones8 * '\\')
+	// NB: for a byte in [0x20, 0x80) other than '"' and '\\', q and b are
+	// in [1, 0x80) and the byte minus 0x20 is in [0, 0x60): no high bit
+	// and no borrow. A byte >= 0x80 sets its own high bit through x.
+	return ((q - ones8) | (b - ones8) | (x - ones8*0x20) | x) & high8
 }
 
 // scanEscape validates the escape sequence at i (data[i] == '\\'). A \u
