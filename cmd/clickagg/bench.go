@@ -53,6 +53,12 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return badConfig("--workload %q: want zipf, uniform, multi, freshness, recovery or all", w)
 		}
 	}
+	if *profile != "" {
+		// NB: before the long pre-load, not after it.
+		if err := os.MkdirAll(*profile, 0o750); err != nil {
+			return fmt.Errorf("--cpuprofile-dir: %w", err)
+		}
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return err
