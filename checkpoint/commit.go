@@ -82,11 +82,20 @@ func (pl *Pipeline) startJob(flush bool, reason string) error {
 		pl.m.CheckpointFailures.WithLabelValues("state").Inc()
 		return err
 	}
+	// NB: windows held in memory are bounded like pending counts; past
+	// that bound this checkpoint moves them all to the store.
+	holdable := 0
+	for _, pp := range plans {
+		if pp.live {
+			holdable += pp.t.op.HoldableKeys(pp.plan)
+		}
+	}
+	hold := holdable <= pl.opts.MaxPendingKeys
 	for i := range plans {
 		pp := &plans[i]
 		if pp.live {
 			pp.meta = pp.next != pp.t.committed || pp.t.metaDirty
-			pp.snap = pp.t.op.Take(pp.plan)
+			pp.snap = pp.t.op.Take(pp.plan, hold)
 		}
 	}
 	// Replaying tasks move their counts to the store now: no transaction
@@ -310,7 +319,7 @@ func (pl *Pipeline) spillReplaying(plans []planned) error {
 				b.AddCount(p, state.Window(w), url, n)
 			}
 		})
-		t.op.OpenWindows(func(w stream.Window, first int64) { b.SetWindow(p, state.Window(w), first) })
+		t.op.OpenWindows(func(w stream.Window, first, memFrom int64) { b.SetWindow(p, state.Window(w), first, memFrom) })
 		t.op.Sightings(func(slot int64, id string, ts int64) { b.SetSeen(p, slot, id, ts) })
 	}
 	if b.Empty() {
@@ -328,8 +337,9 @@ func (pl *Pipeline) spillReplaying(plans []planned) error {
 }
 
 // persist writes the state-store batch of a committed checkpoint for its
-// live tasks: counts of windows still open, the registry, and each
-// partition's new tag. It reads only the job's snapshots.
+// live tasks: counts of windows still open (but those held in memory), the
+// registry, and each partition's new tag. It reads only the job's
+// snapshots.
 func (pl *Pipeline) persist(plans []planned) error {
 	b := pl.store.NewBatch()
 	defer b.Close()
@@ -359,7 +369,11 @@ func (pl *Pipeline) persist(plans []planned) error {
 			}
 		}
 		for w, first := range pp.snap.Open {
-			b.SetWindow(p, state.Window(w), first)
+			memFrom, held := pp.snap.Held[w]
+			if !held {
+				memFrom = -1
+			}
+			b.SetWindow(p, state.Window(w), first, memFrom)
 		}
 		if pp.meta {
 			b.SetMeta(p, metaOf(pp.next))

@@ -155,7 +155,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		PendingKeys: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "clickagg_pending_keys",
-			Help: "(window, URL) counters buffered since the last checkpoint.",
+			Help: "(window, URL) counters buffered in memory: added since the last checkpoint, or held there by windows that close soon.",
 		}),
 		OpenWindows: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "clickagg_open_windows",

@@ -258,8 +258,8 @@ func (pl *Pipeline) publishTasks() {
 			pl.m.Watermark.WithLabelValues(strconv.Itoa(int(p))).Set(float64(wm) / 1000)
 			pl.m.WatermarkLag.WithLabelValues(strconv.Itoa(int(p))).Set(float64(time.Now().UnixMilli()-wm) / 1000)
 		}
-		t.op.OpenWindows(func(stream.Window, int64) { open++ })
-		pending += t.op.PendingKeys()
+		t.op.OpenWindows(func(stream.Window, int64, int64) { open++ })
+		pending += t.op.PendingKeys() + t.op.HeldKeys()
 	}
 	pl.m.Partitions.Set(float64(len(parts)))
 	pl.m.OpenWindows.Set(float64(open))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/clickagg/clickagg/sink"
+	"github.com/clickagg/clickagg/state"
 	"github.com/clickagg/clickagg/stream"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -269,22 +270,39 @@ func (pl *Pipeline) restoreOne(p int32, pos sink.Position, logStart, end int64, 
 		return nil, 0, err
 	}
 	local := ok && meta == metaOf(pos)
+	var reg map[state.Window]state.OpenWindow
+	if local {
+		if reg, err = pl.store.Windows(p); err != nil {
+			return nil, 0, err
+		}
+		for w, e := range reg {
+			// NB: a replay of held windows counts only the sizes
+			// configured now, and cannot tell duplicates from the
+			// sightings it stored: rebuild instead.
+			if e.MemFrom >= 0 && (op.Deduplicating() || !slices.Contains(op.Sizes(), w.Size)) {
+				local = false
+				pl.log.Info("local state holds windows this configuration cannot replay; rebuilding", zap.Int32("partition", p))
+				break
+			}
+		}
+	}
 	if end < pos.NextOffset {
 		pl.log.Error("the checkpoint is beyond the partition's end: was the topic deleted and recreated? records below the checkpoint are skipped",
 			zap.Int32("partition", p), zap.Int64("next_offset", pos.NextOffset), zap.Int64("end_offset", end))
 	}
 	var start int64
 	if local {
-		// The local state is this very checkpoint's: resume at once.
-		reg, err := pl.store.Windows(p)
-		if err != nil {
-			return nil, 0, err
-		}
+		// The local state is this very checkpoint's: resume at once, after
+		// replaying what held windows kept in memory only.
 		open := make(map[stream.Window]int64, len(reg))
-		for w, first := range reg {
-			open[stream.Window(w)] = first
+		memFrom := make(map[stream.Window]int64)
+		for w, e := range reg {
+			open[stream.Window(w)] = e.First
+			if e.MemFrom >= 0 {
+				memFrom[stream.Window(w)] = e.MemFrom
+			}
 		}
-		op.Resume(pos.NextOffset, pos.Watermark, open)
+		op.Resume(pos.NextOffset, pos.Watermark, open, memFrom)
 		if op.Deduplicating() {
 			clock, hist, ok, err := pl.store.Dedup(p)
 			if err != nil {
@@ -302,9 +320,11 @@ func (pl *Pipeline) restoreOne(p int32, pos sink.Position, logStart, end int64, 
 				op.FinishLoad()
 			}
 		}
-		start = pos.NextOffset
+		start = op.NextOffset()
 		pl.m.Restores.WithLabelValues("local").Inc()
-		pl.m.RestoreDuration.Observe(time.Since(now).Seconds())
+		if !op.Replaying() {
+			pl.m.RestoreDuration.Observe(time.Since(now).Seconds())
+		}
 	} else {
 		// No local state, a stale one, a crash between the two writes, or a
 		// zombie's leftovers: rebuild from PostgreSQL's restart offset.

@@ -88,12 +88,9 @@ func TestExactlyOnceUnderSIGKILL(t *testing.T) {
 // the PostgreSQL checkpoint: from local state when it matches, by a replay
 // from the restart offset (not from the start) when it is gone.
 func TestRestartResumesAtCheckpoint(t *testing.T) {
-	for _, lose := range []bool{false, true} {
-		name := "local-state"
-		if lose {
-			name = "state-lost"
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, mode := range []string{"local-state", "local-held", "state-lost"} {
+		lose, held := mode == "state-lost", mode == "local-held"
+		t.Run(mode, func(t *testing.T) {
 			e := newEnv(t, 3)
 			ctx := context.Background()
 			dir := t.TempDir()
@@ -101,7 +98,14 @@ func TestRestartResumesAtCheckpoint(t *testing.T) {
 			// the restart offset moves on as they close.
 			e.produce(ctx, gen.Options{Count: 12_000, EventRate: 20, URLs: 50, Seed: 9,
 				StartTime: time.Now().Add(-time.Hour)})
-			p := e.run("--state-dir", dir, "--windows", "1m")
+			// NB: local-state keeps no window in memory across
+			// checkpoints: a restart replays nothing. local-held does
+			// (the default): a restart replays what they held.
+			hold := "0s"
+			if held {
+				hold = "10m"
+			}
+			p := e.run("--state-dir", dir, "--windows", "1m", "--hold-windows", hold)
 			waitFor(t, time.Minute, "everything checkpointed", func() bool {
 				return sumNext(e.positions(ctx)) == 12_000
 			})
@@ -116,18 +120,24 @@ func TestRestartResumesAtCheckpoint(t *testing.T) {
 				os.RemoveAll(dir)
 			}
 			e.produce(ctx, gen.Options{Count: 900, EventRate: 20, URLs: 50, Seed: 10, StartTime: time.Now().Add(-time.Hour).Add(10 * time.Minute)})
-			p = e.run("--state-dir", dir, "--windows", "1m", "--exit-when-idle", "2s")
+			p = e.run("--state-dir", dir, "--windows", "1m", "--exit-when-idle", "2s", "--hold-windows", hold)
 			if code := p.wait(t, 2*time.Minute); code != 0 {
 				t.Fatalf("exit code %d", code)
 			}
+			var heldReplay int64
 			for _, a := range p.logEntries("partition assigned") {
 				part := int32(a["partition"].(float64))
 				pos := at[part]
+				start := int64(a["start"].(float64))
 				want := pos.NextOffset
-				if lose {
+				switch {
+				case lose:
 					want = pos.RestartOffset
+				case held && start >= pos.RestartOffset && start <= pos.NextOffset:
+					want = start
+					heldReplay += pos.NextOffset - start
 				}
-				if int64(a["start"].(float64)) != want || a["local_state"].(bool) == lose {
+				if start != want || a["local_state"].(bool) == lose {
 					t.Errorf("partition %d: started at %v (local state %v); checkpoint next %d restart %d",
 						part, a["start"], a["local_state"], pos.NextOffset, pos.RestartOffset)
 				}
@@ -137,9 +147,12 @@ func TestRestartResumesAtCheckpoint(t *testing.T) {
 				t.Fatalf("want one 'pipeline stopped' line, got %d", len(stopped))
 			}
 			consumed, replayed := int64(stopped[0]["records_consumed"].(float64)), int64(stopped[0]["records_replayed"].(float64))
-			wantReplay := int64(0)
+			wantReplay := heldReplay
 			if lose {
 				wantReplay = replay
+			}
+			if held && heldReplay == 0 {
+				t.Errorf("held windows: a restart with local state replayed nothing; want the open windows' records")
 			}
 			if consumed != 900 || replayed != wantReplay {
 				t.Fatalf("consumed %d (want the 900 new records), replayed %d (want %d of the 12000 before the kill)", consumed, replayed, wantReplay)

@@ -1,7 +1,8 @@
 // Package state is the local Pebble store behind the window operator.
 //
 // It holds, per Kafka partition: the counts of open windows carried over
-// from earlier checkpoints, the open-window registry (window → lowest offset
+// from earlier checkpoints (but those held in memory: see
+// stream.OperatorOptions.HoldWindows), the open-window registry (window → lowest offset
 // of a record not yet emitted), the partition's checkpoint tag (next
 // offset, watermark, restart offset, dedup restart offset and clock) and,
 // with dedup on, the event ids seen and the dedup clock's history.
@@ -10,7 +11,7 @@
 // Postgres commit, one atomic, synced batch per checkpoint (one fsync per
 // checkpoint, none per record). A crash between the two writes, or a lost
 // volume, never leaves half a batch; the caller then sees a tag that does
-// // not match Postgres and rebuilds the partition by replay. Counts are added
+// not match Postgres and rebuilds the partition by replay. Counts are added
 // with a merge operator, so a checkpoint writes only the deltas it saw,
 // never reads before writing.
 //
@@ -20,6 +21,7 @@
 //	0x00 "identity"                          consumer group and topic
 //	0x01 partition                           checkpoint tag
 //	0x02 partition size start                registry: lowest pending offset
+//	                                         [, offset from which counts are in memory only]
 //	0x03 partition size start url            count (merge: int64 add)
 //	0x04 partition slot id                   dedup: latest event time of id
 //	0x06 partition                           dedup clock and its history

@@ -197,26 +197,41 @@ func (s *Store) Meta(p int32) (m PartitionMeta, ok bool, err error) {
 	return m, true, nil
 }
 
-// Windows returns partition p's open-window registry: window → lowest
-// offset of a record not yet emitted.
-func (s *Store) Windows(p int32) (map[Window]int64, error) {
+// OpenWindow is one entry of a partition's open-window registry.
+type OpenWindow struct {
+	First int64 // the lowest offset of a record not yet emitted
+	// MemFrom is, for a window whose newest counts were held in memory
+	// only, the offset from which the store lacks its records; -1 when
+	// the store has them all.
+	MemFrom int64
+}
+
+// Windows returns partition p's open-window registry.
+func (s *Store) Windows(p int32) (map[Window]OpenWindow, error) {
 	prefix := partitionKey(nil, kindWindow, p)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return nil, err
 	}
 	defer it.Close()
-	out := make(map[Window]int64)
+	out := make(map[Window]OpenWindow)
 	for ok := it.First(); ok; ok = it.Next() {
 		_, w, _, err := decodeWindowKey(it.Key())
 		if err != nil {
 			return nil, err
 		}
-		first, err := decodeInt64(it.Value())
-		if err != nil {
-			return nil, err
+		v, e := it.Value(), OpenWindow{MemFrom: -1}
+		if len(v) == 16 {
+			e.MemFrom, err = decodeInt64(v[8:])
+			v = v[:8]
 		}
-		out[w] = first
+		if err == nil {
+			e.First, err = decodeInt64(v)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("registry entry of window %v: %w", w, err)
+		}
+		out[w] = e
 	}
 	return out, it.Error()
 }
@@ -339,10 +354,15 @@ func (b *Batch) AddCount(p int32, w Window, url string, n int64) {
 }
 
 // SetWindow records window w of partition p as open with lowest pending
-// offset first.
-func (b *Batch) SetWindow(p int32, w Window, first int64) {
+// offset first and, when memFrom >= 0, counts from offset memFrom on held
+// in memory only (see OpenWindow).
+func (b *Batch) SetWindow(p int32, w Window, first, memFrom int64) {
 	b.key = windowKey(b.key[:0], kindWindow, p, w)
-	b.keep(b.b.Set(b.key, encodeInt64(b.val[:0], first), nil))
+	v := encodeInt64(b.val[:0], first)
+	if memFrom >= 0 {
+		v = encodeInt64(v, memFrom)
+	}
+	b.keep(b.b.Set(b.key, v, nil))
 }
 
 // DeleteWindow removes window w of partition p: its counts and registry entry.

@@ -37,8 +37,8 @@ func TestStoreCountsMergeAndWindowsDelete(t *testing.T) {
 	b.AddCount(3, w1, "/b", 1)
 	b.AddCount(3, w2, "/a", 5)
 	b.AddCount(4, w1, "/a", 9)
-	b.SetWindow(3, w1, 10)
-	b.SetWindow(3, w2, 12)
+	b.SetWindow(3, w1, 10, -1)
+	b.SetWindow(3, w2, 12, 15) // held in memory from offset 15
 	b.SetMeta(3, PartitionMeta{NextOffset: 20, Watermark: 30, RestartOffset: 10, DedupOffset: 5, DedupClock: 25})
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
@@ -52,7 +52,7 @@ func TestStoreCountsMergeAndWindowsDelete(t *testing.T) {
 		t.Fatalf("window 1 = %q", got)
 	}
 	reg, err := s.Windows(3)
-	if err != nil || len(reg) != 2 || reg[w1] != 10 || reg[w2] != 12 {
+	if err != nil || len(reg) != 2 || reg[w1] != (OpenWindow{10, -1}) || reg[w2] != (OpenWindow{12, 15}) {
 		t.Fatalf("registry = %v %v", reg, err)
 	}
 	b = s.NewBatch()

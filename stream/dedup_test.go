@@ -97,7 +97,7 @@ func (r *dedupRun) process(rec Record) {
 
 func (r *dedupRun) checkpoint(flush bool) (Plan, DedupState) {
 	p := r.op.Plan(flush)
-	s := r.op.Take(p)
+	s := r.op.Take(p, false)
 	for k := range r.store {
 		if k.slot < s.ExpireBefore {
 			delete(r.store, k)
@@ -143,7 +143,7 @@ func TestDedupRestoreDecidesAlike(t *testing.T) {
 					}
 					p, dd := a.checkpoint(rng.IntN(6) == 0)
 					open := map[Window]int64{}
-					a.op.OpenWindows(func(w Window, first int64) { open[w] = first })
+					a.op.OpenWindows(func(w Window, first, _ int64) { open[w] = first })
 					ckpts = append(ckpts, ckpt{p: p, store: maps.Clone(a.store), dd: dd, open: open})
 					if p.NextOffset != int64(i+1) || p.DedupOffset > p.RestartOffset {
 						t.Fatalf("plan %+v after record %d", p, i)
@@ -159,7 +159,7 @@ func TestDedupRestoreDecidesAlike(t *testing.T) {
 				p := c.p
 				// Local resume: the state store as it was at the checkpoint.
 				local := newDedupRun(newOp(t, opts), maps.Clone(c.store))
-				local.op.Resume(p.NextOffset, p.Watermark, maps.Clone(c.open))
+				local.op.Resume(p.NextOffset, p.Watermark, maps.Clone(c.open), nil)
 				local.op.ResumeDedup(c.dd)
 				if k%2 == 0 {
 					// As the pipeline does: the stored sightings fill the
@@ -207,7 +207,7 @@ func TestDedupFailedCheckpointGivesSightingsBack(t *testing.T) {
 	if out := op.Process(rec(0, "x", t0)); out.Duplicate {
 		t.Fatal("first sighting is a duplicate")
 	}
-	s := op.Take(op.Plan(false))
+	s := op.Take(op.Plan(false), false)
 	if out := op.Process(rec(1, "x", t0)); !out.Duplicate {
 		t.Fatal("retry while the checkpoint is in flight was not caught")
 	}
@@ -273,7 +273,7 @@ func BenchmarkOperatorProcessDedup(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		op.Process(Record{Offset: int64(i), Value: vals[i%len(vals)]})
 		if i%100_000 == 99_999 {
-			op.Release(op.Take(op.Plan(false)))
+			op.Release(op.Take(op.Plan(false), false))
 		}
 	}
 }

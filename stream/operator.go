@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"iter"
 	"maps"
 	"slices"
 	"time"
@@ -80,6 +79,18 @@ type OperatorOptions struct {
 	// fragment before counting (NormalizeURL). Off: URLs are counted byte
 	// for byte as received.
 	NormalizeURLs bool
+	// HoldWindows lets windows no longer than this keep their counts in
+	// memory across checkpoints (Take with hold) instead of moving them to
+	// the state store: a window that closes soon then costs no store write
+	// and read-back. A restart with local state replays the records they
+	// hold (Resume). Zero: off. Ignored with dedup, whose sightings a
+	// replay over stored state would see twice.
+	HoldWindows time.Duration
+	// HoldRecords bounds that replay: a window stops being held (its
+	// counts go to the store) at a checkpoint where it holds the counts of
+	// more than this many of the partition's records, and is held afresh
+	// from there. Zero means DefaultHoldRecords.
+	HoldRecords int64
 	// DedupKeyed (dedup scope "global") expects each record's Kafka key to
 	// be its event id or its URL, so that every copy of a click lands on
 	// one partition; a record keyed otherwise is flagged Misrouted.
@@ -115,82 +126,13 @@ type Outcome struct {
 	Misrouted bool
 }
 
+// DefaultHoldRecords is OperatorOptions.HoldRecords when zero: a restart
+// with local state replays at most about this many records per partition,
+// plus those of one checkpoint interval.
+const DefaultHoldRecords = 250_000
+
 // MaxWindows is the most window sizes one operator runs.
 const MaxWindows = 16
-
-// Counts maps URLs to click counts. URLs index a slice of counts, so that
-// counting a URL already present, given as bytes, does not allocate (a
-// map[string]int64 increment with a []byte key allocates the key string).
-type Counts struct {
-	idx  map[string]int32
-	vals []int64
-}
-
-// NewCounts returns an empty Counts.
-func NewCounts() *Counts { return &Counts{idx: make(map[string]int32)} }
-
-// Add adds n to url's count.
-func (c *Counts) Add(url []byte, n int64) {
-	if i, ok := c.idx[string(url)]; ok { // NB: this lookup does not allocate
-		c.vals[i] += n
-		return
-	}
-	c.idx[string(url)] = int32(len(c.vals))
-	c.vals = append(c.vals, n)
-}
-
-// AddString adds n to url's count.
-func (c *Counts) AddString(url string, n int64) {
-	if i, ok := c.idx[url]; ok {
-		c.vals[i] += n
-		return
-	}
-	c.idx[url] = int32(len(c.vals))
-	c.vals = append(c.vals, n)
-}
-
-// Get returns url's count (0 when absent). Safe on a nil Counts.
-func (c *Counts) Get(url string) int64 {
-	if c == nil {
-		return 0
-	}
-	if i, ok := c.idx[url]; ok {
-		return c.vals[i]
-	}
-	return 0
-}
-
-// Len returns the number of URLs. Safe on a nil Counts.
-func (c *Counts) Len() int {
-	if c == nil {
-		return 0
-	}
-	return len(c.vals)
-}
-
-// All iterates over the URLs and their counts, in no particular order.
-// Safe on a nil Counts.
-func (c *Counts) All() iter.Seq2[string, int64] {
-	return func(yield func(string, int64) bool) {
-		if c == nil {
-			return
-		}
-		for url, i := range c.idx {
-			if !yield(url, c.vals[i]) {
-				return
-			}
-		}
-	}
-}
-
-// String formats the counts like a map, URLs sorted (tests, logs).
-func (c *Counts) String() string {
-	m := make(map[string]int64, c.Len())
-	for url, n := range c.All() {
-		m[url] = n
-	}
-	return fmt.Sprint(m)
-}
 
 // Operator is the window operator of one partition. It is a deterministic
 // state machine: the same records, from the same starting state, give the
@@ -222,6 +164,17 @@ type Operator struct {
 	// last caches, per window size, the window the previous record went to
 	// and its pending counts: consecutive records mostly share a window.
 	last []lastWindow
+
+	// Held windows (HoldWindows). pending holds the counts of a window in
+	// memFrom for its records at offsets >= memFrom[w] (the state store
+	// holds those below), and of any other window for its records at
+	// offsets >= base, the next offset of the last checkpoint taken.
+	holdMax    int64 // ms; 0: off
+	holdRecs   int64
+	memFrom    map[Window]int64
+	base       int64
+	heldKeys   int              // keys in held windows when the last checkpoint was taken
+	replayOnly map[Window]int64 // while replaying held windows: count a record only into these, from these offsets; nil: every open window
 }
 
 type lastWindow struct {
@@ -271,7 +224,24 @@ func NewOperator(opts OperatorOptions) (*Operator, error) {
 	case w > 0:
 		dd = newDedup(w.Milliseconds())
 	}
+	if opts.HoldWindows < 0 {
+		return nil, fmt.Errorf("hold windows %s: must not be negative", opts.HoldWindows)
+	}
+	holdMax := opts.HoldWindows.Milliseconds()
+	if dd != nil {
+		holdMax = 0
+	}
+	if opts.HoldRecords < 0 {
+		return nil, fmt.Errorf("hold records %d: must not be negative", opts.HoldRecords)
+	}
+	holdRecs := opts.HoldRecords
+	if holdRecs == 0 {
+		holdRecs = DefaultHoldRecords
+	}
 	return &Operator{
+		holdMax:     holdMax,
+		holdRecs:    holdRecs,
+		memFrom:     make(map[Window]int64),
 		dd:          dd,
 		keyed:       opts.DedupKeyed && dd != nil,
 		normalize:   opts.NormalizeURLs,
@@ -307,17 +277,33 @@ func (o *Operator) Replaying() bool { return o.replayUntil >= 0 }
 // ReplayUntil returns the checkpointed next offset the replay runs to, or -1.
 func (o *Operator) ReplayUntil() int64 { return o.replayUntil }
 
-// Resume starts the operator live from local state that matches the
-// checkpoint: next offset, watermark and the open-window registry (window →
-// lowest pending offset). It takes ownership of open.
-func (o *Operator) Resume(next, wm int64, open map[Window]int64) {
+// Resume starts the operator from local state that matches the
+// checkpoint: next offset, watermark, the open-window registry (window →
+// lowest pending offset) and the held windows (window → offset from which
+// its counts were in memory only; nil for none). Without held windows it is
+// live at once; with them it first replays from the lowest of those
+// offsets to next, counting records into the held windows only. It takes
+// ownership of open and memFrom.
+func (o *Operator) Resume(next, wm int64, open, memFrom map[Window]int64) {
 	o.reset()
-	o.next, o.wm = next, wm
+	o.next, o.wm, o.base = next, wm, next
 	if open != nil {
 		o.open = open
 	}
 	if o.dd != nil {
 		o.dd.start(next, NoWatermark)
+	}
+	if len(memFrom) == 0 {
+		return
+	}
+	o.memFrom = memFrom
+	from := next
+	for _, f := range memFrom {
+		from = min(from, f)
+	}
+	if from < next {
+		o.replayOnly = maps.Clone(memFrom)
+		o.next, o.replayUntil = from, next
 	}
 }
 
@@ -383,7 +369,7 @@ func (o *Operator) StartReplayDedup(from, countFrom, until, wm, clock int64) {
 	if o.dd == nil || countFrom < from {
 		from = countFrom
 	}
-	o.next, o.wm, o.countFrom = from, wm, countFrom
+	o.next, o.wm, o.countFrom, o.base = from, wm, countFrom, countFrom
 	if o.dd != nil {
 		o.dd.start(from, clock)
 	}
@@ -395,17 +381,20 @@ func (o *Operator) StartReplayDedup(from, countFrom, until, wm, clock int64) {
 }
 
 func (o *Operator) reset() {
-	o.next, o.wm, o.replayUntil, o.countFrom = 0, NoWatermark, -1, 0
+	o.next, o.wm, o.replayUntil, o.countFrom, o.base, o.heldKeys = 0, NoWatermark, -1, 0, 0, 0
 	clear(o.open)
 	clear(o.pending)
 	clear(o.lateBuf)
 	clear(o.last)
+	clear(o.memFrom)
+	o.replayOnly = nil
 }
 
 // finishReplay switches from replay to live at the checkpointed offset.
 func (o *Operator) finishReplay() {
 	o.next = o.replayUntil
 	o.replayUntil = -1
+	o.replayOnly = nil
 }
 
 // Process applies one record. Records must come in offset order; a record
@@ -479,6 +468,13 @@ func (o *Operator) Process(r Record) Outcome {
 				add(o.lateBuf, w, c.URL)
 			}
 			continue
+		}
+		if replaying && o.replayOnly != nil {
+			// NB: replaying held windows over local state: every other
+			// window has these records in the store already.
+			if from, ok := o.replayOnly[w]; !ok || r.Offset < from {
+				continue
+			}
 		}
 		lw := &o.last[i]
 		if lw.counts == nil || lw.w != w {
@@ -605,20 +601,41 @@ func (o *Operator) LateCounts(fn func(w Window, c *Counts)) {
 	}
 }
 
-// OpenWindows calls fn for every open window with its lowest pending offset.
-func (o *Operator) OpenWindows(fn func(w Window, first int64)) {
+// OpenWindows calls fn for every open window with its lowest pending
+// offset and, for a held window, the offset from which its counts are in
+// memory only once the pending counts are in the state store (DropPending);
+// -1 for the others.
+func (o *Operator) OpenWindows(fn func(w Window, first, memFrom int64)) {
 	for w, first := range o.open {
-		fn(w, first)
+		mf, held := o.memFrom[w]
+		switch {
+		case !held:
+			mf = -1
+		case o.pending[w] != nil:
+			mf = o.next
+		}
+		fn(w, first, mf)
 	}
 }
 
-// DropPending forgets the counts added since the last checkpoint after the
-// caller has moved them to the state store (used while replaying, to bound
-// memory). The open-window registry is kept.
+// DropPending forgets the pending counts after the caller has moved them
+// to the state store (used while replaying, to bound memory). The
+// open-window registry is kept.
 func (o *Operator) DropPending() {
+	for w := range o.pending {
+		if _, held := o.memFrom[w]; held {
+			o.memFrom[w] = o.next
+		}
+	}
+	if o.replayOnly == nil {
+		// NB: replaying held windows, the other windows' records up to
+		// replayUntil are in the store, and none of them is pending.
+		o.base = o.next
+	}
 	clear(o.pending)
 	clear(o.lateBuf)
 	clear(o.last)
+	o.heldKeys = 0
 	if o.dd != nil {
 		clear(o.dd.seen)
 	}
@@ -635,10 +652,11 @@ func (o *Operator) Sightings(fn func(slot int64, id string, t int64)) {
 	}
 }
 
-// PendingKeys returns how many (window, URL) counters are buffered since the
-// last checkpoint; the runner uses it to checkpoint early under load.
+// PendingKeys returns about how many (window, URL) counters were added
+// since the last checkpoint (not counting those held since before it); the
+// runner uses it to checkpoint early under load.
 func (o *Operator) PendingKeys() int {
-	n := 0
+	n := -o.heldKeys
 	for _, c := range o.pending {
 		n += c.Len()
 	}
@@ -648,7 +666,37 @@ func (o *Operator) PendingKeys() int {
 	if o.dd != nil {
 		n += len(o.dd.seen)
 	}
+	return max(n, 0)
+}
+
+// HeldKeys returns how many (window, URL) counters held windows kept in
+// memory when the last checkpoint was taken.
+func (o *Operator) HeldKeys() int { return o.heldKeys }
+
+// HoldableKeys returns how many counters Take(p, true) would keep in
+// memory: the pending counts of open windows p does not emit that are no
+// longer than HoldWindows.
+func (o *Operator) HoldableKeys(p Plan) int {
+	if o.holdMax == 0 || p.Flush {
+		return 0
+	}
+	n := 0
+	for w, c := range o.pending {
+		if !w.ClosedBy(p.Watermark) && o.holds(w, p.NextOffset) {
+			n += c.Len()
+		}
+	}
 	return n
+}
+
+// holds reports whether a checkpoint at offset next may keep window w's
+// pending counts in memory.
+func (o *Operator) holds(w Window, next int64) bool {
+	from, held := o.memFrom[w]
+	if !held {
+		from = o.base
+	}
+	return w.Size <= o.holdMax && next-from <= o.holdRecs
 }
 
 // Snapshot is what one checkpoint takes from the operator: the counts added
@@ -672,19 +720,57 @@ type Snapshot struct {
 	dd           *dedup
 	Horizon      int64
 	dropped      []ClockMark
+	// Held are the windows whose counts Take kept in memory, with the
+	// offset from which the state store does not have them: the registry
+	// must say so.
+	Held map[Window]int64
+	// memFrom, base and heldKeys are the operator's before Take, for
+	// Restore.
+	memFrom  map[Window]int64
+	base     int64
+	heldKeys int
 }
 
 // Take applies plan p as if its checkpoint committed (emitted windows leave
 // the registry) and moves the counts added since the previous checkpoint
-// into the returned snapshot.
-func (o *Operator) Take(p Plan) *Snapshot {
-	s := &Snapshot{Pending: o.pending, Late: o.lateBuf, Emitted: make(map[Window]int64, len(p.Emit))}
+// into the returned snapshot. With hold, open windows no longer than
+// HoldWindows keep their counts in memory instead (see HoldableKeys).
+func (o *Operator) Take(p Plan, hold bool) *Snapshot {
+	s := &Snapshot{Pending: o.pending, Late: o.lateBuf, Emitted: make(map[Window]int64, len(p.Emit)),
+		memFrom: maps.Clone(o.memFrom), base: o.base, heldKeys: o.heldKeys}
 	for _, w := range p.Emit {
 		if first, ok := o.open[w]; ok {
 			s.Emitted[w] = first
 			delete(o.open, w)
 		}
+		delete(o.memFrom, w)
 	}
+	kept := make(map[Window]*Counts, len(o.pending))
+	o.heldKeys = 0
+	if hold && o.holdMax > 0 && !p.Flush {
+		for w, c := range o.pending {
+			if _, emitted := s.Emitted[w]; emitted || !o.holds(w, p.NextOffset) {
+				continue
+			}
+			kept[w] = c
+			delete(s.Pending, w) // NB: s.Pending is o.pending, replaced below
+			o.heldKeys += c.Len()
+			if _, held := o.memFrom[w]; !held {
+				// NB: none of its records below its first pending one
+				// is in memory.
+				o.memFrom[w] = max(o.base, o.open[w])
+			}
+		}
+	}
+	for w := range o.memFrom {
+		if _, ok := kept[w]; !ok {
+			// Its counts go to the store with this checkpoint (or it had
+			// none in memory).
+			delete(o.memFrom, w)
+		}
+	}
+	s.Held = maps.Clone(o.memFrom)
+	o.base = p.NextOffset
 	s.Open = maps.Clone(o.open)
 	if d := o.dd; d != nil {
 		s.Horizon = d.horizon()
@@ -698,7 +784,7 @@ func (o *Operator) Take(p Plan) *Snapshot {
 		s.Dedup = DedupState{Clock: d.clock, Hist: slices.Clone(d.hist)}
 		s.Seen = d.take()
 	}
-	o.pending = make(map[Window]*Counts, len(s.Pending))
+	o.pending = kept
 	o.lateBuf = make(map[Window]*Counts)
 	clear(o.last)
 	return s
@@ -727,6 +813,7 @@ func (o *Operator) Restore(s *Snapshot) {
 			o.open[w] = first
 		}
 	}
+	o.memFrom, o.base, o.heldKeys = s.memFrom, s.base, s.heldKeys
 	if o.dd != nil {
 		o.dd.giveBack(s.Seen, s.dropped)
 	}

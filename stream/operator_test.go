@@ -93,7 +93,7 @@ func TestOperatorScenario(t *testing.T) {
 	// Checkpoint 1: watermark t0+55s has not closed [t0, t0+60s).
 	p := op.Plan(false)
 	expect("plan 1", fmt.Sprint(p.NextOffset, p.Watermark-t0, p.RestartOffset, len(p.Emit)), fmt.Sprint(6, 55*sec, 0, 0))
-	op.Release(op.Take(p))
+	op.Release(op.Take(p, false))
 
 	expect("closes the first window", process(click("/b", t0+75*sec), 0), Outcome{})
 	expect("late for [t0, t0+60s)", process(click("/a", t0+1*sec), 0), Outcome{Late: 1})
@@ -104,7 +104,7 @@ func TestOperatorScenario(t *testing.T) {
 	var late []string
 	op.LateCounts(func(w Window, c *Counts) { late = append(late, fmt.Sprint(w.Start-t0, c)) })
 	expect("late counts", late, []string{"0 map[/a:1]"})
-	op.Release(op.Take(p))
+	op.Release(op.Take(p, false))
 	expect("open after commit", openWindows(op), []string{"60000@2"})
 
 	// A flush emits the open window too and moves the restart offset.
@@ -115,7 +115,7 @@ func TestOperatorScenario(t *testing.T) {
 
 func openWindows(op *Operator) []string {
 	var out []string
-	op.OpenWindows(func(w Window, first int64) { out = append(out, fmt.Sprintf("%d@%d", w.Start-t0, first)) })
+	op.OpenWindows(func(w Window, first, _ int64) { out = append(out, fmt.Sprintf("%d@%d", w.Start-t0, first)) })
 	slices.Sort(out)
 	return out
 }
@@ -154,11 +154,13 @@ func TestControlRecordsAndDuplicatesAdvanceOnly(t *testing.T) {
 }
 
 // harness runs an operator through the checkpoint protocol the way package
-// checkpoint does, with a map standing in for the state store, and records
+// checkpoint does, with maps standing in for the state store, and records
 // everything it emits.
 type harness struct {
 	op      *Operator
+	hold    bool                        // Take holds windows (HoldWindows)
 	store   map[Window]map[string]int64 // counts carried over from earlier checkpoints
+	reg     map[Window][2]int64         // the stored registry: first pending offset, held from (-1: not held)
 	emitted map[string]int64            // window@url -> clicks emitted
 	late    map[string]int64
 	totals  map[string]int64
@@ -166,7 +168,8 @@ type harness struct {
 }
 
 func newHarness(op *Operator) *harness {
-	return &harness{op: op, store: map[Window]map[string]int64{}, emitted: map[string]int64{}, late: map[string]int64{}, totals: map[string]int64{}}
+	return &harness{op: op, store: map[Window]map[string]int64{}, reg: map[Window][2]int64{},
+		emitted: map[string]int64{}, late: map[string]int64{}, totals: map[string]int64{}}
 }
 
 func (h *harness) checkpoint(flush bool) {
@@ -185,7 +188,6 @@ func (h *harness) checkpoint(flush bool) {
 		for url, n := range h.op.Pending(w).All() {
 			emit(w, url, n)
 		}
-		delete(h.store, w)
 	}
 	h.op.LateCounts(func(w Window, c *Counts) {
 		for url, n := range c.All() {
@@ -193,53 +195,136 @@ func (h *harness) checkpoint(flush bool) {
 			h.late[url] += n
 		}
 	})
-	emitted := map[Window]bool{}
-	for _, w := range p.Emit {
-		emitted[w] = true
+	// The state batch, as checkpoint.persist writes it.
+	snap := h.op.Take(p, h.hold)
+	for w := range snap.Emitted {
+		delete(h.store, w)
+		delete(h.reg, w)
 	}
-	h.op.PendingWindows(func(w Window, c *Counts) {
-		if emitted[w] {
-			return
+	for w, c := range snap.Pending {
+		if _, emitted := snap.Emitted[w]; !emitted {
+			h.addToStore(w, c)
 		}
-		if h.store[w] == nil {
-			h.store[w] = map[string]int64{}
+	}
+	for w, first := range snap.Open {
+		memFrom, held := snap.Held[w]
+		if !held {
+			memFrom = -1
 		}
-		for url, n := range c.All() {
-			h.store[w][url] += n
-		}
-	})
-	h.op.Release(h.op.Take(p))
+		h.reg[w] = [2]int64{first, memFrom}
+	}
+	h.op.Release(snap)
 	h.pos = [3]int64{p.NextOffset, p.Watermark, p.RestartOffset}
 }
 
+func (h *harness) addToStore(w Window, c *Counts) {
+	if h.store[w] == nil {
+		h.store[w] = map[string]int64{}
+	}
+	for url, n := range c.All() {
+		h.store[w][url] += n
+	}
+}
+
+// spill moves a replaying operator's counts to the store, as
+// checkpoint.spillReplaying does.
+func (h *harness) spill() {
+	h.op.PendingWindows(h.addToStore)
+	h.op.OpenWindows(func(w Window, first, memFrom int64) { h.reg[w] = [2]int64{first, memFrom} })
+	h.op.DropPending()
+}
+
+// resumeLocal restarts from the stored state, as checkpoint.restoreOne
+// does when the local state matches the checkpoint.
+func (h *harness) resumeLocal(opts OperatorOptions) {
+	h.op, _ = NewOperator(opts)
+	open, memFrom := map[Window]int64{}, map[Window]int64{}
+	for w, r := range h.reg {
+		open[w] = r[0]
+		if r[1] >= 0 {
+			memFrom[w] = r[1]
+		}
+	}
+	h.op.Resume(h.pos[0], h.pos[1], open, memFrom)
+}
+
 // TestReplayRebuildsExactly is the operator-level form of DESIGN.md I3/I4:
-// crash after any checkpoint, lose the local state, rebuild by replaying
-// [restart offset, next offset) with the recorded watermark, carry on; the
-// total emitted per window and URL equals an uninterrupted run's, which
-// equals the count of valid records (late policy count).
+// crash after any checkpoint and restore, then carry on; the total emitted
+// per window and URL equals an uninterrupted run's, which equals the count
+// of valid records (late policy count). Restores either lose the local
+// state and rebuild by replaying [restart offset, next offset) with the
+// recorded watermark, or resume from it, replaying what held windows kept
+// in memory only — with spills to the store during that replay and a
+// second crash after one.
 func TestReplayRebuildsExactly(t *testing.T) {
+	type variant struct {
+		name  string
+		hold  bool  // 1m windows held in memory across checkpoints
+		local bool  // the first crash keeps the local state (later ones always do)
+		twice bool  // the first crash's replay spills to the store, crashes again, resumes again
+		recs  int64 // HoldRecords
+	}
+	variants := []variant{
+		{name: "rebuild"},
+		{name: "rebuild-held", hold: true},
+		{name: "local-held", hold: true, local: true},
+		{name: "local-held-twice", hold: true, local: true, twice: true},
+		{name: "local-held-short", hold: true, local: true, recs: 150}, // 7m windows held too
+	}
 	for seed := range uint64(40) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 7))
 			recs := randomRecords(rng, 3000)
 			opts := OperatorOptions{Windows: []time.Duration{time.Minute, 7 * time.Minute}, OutOfOrder: 3 * time.Second}
-			// Checkpoint schedule: every few records, some with flush, and
-			// idle watermark advances in between.
+			// Checkpoint schedule: every few records, some with flush, some
+			// not holding windows (as under memory pressure), and idle
+			// watermark advances in between.
 			type step struct {
-				at    int
-				flush bool
-				idle  int64
+				at                  int
+				flush, nohold, fail bool
+				idle                int64
 			}
 			var steps []step
 			for i := rng.IntN(50); i < len(recs); i += 1 + rng.IntN(200) {
-				s := step{at: i, flush: rng.IntN(8) == 0}
+				s := step{at: i, flush: rng.IntN(8) == 0, nohold: rng.IntN(5) == 0, fail: rng.IntN(6) == 0}
 				if rng.IntN(10) == 0 {
 					s.idle = recs[i].TimestampMs + int64(rng.IntN(120))*sec
 				}
 				steps = append(steps, s)
 			}
-			run := func(crashAfter int) *harness {
-				op, _ := NewOperator(opts)
+			// replay feeds the records a restored operator asks for up to
+			// the checkpoint; spillAt >= 0 spills once at that record, and
+			// crash then restores again from the stored state.
+			replay := func(h *harness, spillAt int64, crash func()) {
+				for i := h.op.NextOffset(); i < h.pos[0]; i++ {
+					if i == spillAt && h.op.Replaying() {
+						h.spill()
+						if crash != nil {
+							crash()
+							crash = nil
+							i = h.op.NextOffset() - 1
+							continue
+						}
+					}
+					if out := h.op.Process(recs[i]); !out.Replayed {
+						t.Fatalf("record %d processed live during replay", i)
+					}
+				}
+				if h.op.Replaying() || h.op.NextOffset() != h.pos[0] || h.op.Watermark() != h.pos[1] {
+					t.Fatalf("after replay: replaying %v next %d wm %d, want %d %d", h.op.Replaying(), h.op.NextOffset(), h.op.Watermark(), h.pos[0], h.pos[1])
+				}
+			}
+			// run crashes after the checkpoints in crashes: the first as v
+			// says, later ones keeping the local state.
+			run := func(v variant, crashes ...int) *harness {
+				o := opts
+				if v.hold {
+					o.HoldWindows, o.HoldRecords = time.Minute, v.recs
+				}
+				if v.recs > 0 {
+					o.HoldWindows = 7 * time.Minute
+				}
+				op, _ := NewOperator(o)
 				op.StartReplay(0, 0, NoWatermark)
 				h := newHarness(op)
 				next := 0
@@ -250,28 +335,51 @@ func TestReplayRebuildsExactly(t *testing.T) {
 					if s.idle != 0 {
 						h.op.AdvanceWatermark(s.idle)
 					}
-					h.checkpoint(s.flush)
-					if si == crashAfter {
-						// Crash: lose the operator and the store, keep what was
-						// emitted and the recorded position; rebuild by replay.
-						op2, _ := NewOperator(opts)
-						op2.StartReplay(h.pos[2], h.pos[0], h.pos[1])
-						h.op, h.store = op2, map[Window]map[string]int64{}
-						for i := h.pos[2]; i < h.pos[0]; i++ {
-							if out := h.op.Process(recs[i]); !out.Replayed {
-								t.Fatalf("record %d processed live during replay", i)
-							}
+					h.hold = v.hold && !s.nohold
+					if s.fail {
+						// A checkpoint that fails after the loop processed
+						// a few more records.
+						snap := h.op.Take(h.op.Plan(s.flush), v.hold && rng.IntN(2) == 0)
+						for end := min(len(recs), next+rng.IntN(50)); next < end; next++ {
+							h.op.Process(recs[next])
 						}
-						if h.op.Replaying() || h.op.NextOffset() != h.pos[0] || h.op.Watermark() != h.pos[1] {
-							t.Fatalf("after replay: replaying %v next %d wm %d, want %d %d", h.op.Replaying(), h.op.NextOffset(), h.op.Watermark(), h.pos[0], h.pos[1])
-						}
-						// Replay builds the counts up in memory; checkpoint
-						// code moves them to the store without emitting.
-						h.op.PendingWindows(func(w Window, c *Counts) {
-							h.store[w] = maps.Collect(c.All())
-						})
-						h.op.DropPending()
+						h.op.Restore(snap)
 					}
+					h.checkpoint(s.flush)
+					nth := slices.Index(crashes, si)
+					if nth < 0 {
+						continue
+					}
+					// Some replays spill to the store midway, as checkpoints
+					// during a replay do.
+					spillAt := int64(-1)
+					if h.pos[0] > h.pos[2] && rng.IntN(2) == 0 {
+						spillAt = h.pos[2] + rng.Int64N(h.pos[0]-h.pos[2])
+					}
+					if nth == 0 && !v.local {
+						// Crash: lose the operator and the store, keep what
+						// was emitted and the recorded position; rebuild by
+						// replay, moving the counts to the store without
+						// emitting (the checkpoint code does so).
+						op2, _ := NewOperator(o)
+						op2.StartReplay(h.pos[2], h.pos[0], h.pos[1])
+						h.op, h.store, h.reg = op2, map[Window]map[string]int64{}, map[Window][2]int64{}
+						replay(h, spillAt, nil)
+						h.spill()
+						continue
+					}
+					// Crash: lose the operator, keep the store.
+					h.resumeLocal(o)
+					// NB: checkpoints come at most 250 records apart.
+					if n := h.pos[0] - h.op.NextOffset(); v.recs > 0 && n > v.recs+250 {
+						t.Fatalf("%s: a local restart replays %d records, more than HoldRecords %d allows", v.name, n, v.recs)
+					}
+					var crash func()
+					if nth == 0 && v.twice && h.op.Replaying() {
+						spillAt = h.op.NextOffset() + rng.Int64N(h.pos[0]-h.op.NextOffset())
+						crash = func() { h.resumeLocal(o) }
+					}
+					replay(h, spillAt, crash)
 				}
 				for ; next < len(recs); next++ {
 					h.op.Process(recs[next])
@@ -280,17 +388,24 @@ func TestReplayRebuildsExactly(t *testing.T) {
 				return h
 			}
 			want := expectedCounts(recs, opts)
-			base := run(-1)
+			base := run(variants[0], -1)
 			if diff := diffCounts(base.emitted, want); diff != "" {
 				t.Fatalf("uninterrupted run: %s", diff)
 			}
-			for _, crash := range []int{0, len(steps) / 3, len(steps) / 2, len(steps) - 1} {
-				h := run(crash)
-				if diff := diffCounts(h.emitted, want); diff != "" {
-					t.Fatalf("crash after checkpoint %d: %s", crash, diff)
+			for _, v := range variants {
+				if v.hold {
+					if diff := diffCounts(run(v, -1).emitted, want); diff != "" {
+						t.Fatalf("%s, uninterrupted: %s", v.name, diff)
+					}
 				}
-				if fmt.Sprint(h.totals) != fmt.Sprint(base.totals) {
-					t.Fatalf("crash after checkpoint %d: totals differ", crash)
+				for _, crash := range []int{0, len(steps) / 3, len(steps) / 2, len(steps) - 1} {
+					h := run(v, crash, crash+1+rng.IntN(5), crash+6+rng.IntN(5))
+					if diff := diffCounts(h.emitted, want); diff != "" {
+						t.Fatalf("%s, crash after checkpoint %d: %s", v.name, crash, diff)
+					}
+					if fmt.Sprint(h.totals) != fmt.Sprint(base.totals) {
+						t.Fatalf("%s, crash after checkpoint %d: totals differ", v.name, crash)
+					}
 				}
 			}
 		})
@@ -410,16 +525,20 @@ func TestTakeRestoreLosesNothing(t *testing.T) {
 		rng := rand.New(rand.NewPCG(seed, 11))
 		recs := randomRecords(rng, 2000)
 		opts := OperatorOptions{Windows: []time.Duration{time.Minute, 7 * time.Minute}, OutOfOrder: 3 * time.Second}
+		if seed%2 == 1 {
+			opts.HoldWindows = time.Minute
+		}
 		op, _ := NewOperator(opts)
 		op.StartReplay(0, 0, NoWatermark)
 		h := newHarness(op)
+		h.hold = seed%2 == 1
 		for i := 0; i < len(recs); {
 			// Process a stretch, then either checkpoint or fail one.
 			for end := min(len(recs), i+1+rng.IntN(150)); i < end; i++ {
 				h.op.Process(recs[i])
 			}
 			if rng.IntN(3) == 0 {
-				snap := h.op.Take(h.op.Plan(rng.IntN(4) == 0))
+				snap := h.op.Take(h.op.Plan(rng.IntN(4) == 0), h.hold)
 				for end := min(len(recs), i+rng.IntN(80)); i < end; i++ {
 					h.op.Process(recs[i]) // processing while the job runs
 				}
@@ -462,5 +581,45 @@ func TestSkewAgainstRecordTimestamp(t *testing.T) {
 	// Without a ts the record timestamp is the event time: never skewed.
 	if out := op.Process(Record{Offset: 10, TimestampMs: rec, Value: []byte(`{"url":"/b"}`)}); out.Reason != ReasonNone {
 		t.Fatalf("no ts: %v", out.Reason)
+	}
+}
+
+// TestCountsAgainstMap checks Counts against a plain map through growth,
+// repeated keys, empty and long keys, and the bytes/string entry points.
+func TestCountsAgainstMap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	c, want := NewCounts(), map[string]int64{}
+	for i := range 200_000 {
+		var url string
+		switch r := rng.IntN(100); {
+		case r < 60:
+			url = fmt.Sprintf("https://example.com/p/%d", rng.IntN(5000))
+		case r < 99:
+			url = fmt.Sprintf("u%d", i)
+		default:
+			url = strings.Repeat("x", rng.IntN(3000))
+		}
+		n := int64(rng.IntN(5) - 1)
+		if i%2 == 0 {
+			c.Add([]byte(url), n)
+		} else {
+			c.AddString(url, n)
+		}
+		want[url] += n
+	}
+	if c.Len() != len(want) {
+		t.Fatalf("Len %d, want %d", c.Len(), len(want))
+	}
+	got := maps.Collect(c.All())
+	if !maps.Equal(got, want) {
+		t.Fatalf("All differs from the map (%d vs %d entries)", len(got), len(want))
+	}
+	for url, n := range want {
+		if c.Get(url) != n {
+			t.Fatalf("Get(%q) = %d, want %d", url, c.Get(url), n)
+		}
+	}
+	if c.Get("absent") != 0 || (*Counts)(nil).Get("x") != 0 || (*Counts)(nil).Len() != 0 {
+		t.Fatal("absent keys must count 0")
 	}
 }

@@ -43,6 +43,7 @@ type Config struct {
 	MaxFutureSkew      Duration `yaml:"max_future_skew"`     // default 1h; 0 disables
 	MaxPastSkew        Duration `yaml:"max_past_skew"`       // default 0 (off)
 	ShutdownTimeout    Duration `yaml:"shutdown_timeout"`    // default 30s
+	HoldWindows        Duration `yaml:"hold_windows"`        // default 10m; 0 disables
 	Late               struct {
 		Policy string `yaml:"policy"` // count (default) | drop
 	} `yaml:"late"`
@@ -214,6 +215,8 @@ var settings = []setting{
 		set: durationSetter(func(c *Config) *Duration { return &c.MaxPastSkew })},
 	{key: "shutdown_timeout", env: "CLICKAGG_SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", help: "bound on the final checkpoint at SIGTERM",
 		set: durationSetter(func(c *Config) *Duration { return &c.ShutdownTimeout })},
+	{key: "hold_windows", env: "CLICKAGG_HOLD_WINDOWS", flag: "hold-windows", help: "keep the newest counts of open windows up to this size in memory between checkpoints, not in the state store; a restart replays them (0: off)",
+		set: durationSetter(func(c *Config) *Duration { return &c.HoldWindows })},
 	{key: "url.normalize", env: "CLICKAGG_URL_NORMALIZE", flag: "url-normalize", help: "lowercase each URL's scheme and host and drop its #fragment before counting (default: byte-exact)",
 		boolean: true,
 		set:     boolSetter(func(c *Config) *bool { return &c.URL.Normalize })},
@@ -395,6 +398,9 @@ func (c *Config) finish() error {
 	if c.MaxFutureSkew == 0 && !c.setExplicitly("max_future_skew") {
 		c.MaxFutureSkew = Duration(time.Hour)
 	}
+	if c.HoldWindows == 0 && !c.setExplicitly("hold_windows") {
+		c.HoldWindows = Duration(10 * time.Minute)
+	}
 
 	if strings.TrimSpace(c.Topic) == "" || len(c.Topic) > 249 {
 		return badConfig("topic %q: must be 1 to 249 characters", c.Topic)
@@ -437,6 +443,7 @@ func (c *Config) finish() error {
 		{"max_future_skew", c.MaxFutureSkew, 0},
 		{"max_past_skew", c.MaxPastSkew, 0},
 		{"dedup.window", c.Dedup.Window, 0},
+		{"hold_windows", c.HoldWindows, 0},
 	}
 	for _, ck := range checks {
 		if ck.d.D() < ck.min {

@@ -118,7 +118,7 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 			Windows: cfg.windows, OutOfOrder: cfg.OutOfOrderness.D(), Late: cfg.late, MaxURLBytes: cfg.MaxURLBytes,
 			MaxFutureSkew: cfg.MaxFutureSkew.D(), MaxPastSkew: cfg.MaxPastSkew.D(),
 			DedupWindow: cfg.Dedup.Window.D(), DedupKeyed: cfg.Dedup.Scope == "global",
-			NormalizeURLs: cfg.URL.Normalize,
+			NormalizeURLs: cfg.URL.Normalize, HoldWindows: cfg.HoldWindows.D(),
 		},
 		CheckpointInterval: cfg.CheckpointInterval.D(),
 		EarlyInterval:      cfg.Emit.EarlyInterval.D(),

@@ -1,0 +1,134 @@
+package stream
+
+import (
+	"bytes"
+	"fmt"
+	"hash/maphash"
+	"iter"
+	"math"
+	"unsafe"
+)
+
+// Counts maps URLs to click counts. It is an open-addressing hash table
+// over an append-only arena of URL bytes, with no pointers in either: the
+// garbage collector never scans it, counting a URL already present costs
+// one hash and mostly one cache line, and adding one allocates no string.
+// The zero value is ready to use.
+type Counts struct {
+	arena []byte // URLs back to back; bytes once written never change
+	slots []slot // len 0 or a power of two
+	n     int    // slots in use
+}
+
+// slot is one table entry; hash 0 marks it empty.
+type slot struct {
+	hash uint32 // the URL's hash with the low bit set
+	len  uint32
+	off  uint64 // the URL's offset in arena
+	val  int64
+}
+
+var countsSeed = maphash.MakeSeed()
+
+// NewCounts returns an empty Counts.
+func NewCounts() *Counts { return &Counts{} }
+
+// Add adds n to url's count.
+func (c *Counts) Add(url []byte, n int64) {
+	if len(url) > math.MaxUint32 {
+		panic("stream: URL longer than 4 GiB")
+	}
+	if 4*(c.n+1) > 3*len(c.slots) {
+		c.grow()
+	}
+	h := uint32(maphash.Bytes(countsSeed, url)) | 1
+	mask := uint32(len(c.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		s := &c.slots[i]
+		if s.hash == 0 {
+			*s = slot{hash: h, len: uint32(len(url)), off: uint64(len(c.arena)), val: n}
+			c.arena = append(c.arena, url...)
+			c.n++
+			return
+		}
+		if s.hash == h && bytes.Equal(c.arena[s.off:s.off+uint64(s.len)], url) {
+			s.val += n
+			return
+		}
+	}
+}
+
+// AddString adds n to url's count.
+func (c *Counts) AddString(url string, n int64) {
+	c.Add(unsafe.Slice(unsafe.StringData(url), len(url)), n)
+}
+
+func (c *Counts) grow() {
+	size := max(16, 2*len(c.slots))
+	old := c.slots
+	c.slots = make([]slot, size)
+	mask := uint32(size - 1)
+	for _, s := range old {
+		if s.hash == 0 {
+			continue
+		}
+		i := s.hash & mask
+		for c.slots[i].hash != 0 {
+			i = (i + 1) & mask
+		}
+		c.slots[i] = s
+	}
+}
+
+// Get returns url's count (0 when absent). Safe on a nil Counts.
+func (c *Counts) Get(url string) int64 {
+	if c == nil || c.n == 0 {
+		return 0
+	}
+	b := unsafe.Slice(unsafe.StringData(url), len(url))
+	h := uint32(maphash.Bytes(countsSeed, b)) | 1
+	mask := uint32(len(c.slots) - 1)
+	for i := h & mask; c.slots[i].hash != 0; i = (i + 1) & mask {
+		s := &c.slots[i]
+		if s.hash == h && bytes.Equal(c.arena[s.off:s.off+uint64(s.len)], b) {
+			return s.val
+		}
+	}
+	return 0
+}
+
+// Len returns the number of URLs. Safe on a nil Counts.
+func (c *Counts) Len() int {
+	if c == nil {
+		return 0
+	}
+	return c.n
+}
+
+// All iterates over the URLs and their counts, in no particular order.
+// The URL strings share the Counts' memory (which never changes once
+// written), so they stay valid. Safe on a nil Counts.
+func (c *Counts) All() iter.Seq2[string, int64] {
+	return func(yield func(string, int64) bool) {
+		if c == nil {
+			return
+		}
+		for _, s := range c.slots {
+			if s.hash == 0 {
+				continue
+			}
+			if !yield(unsafe.String(unsafe.SliceData(c.arena[s.off:]), int(s.len)), s.val) {
+				return
+			}
+		}
+	}
+}
+
+// String formats the counts like a map, URLs sorted (tests, logs).
+func (c *Counts) String() string {
+	m := make(map[string]int64, c.Len())
+	for url, n := range c.All() {
+		m[url] = n
+	}
+	return fmt.Sprint(m)
+}
