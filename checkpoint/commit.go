@@ -268,7 +268,9 @@ func (pl *Pipeline) plan(flush bool) ([]planned, *sink.Checkpoint, error) {
 			start, end, isSmallest := w.Start, w.End(), w.Size == smallest
 			// NB: the same URL may come from the store and from the pending
 			// counts, and from other partitions: PostgreSQL sums them.
-			if err := pl.store.ScanWindow(p, state.Window(w), func(url []byte, n int64) error {
+			if !t.op.Stored(w) {
+				// NB: all its counts are pending: nothing to read back.
+			} else if err := pl.store.ScanWindow(p, state.Window(w), func(url []byte, n int64) error {
 				d.AddClickBytes(url, start, end, n, 0)
 				if isSmallest {
 					d.AddTotalBytes(url, n)
@@ -358,7 +360,11 @@ func (pl *Pipeline) persist(plans []planned) error {
 			b.SetDedup(p, s.Dedup.Clock, marks(s.Dedup.Hist))
 		}
 		for w := range pp.snap.Emitted {
-			b.DeleteWindow(p, state.Window(w))
+			if pp.snap.Unstored[w] {
+				b.CloseWindow(p, state.Window(w))
+			} else {
+				b.DeleteWindow(p, state.Window(w))
+			}
 		}
 		for w, c := range pp.snap.Pending {
 			if _, emitted := pp.snap.Emitted[w]; emitted {

@@ -689,6 +689,14 @@ func (o *Operator) HoldableKeys(p Plan) int {
 	return n
 }
 
+// Stored reports whether the state store may hold counts of open window
+// w: false when every record of it since its first pending one was held in
+// memory (the store then has nothing to read back or delete).
+func (o *Operator) Stored(w Window) bool {
+	mf, held := o.memFrom[w]
+	return !held || mf > o.open[w]
+}
+
 // holds reports whether a checkpoint at offset next may keep window w's
 // pending counts in memory.
 func (o *Operator) holds(w Window, next int64) bool {
@@ -724,6 +732,9 @@ type Snapshot struct {
 	// offset from which the state store does not have them: the registry
 	// must say so.
 	Held map[Window]int64
+	// Unstored are the emitted windows the store holds no counts of
+	// (Stored): only their registry entries go.
+	Unstored map[Window]bool
 	// memFrom, base and heldKeys are the operator's before Take, for
 	// Restore.
 	memFrom  map[Window]int64
@@ -740,6 +751,12 @@ func (o *Operator) Take(p Plan, hold bool) *Snapshot {
 		memFrom: maps.Clone(o.memFrom), base: o.base, heldKeys: o.heldKeys}
 	for _, w := range p.Emit {
 		if first, ok := o.open[w]; ok {
+			if !o.Stored(w) {
+				if s.Unstored == nil {
+					s.Unstored = make(map[Window]bool)
+				}
+				s.Unstored[w] = true
+			}
 			s.Emitted[w] = first
 			delete(o.open, w)
 		}

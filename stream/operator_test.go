@@ -182,6 +182,9 @@ func (h *harness) checkpoint(flush bool) {
 		}
 	}
 	for _, w := range p.Emit {
+		if !h.op.Stored(w) && len(h.store[w]) > 0 {
+			panic(fmt.Sprintf("window %v: not Stored, but the store holds %v", w, h.store[w]))
+		}
 		for url, n := range h.store[w] {
 			emit(w, url, n)
 		}
