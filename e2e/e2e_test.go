@@ -19,6 +19,7 @@ import (
 	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
 	"github.com/clickagg/clickagg/sink"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
@@ -162,6 +163,47 @@ func TestRestartResumesAtCheckpoint(t *testing.T) {
 			}
 			e.expectExact(ctx, e.records(ctx), time.Minute)
 		})
+	}
+}
+
+// TestHeldWindowsLostToRetention: when retention deleted records a held
+// window kept in memory only, a restart cannot replay them from local
+// state; it rebuilds, and says loudly that counts are short, instead of
+// resuming short without a word.
+func TestHeldWindowsLostToRetention(t *testing.T) {
+	e := newEnv(t, 1)
+	ctx := context.Background()
+	dir := t.TempDir()
+	e.produce(ctx, gen.Options{Count: 3000, EventRate: 20, URLs: 50, Seed: 9, StartTime: time.Now().Add(-time.Hour)})
+	p := e.run("--state-dir", dir, "--windows", "1m", "--hold-windows", "10m")
+	waitFor(t, time.Minute, "everything checkpointed", func() bool {
+		return sumNext(e.positions(ctx)) == 3000
+	})
+	p.kill(syscall.SIGKILL)
+	p.wait(t, 10*time.Second)
+	pos := e.positions(ctx)[0]
+	if pos.RestartOffset >= pos.NextOffset {
+		t.Fatalf("checkpoint %+v: want an open window", pos)
+	}
+	adm, done := e.admin()
+	defer done()
+	del := kadm.Offsets{}
+	del.Add(kadm.Offset{Topic: e.topic, Partition: 0, At: pos.NextOffset})
+	resp, err := adm.DeleteRecords(ctx, del)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.produce(ctx, gen.Options{Count: 100, EventRate: 20, URLs: 50, Seed: 10, StartTime: time.Now().Add(-time.Hour).Add(3 * time.Minute)})
+	p = e.run("--state-dir", dir, "--windows", "1m", "--hold-windows", "10m", "--exit-when-idle", "2s")
+	if code := p.wait(t, 2*time.Minute); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if len(p.logEntries("local state holds windows in memory only that this run cannot replay; rebuilding")) != 1 ||
+		len(p.logEntries("records needed to rebuild open windows were deleted by retention; their counts will be short")) != 1 {
+		t.Fatalf("want the rebuild and the retention error logged; logs:\n%s", p.tail(20))
 	}
 }
 
