@@ -467,16 +467,30 @@ func (pl *Pipeline) recoverOutOfRange(ctx context.Context, parts []int32) error 
 		return err
 	}
 	seek := make(map[int32]kgo.EpochOffset, len(parts))
+	now := time.Now()
 	for _, p := range parts {
-		next := pl.tasks[p].op.NextOffset()
+		t := pl.tasks[p]
+		next := t.op.NextOffset()
 		to := min(max(next, starts[p]), ends[p])
-		if next < starts[p] {
+		if t.op.Replaying() && to >= t.op.ReplayUntil() {
+			// NB: a replay only ends at a record at or past the
+			// checkpoint; none of the records it still needs exists.
+			pl.log.Error("records needed to finish restoring were deleted; open windows' counts will be short",
+				zap.Int32("partition", p), zap.Int64("from_offset", next), zap.Int64("checkpoint_offset", t.op.ReplayUntil()),
+				zap.Int64("log_start_offset", starts[p]), zap.Int64("end_offset", ends[p]))
+			t.op.EndReplay()
+			pl.restored(t, now)
+			next = t.op.NextOffset()
+			to = min(max(next, starts[p]), ends[p])
+		}
+		switch {
+		case next < starts[p]:
 			lost := starts[p] - next
 			pl.m.RecordsLost.WithLabelValues("retention").Add(float64(lost))
 			pl.log.Error("records were deleted by retention before they were processed; they are not counted",
 				zap.Int32("partition", p), zap.Int64("from_offset", next), zap.Int64("log_start_offset", starts[p]),
 				zap.Int64("records_lost", lost))
-		} else {
+		case next > ends[p]:
 			pl.log.Error("the next offset is beyond the partition's end: was the topic deleted and recreated, or the log truncated?",
 				zap.Int32("partition", p), zap.Int64("next_offset", next), zap.Int64("end_offset", ends[p]))
 		}
@@ -678,7 +692,7 @@ func StateIdentity(o Options) string {
 		sizes = append(sizes, w.String())
 	}
 	slices.Sort(sizes)
-	return fmt.Sprintf("v1\x00%s\x00%s\x00windows=%v ooo=%s late=%s max_url=%d skew=%s/%s dedup=%s normalize=%v",
+	return fmt.Sprintf("v2\x00%s\x00%s\x00windows=%v ooo=%s late=%s max_url=%d skew=%s/%s dedup=%s normalize=%v",
 		o.Consumer.Group, o.Consumer.Topic, sizes, o.Operator.OutOfOrder, o.Operator.Late, o.Operator.MaxURLBytes,
 		o.Operator.MaxFutureSkew, o.Operator.MaxPastSkew, o.Operator.DedupWindow, o.Operator.NormalizeURLs)
 }

@@ -280,7 +280,7 @@ func (pl *Pipeline) restoreOne(p int32, pos sink.Position, logStart, end int64, 
 			// configured now, cannot tell duplicates from the sightings
 			// it stored, and needs its records: rebuild instead (which
 			// says what retention deleted).
-			if e.MemFrom >= 0 && (op.Deduplicating() || !slices.Contains(op.Sizes(), w.Size) || e.MemFrom < logStart) {
+			if e.MemFrom >= 0 && (op.Deduplicating() || !slices.Contains(op.Sizes(), w.Size) || e.MemFrom < logStart || end < pos.NextOffset) {
 				local = false
 				pl.log.Info("local state holds windows in memory only that this run cannot replay; rebuilding",
 					zap.Int32("partition", p), zap.Int64("held_from", e.MemFrom), zap.Int64("log_start_offset", logStart))

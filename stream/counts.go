@@ -22,7 +22,7 @@ type Counts struct {
 
 // slot is one table entry; hash 0 marks it empty.
 type slot struct {
-	hash uint32 // the URL's hash with the low bit set
+	hash uint32 // the URL's hash with the low bit set; the other bits pick the slot
 	len  uint32
 	off  uint64 // the URL's offset in arena
 	val  int64
@@ -43,7 +43,7 @@ func (c *Counts) Add(url []byte, n int64) {
 	}
 	h := uint32(maphash.Bytes(countsSeed, url)) | 1
 	mask := uint32(len(c.slots) - 1)
-	for i := h & mask; ; i = (i + 1) & mask {
+	for i := (h >> 1) & mask; ; i = (i + 1) & mask {
 		s := &c.slots[i]
 		if s.hash == 0 {
 			*s = slot{hash: h, len: uint32(len(url)), off: uint64(len(c.arena)), val: n}
@@ -72,7 +72,7 @@ func (c *Counts) grow() {
 		if s.hash == 0 {
 			continue
 		}
-		i := s.hash & mask
+		i := (s.hash >> 1) & mask
 		for c.slots[i].hash != 0 {
 			i = (i + 1) & mask
 		}
@@ -88,7 +88,7 @@ func (c *Counts) Get(url string) int64 {
 	b := unsafe.Slice(unsafe.StringData(url), len(url))
 	h := uint32(maphash.Bytes(countsSeed, b)) | 1
 	mask := uint32(len(c.slots) - 1)
-	for i := h & mask; c.slots[i].hash != 0; i = (i + 1) & mask {
+	for i := (h >> 1) & mask; c.slots[i].hash != 0; i = (i + 1) & mask {
 		s := &c.slots[i]
 		if s.hash == h && bytes.Equal(c.arena[s.off:s.off+uint64(s.len)], b) {
 			return s.val

@@ -296,6 +296,13 @@ func (o *Operator) Resume(next, wm int64, open, memFrom map[Window]int64) {
 	if len(memFrom) == 0 {
 		return
 	}
+	for w, f := range memFrom {
+		if f >= next {
+			// NB: never written so (Take holds from below its checkpoint):
+			// a window the store has every record of.
+			delete(memFrom, w)
+		}
+	}
 	o.memFrom = memFrom
 	from := next
 	for _, f := range memFrom {
@@ -388,6 +395,15 @@ func (o *Operator) reset() {
 	clear(o.last)
 	clear(o.memFrom)
 	o.replayOnly = nil
+}
+
+// EndReplay gives up a replay whose remaining records are gone (deleted by
+// retention, or the log truncated): the operator goes live at the
+// checkpointed offset with what it rebuilt.
+func (o *Operator) EndReplay() {
+	if o.replayUntil >= 0 {
+		o.finishReplay()
+	}
 }
 
 // finishReplay switches from replay to live at the checkpointed offset.

@@ -626,3 +626,27 @@ func TestCountsAgainstMap(t *testing.T) {
 		t.Fatal("absent keys must count 0")
 	}
 }
+
+// TestResumeHeldWindows: a local resume replays from the lowest offset a
+// held window kept in memory only, ignores held offsets at or past the
+// checkpoint, and EndReplay gives up a replay whose records are gone.
+func TestResumeHeldWindows(t *testing.T) {
+	opts := OperatorOptions{Windows: []time.Duration{time.Minute}, HoldWindows: time.Minute}
+	w1, w2 := Window{Size: minute, Start: t0}, Window{Size: minute, Start: t0 + minute}
+	op := newOp(t, opts)
+	op.Resume(100, t0, map[Window]int64{w1: 40, w2: 70}, map[Window]int64{w1: 60, w2: 100})
+	if !op.Replaying() || op.NextOffset() != 60 || op.ReplayUntil() != 100 {
+		t.Fatalf("replaying %v from %d until %d, want from 60 until 100", op.Replaying(), op.NextOffset(), op.ReplayUntil())
+	}
+	if !op.Stored(w2) {
+		t.Fatal("a held offset at the checkpoint must leave the window stored")
+	}
+	op.EndReplay()
+	if op.Replaying() || op.NextOffset() != 100 {
+		t.Fatalf("after EndReplay: replaying %v, next %d; want live at 100", op.Replaying(), op.NextOffset())
+	}
+	op.Resume(100, t0, map[Window]int64{w2: 70}, map[Window]int64{w2: 100})
+	if op.Replaying() || op.NextOffset() != 100 {
+		t.Fatalf("nothing held below the checkpoint: replaying %v, next %d; want live at 100", op.Replaying(), op.NextOffset())
+	}
+}
