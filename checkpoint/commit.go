@@ -243,7 +243,8 @@ func (pl *Pipeline) restoreSnapshots(plans []planned) {
 // emits it, into the reused delta buffer. It changes no task.
 func (pl *Pipeline) plan(flush bool) ([]planned, *sink.Checkpoint, error) {
 	pl.deltas.Reset()
-	cp := &sink.Checkpoint{TopicPartitions: pl.topicPartitions, Deltas: &pl.deltas}
+	cp := &sink.Checkpoint{TopicPartitions: pl.topicPartitions, Deltas: &pl.deltas,
+		TotalsWindow: slices.Min(pl.opts.Operator.Windows).Milliseconds()}
 	d := cp.Deltas
 	var plans []planned
 	for _, p := range slices.Sorted(maps.Keys(pl.tasks)) {
@@ -252,7 +253,6 @@ func (pl *Pipeline) plan(flush bool) ([]planned, *sink.Checkpoint, error) {
 			plans = append(plans, planned{t: t})
 			continue
 		}
-		smallest := t.op.Sizes()[0]
 		plan := t.op.Plan(flush)
 		pp := planned{t: t, live: true, plan: plan,
 			next: sink.Position{NextOffset: plan.NextOffset, Watermark: plan.Watermark, RestartOffset: plan.RestartOffset,
@@ -264,35 +264,26 @@ func (pl *Pipeline) plan(flush bool) ([]planned, *sink.Checkpoint, error) {
 			pp.next.DeadLetterPartition, pp.next.DeadLetterOffset = pl.dl.position(p)
 		}
 		before := d.Clicks()
+		// NB: the same URL may come from the store and from the pending
+		// counts, and from other partitions: PostgreSQL sums them, and
+		// derives the url_totals deltas from the smallest windows' ones.
 		for _, w := range plan.Emit {
-			start, end, isSmallest := w.Start, w.End(), w.Size == smallest
-			// NB: the same URL may come from the store and from the pending
-			// counts, and from other partitions: PostgreSQL sums them.
+			start, end := w.Start, w.End()
 			if !t.op.Stored(w) {
 				// NB: all its counts are pending: nothing to read back.
 			} else if err := pl.store.ScanWindow(p, state.Window(w), func(url []byte, n int64) error {
 				d.AddClickBytes(url, start, end, n, 0)
-				if isSmallest {
-					d.AddTotalBytes(url, n)
-				}
 				return nil
 			}); err != nil {
 				return nil, nil, fmt.Errorf("read window %s of partition %d: %w", w, p, err)
 			}
 			for url, n := range t.op.Pending(w).All() {
 				d.AddClick(url, start, end, n, 0)
-				if isSmallest {
-					d.AddTotal(url, n)
-				}
 			}
 		}
 		t.op.LateCounts(func(w stream.Window, c *stream.Counts) {
-			isSmallest := w.Size == smallest
 			for url, n := range c.All() {
 				d.AddClick(url, w.Start, w.End(), n, n)
-				if isSmallest {
-					d.AddTotal(url, n)
-				}
 			}
 		})
 		if d.Clicks() > before || pp.next != t.committed {

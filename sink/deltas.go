@@ -10,22 +10,22 @@ import (
 	"unsafe"
 )
 
-// Deltas accumulates a checkpoint's count deltas, already encoded in
+// Deltas accumulates a checkpoint's url_clicks deltas, already encoded in
 // PostgreSQL's binary COPY format: adding a row costs an append, with no
 // allocation per row and no sort (PostgreSQL sums duplicate keys and orders
 // the rows while upserting). The same key may be added many times, from
-// many partitions. The zero value is ready to use; Reset reuses the memory.
+// many partitions. The url_totals deltas are not encoded apart: they are
+// those of the windows Checkpoint.TotalsWindow long, summed by PostgreSQL.
+// The zero value is ready to use; Reset reuses the memory.
 //
 // Large checkpoints (closing a day window over millions of URLs) would not
 // fit in memory: with SpillDir set, a stream larger than SpillBytes moves to
-// a temporary file there, so memory stays bounded by SpillBytes per stream.
+// a temporary file there, so memory stays bounded by SpillBytes.
 type Deltas struct {
 	SpillDir   string // "" keeps everything in memory
 	SpillBytes int    // 0 means 32 MiB
 	clicks     spillBuffer
-	totals     spillBuffer
 	nClicks    int
-	nTotals    int
 	err        error
 }
 
@@ -42,8 +42,7 @@ const pgEpochMicros = 946684800 * 1_000_000
 // Reset empties d, keeping its memory and removing spill files.
 func (d *Deltas) Reset() {
 	d.clicks.reset()
-	d.totals.reset()
-	d.nClicks, d.nTotals, d.err = 0, 0, nil
+	d.nClicks, d.err = 0, nil
 }
 
 // Err returns the first error writing a spill file.
@@ -89,27 +88,6 @@ func (d *Deltas) AddClick(url string, start, end, clicks, late int64) {
 func (d *Deltas) AddClickBytes(url []byte, start, end, clicks, late int64) {
 	d.AddClick(bytesToString(url), start, end, clicks, late)
 }
-
-// AddTotal adds clicks to url's url_totals row.
-func (d *Deltas) AddTotal(url string, clicks int64) {
-	b := d.buf(&d.totals)
-	if d.nTotals == 0 {
-		b.Write(copyHeader)
-	}
-	d.nTotals++
-	var tmp [32]byte
-	row := binary.BigEndian.AppendUint16(tmp[:0], 2)
-	row = binary.BigEndian.AppendUint32(row, uint32(len(url)))
-	b.Write(row)
-	b.WriteString(url)
-	b.Write(appendInt64(tmp[:0], clicks))
-	if b.err != nil && d.err == nil {
-		d.err = b.err
-	}
-}
-
-// AddTotalBytes is AddTotal for a URL held as bytes.
-func (d *Deltas) AddTotalBytes(url []byte, clicks int64) { d.AddTotal(bytesToString(url), clicks) }
 
 func appendInt64(dst []byte, v int64) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, 8)

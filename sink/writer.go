@@ -53,20 +53,17 @@ type ClickDelta struct {
 	LateClicks  int64
 }
 
-// TotalDelta adds to one url_totals row.
-type TotalDelta struct {
-	URL    string
-	Clicks int64
-}
-
 // Checkpoint is one checkpoint's transaction. Its deltas are in Deltas;
-// Clicks and Totals are a convenience for small checkpoints (tests): Commit
-// moves them into Deltas. Several deltas for the same row are summed.
+// Clicks is a convenience for small checkpoints (tests): Commit moves them
+// into Deltas. Several deltas for the same row are summed.
 type Checkpoint struct {
 	Partitions []PartitionUpdate
 	Deltas     *Deltas // nil: Commit creates one
 	Clicks     []ClickDelta
-	Totals     []TotalDelta
+	// TotalsWindow is the window size (ms) whose click deltas also add to
+	// url_totals: the smallest one, so that each click counts once. Zero:
+	// url_totals is not written.
+	TotalsWindow int64
 	// TopicPartitions is the topic's partition count: windows are marked
 	// final only when that many partitions have a checkpoints row.
 	TopicPartitions int
@@ -129,21 +126,16 @@ type Writer struct {
 
 	sqlCAS, sqlRead, sqlInit, sqlGlobalMin     string
 	sqlUpsertClicks, sqlUpsertTotals, sqlFinal string
-	sqlCopyClicks, sqlCopyTotals               string
+	sqlCopyClicks                              string
 }
 
-const (
-	stageClicksTable = "clickagg_stage_clicks"
-	stageTotalsTable = "clickagg_stage_totals"
-)
+const stageClicksTable = "clickagg_stage_clicks"
 
-// createStaging runs once per connection: COPY targets for the deltas.
+// createStaging runs once per connection: the COPY target for the deltas.
 const createStaging = `
 CREATE TEMP TABLE IF NOT EXISTS ` + stageClicksTable + ` (
 	url text COLLATE "C", window_start timestamptz, window_end timestamptz,
-	clicks bigint, late_clicks bigint) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS ` + stageTotalsTable + ` (
-	url text COLLATE "C", clicks bigint) ON COMMIT DELETE ROWS`
+	clicks bigint, late_clicks bigint) ON COMMIT DELETE ROWS`
 
 // NewPool opens a connection pool whose connections carry the staging
 // tables Writer needs. The caller closes it.
@@ -226,13 +218,15 @@ ON CONFLICT (url, window_start, window_end) DO UPDATE SET
 	late_clicks = t.late_clicks + excluded.late_clicks,
 	final = t.final OR excluded.final,
 	updated_at = excluded.updated_at`
+	// NB: url_totals follow the smallest window size; its staged click
+	// deltas are the totals' deltas, so they are not sent twice.
 	w.sqlUpsertTotals = `INSERT INTO ` + t("url_totals") + ` AS t (url, clicks, updated_at)
-SELECT url, sum(clicks)::bigint, now() FROM pg_temp.` + stageTotalsTable + `
+SELECT url, sum(clicks)::bigint, now() FROM pg_temp.` + stageClicksTable + `
+WHERE window_end - window_start = $1::bigint * interval '1 millisecond'
 GROUP BY url
 ORDER BY url
 ON CONFLICT (url) DO UPDATE SET clicks = t.clicks + excluded.clicks, updated_at = excluded.updated_at`
 	w.sqlCopyClicks = `COPY pg_temp.` + stageClicksTable + ` (url, window_start, window_end, clicks, late_clicks) FROM STDIN WITH (FORMAT binary)`
-	w.sqlCopyTotals = `COPY pg_temp.` + stageTotalsTable + ` (url, clicks) FROM STDIN WITH (FORMAT binary)`
 	// NB: SKIP LOCKED: the finalizer never waits for a row another
 	// replica's checkpoint holds, so it cannot take part in a deadlock; a
 	// skipped row is finalized by a later checkpoint.
@@ -369,10 +363,7 @@ func (w *Writer) Commit(ctx context.Context, cp *Checkpoint) (Result, error) {
 	for _, c := range cp.Clicks {
 		cp.Deltas.AddClick(c.URL, c.WindowStart, c.WindowEnd, c.Clicks, c.LateClicks)
 	}
-	for _, c := range cp.Totals {
-		cp.Deltas.AddTotal(c.URL, c.Clicks)
-	}
-	cp.Clicks, cp.Totals = nil, nil
+	cp.Clicks = nil
 	var res Result
 	for {
 		res.Attempts++
@@ -505,20 +496,13 @@ func (w *Writer) commitOnce(ctx context.Context, cp *Checkpoint) (res Result, er
 			return res, fmt.Errorf("upsert url_clicks: %w", err)
 		}
 		res.ClickRows = tag.RowsAffected()
-	}
-	if cp.Deltas.nTotals > 0 {
-		r, err := cp.Deltas.totals.reader()
-		if err != nil {
-			return res, err
+		if cp.TotalsWindow > 0 {
+			tag, err := tx.Exec(ctx, w.sqlUpsertTotals, cp.TotalsWindow)
+			if err != nil {
+				return res, fmt.Errorf("upsert url_totals: %w", err)
+			}
+			res.TotalRows = tag.RowsAffected()
 		}
-		if _, err := pg.CopyFrom(ctx, r, w.sqlCopyTotals); err != nil {
-			return res, fmt.Errorf("stage total deltas: %w", err)
-		}
-		tag, err := tx.Exec(ctx, w.sqlUpsertTotals)
-		if err != nil {
-			return res, fmt.Errorf("upsert url_totals: %w", err)
-		}
-		res.TotalRows = tag.RowsAffected()
 	}
 
 	// 4. Rows written earlier (early results, other partitions) whose window

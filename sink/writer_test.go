@@ -78,8 +78,10 @@ func TestCommitAddsDeltasAndFencesStaleWriters(t *testing.T) {
 	cp := func(expect, next Position, clicks int64) *Checkpoint {
 		return &Checkpoint{
 			Partitions: []PartitionUpdate{{Partition: 0, Expect: expect, Next: next}},
-			Clicks:     []ClickDelta{{URL: "/a", WindowStart: t0, WindowEnd: t0 + m1, Clicks: clicks}, {URL: "/b", WindowStart: t0, WindowEnd: t0 + m1, Clicks: 1, LateClicks: 1}},
-			Totals:     []TotalDelta{{URL: "/b", Clicks: 1}, {URL: "/a", Clicks: clicks}},
+			Clicks: []ClickDelta{{URL: "/a", WindowStart: t0, WindowEnd: t0 + m1, Clicks: clicks}, {URL: "/b", WindowStart: t0, WindowEnd: t0 + m1, Clicks: 1, LateClicks: 1},
+				// not the totals window: no url_totals delta
+				{URL: "/a", WindowStart: t0, WindowEnd: t0 + 60*m1, Clicks: 7}},
+			TotalsWindow: m1,
 		}
 	}
 	a := pos(10, t0, 5)
@@ -110,16 +112,18 @@ func TestCommitAddsDeltasAndFencesStaleWriters(t *testing.T) {
 	if err != nil || !res.Recovered {
 		t.Fatalf("repeated commit: %+v, %v; want Recovered", res, err)
 	}
-	var clicksA, clicksB, lateB, totalA int64
+	var clicksA, hourA, clicksB, lateB, totalA int64
 	if err := pool.QueryRow(ctx, `SELECT
-	(SELECT clicks FROM clickagg.url_clicks WHERE url = '/a'),
+	(SELECT clicks FROM clickagg.url_clicks WHERE url = '/a' AND window_end - window_start = interval '1 minute'),
+	(SELECT clicks FROM clickagg.url_clicks WHERE url = '/a' AND window_end - window_start = interval '1 hour'),
 	(SELECT clicks FROM clickagg.url_clicks WHERE url = '/b'),
 	(SELECT late_clicks FROM clickagg.url_clicks WHERE url = '/b'),
-	(SELECT clicks FROM clickagg.url_totals WHERE url = '/a')`).Scan(&clicksA, &clicksB, &lateB, &totalA); err != nil {
+	(SELECT clicks FROM clickagg.url_totals WHERE url = '/a')`).Scan(&clicksA, &hourA, &clicksB, &lateB, &totalA); err != nil {
 		t.Fatal(err)
 	}
-	if clicksA != 7 || clicksB != 2 || lateB != 2 || totalA != 7 {
-		t.Fatalf("clicks /a %d /b %d late /b %d total /a %d; want 7 2 2 7", clicksA, clicksB, lateB, totalA)
+	// NB: url_totals follow the 1m windows only.
+	if clicksA != 7 || hourA != 14 || clicksB != 2 || lateB != 2 || totalA != 7 {
+		t.Fatalf("clicks /a %d (1h %d) /b %d late /b %d total /a %d; want 7 (14) 2 2 7", clicksA, hourA, clicksB, lateB, totalA)
 	}
 	got, err := w.ReadPositions(ctx, []int32{0, 1})
 	if err != nil || len(got) != 1 || got[0] != b {
@@ -267,13 +271,12 @@ func BenchmarkCommit(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		cp := &Checkpoint{TopicPartitions: 1}
+		cp := &Checkpoint{TopicPartitions: 1, TotalsWindow: m1}
 		next := pos(cur.NextOffset+rows, t0+int64(i)*m1, cur.NextOffset+rows)
 		cp.Partitions = []PartitionUpdate{{Partition: 0, Expect: cur, Next: next}}
 		for j := range rows {
 			u := fmt.Sprintf("https://example.com/%d", (i*rows/2+j)%(rows*4))
 			cp.Clicks = append(cp.Clicks, ClickDelta{URL: u, WindowStart: t0, WindowEnd: t0 + m1, Clicks: 1})
-			cp.Totals = append(cp.Totals, TotalDelta{URL: u, Clicks: 1})
 		}
 		if _, err := w.Commit(ctx, cp); err != nil {
 			b.Fatal(err)
@@ -296,12 +299,11 @@ func TestCommitSpilledDeltas(t *testing.T) {
 	for i := range 5000 {
 		u := fmt.Sprintf("/u%d", i%1000)
 		d.AddClick(u, t0, t0+m1, 1, 0)
-		d.AddTotal(u, 1)
 	}
-	if files, _ := os.ReadDir(dir); len(files) != 2 {
-		t.Fatalf("%d spill files, want 2 (clicks and totals)", len(files))
+	if files, _ := os.ReadDir(dir); len(files) != 1 {
+		t.Fatalf("%d spill files, want 1", len(files))
 	}
-	cp := &Checkpoint{Deltas: d, Partitions: []PartitionUpdate{{Partition: 0, Expect: pos(0, NoWatermark, 0), Next: pos(5000, t0, 5000)}}}
+	cp := &Checkpoint{Deltas: d, TotalsWindow: m1, Partitions: []PartitionUpdate{{Partition: 0, Expect: pos(0, NoWatermark, 0), Next: pos(5000, t0, 5000)}}}
 	res, err := w.Commit(ctx, cp)
 	if err != nil || res.ClickRows != 1000 || res.TotalRows != 1000 {
 		t.Fatalf("Commit = %+v, %v", res, err)
