@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -307,11 +308,14 @@ func (pl *Pipeline) spillReplaying(plans []planned) error {
 			continue
 		}
 		t, p := pp.t, pp.t.p
-		t.op.PendingWindows(func(w stream.Window, c *stream.Counts) {
-			for url, n := range c.All() {
+		var ws []stream.Window
+		t.op.PendingWindows(func(w stream.Window, _ *stream.Counts) { ws = append(ws, w) })
+		slices.SortFunc(ws, compareWindowKeys)
+		for _, w := range ws {
+			for url, n := range t.op.Pending(w).Sorted() {
 				b.AddCount(p, state.Window(w), url, n)
 			}
-		})
+		}
 		t.op.OpenWindows(func(w stream.Window, first, memFrom int64) { b.SetWindow(p, state.Window(w), first, memFrom) })
 		t.op.Sightings(func(slot int64, id string, ts int64) { b.SetSeen(p, slot, id, ts) })
 	}
@@ -357,11 +361,14 @@ func (pl *Pipeline) persist(plans []planned) error {
 				b.DeleteWindow(p, state.Window(w))
 			}
 		}
-		for w, c := range pp.snap.Pending {
+		// NB: in key order (windows by size, then start; URLs in byte
+		// order): Pebble sorts a batch too large for its memtable, and
+		// applies sorted keys faster either way.
+		for _, w := range slices.SortedFunc(maps.Keys(pp.snap.Pending), compareWindowKeys) {
 			if _, emitted := pp.snap.Emitted[w]; emitted {
 				continue
 			}
-			for url, n := range c.All() {
+			for url, n := range pp.snap.Pending[w].Sorted() {
 				b.AddCount(p, state.Window(w), url, n)
 			}
 		}
@@ -380,6 +387,14 @@ func (pl *Pipeline) persist(plans []planned) error {
 		return nil
 	}
 	return b.Commit()
+}
+
+// compareWindowKeys orders windows as their state-store keys sort.
+func compareWindowKeys(a, b stream.Window) int {
+	if c := cmp.Compare(a.Size, b.Size); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Start, b.Start)
 }
 
 // metaOf is the state-store tag of a checkpoint position: what local state

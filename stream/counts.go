@@ -2,10 +2,13 @@ package stream
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"hash/maphash"
 	"iter"
 	"math"
+	"slices"
+	"strings"
 	"unsafe"
 )
 
@@ -122,6 +125,100 @@ func (c *Counts) All() iter.Seq2[string, int64] {
 			}
 		}
 	}
+}
+
+// Sorted iterates over the URLs and their counts in URL byte order (it
+// sorts, O(n log n)): a state batch written in key order is cheap for
+// the store to apply. The URL strings stay valid, as with All. Safe on a
+// nil Counts.
+func (c *Counts) Sorted() iter.Seq2[string, int64] {
+	return func(yield func(string, int64) bool) {
+		if c == nil || c.n == 0 {
+			return
+		}
+		key := func(i int32) string {
+			s := &c.slots[i]
+			return unsafe.String(unsafe.SliceData(c.arena[s.off:]), int(s.len))
+		}
+		// NB: URLs mostly share a long prefix (scheme and host). Past the
+		// prefix all share, the next eight bytes decide most comparisons
+		// without touching the arena.
+		es := make([]entry, 0, c.n)
+		for i, s := range c.slots {
+			if s.hash != 0 {
+				es = append(es, entry{i: int32(i)})
+			}
+		}
+		first := key(es[0].i)
+		common := len(first)
+		for _, e := range es[1:] {
+			k := key(e.i)
+			n := min(common, len(k))
+			j := 0
+			for j < n && k[j] == first[j] {
+				j++
+			}
+			common = j
+		}
+		for j := range es {
+			var b [8]byte
+			copy(b[:], key(es[j].i)[common:])
+			es[j].next8 = binary.BigEndian.Uint64(b[:])
+		}
+		// NB: a radix sort on those eight bytes (linear, in contiguous
+		// memory), then a comparison sort of each run they tie in.
+		es = radixSort(es, make([]entry, len(es)))
+		for lo := 0; lo < len(es); {
+			hi := lo + 1
+			for hi < len(es) && es[hi].next8 == es[lo].next8 {
+				hi++
+			}
+			if hi-lo > 1 {
+				slices.SortFunc(es[lo:hi], func(a, b entry) int {
+					return strings.Compare(key(a.i)[common:], key(b.i)[common:])
+				})
+			}
+			lo = hi
+		}
+		for _, e := range es {
+			if !yield(key(e.i), c.slots[e.i].val) {
+				return
+			}
+		}
+	}
+}
+
+// entry is one URL of Counts.Sorted: the eight bytes after the prefix all
+// URLs share, big-endian, and its slot.
+type entry struct {
+	next8 uint64
+	i     int32
+}
+
+// radixSort sorts es by next8, least significant byte first, using tmp
+// (as long as es) as scratch; it returns the sorted slice (es or tmp).
+func radixSort(es, tmp []entry) []entry {
+	for shift := 0; shift < 64; shift += 8 {
+		var count [256]int
+		for _, e := range es {
+			count[byte(e.next8>>shift)]++
+		}
+		if count[byte(es[0].next8>>shift)] == len(es) {
+			continue // every key has this byte: nothing to do
+		}
+		pos := 0
+		for d, n := range count {
+			count[d] = pos
+			pos += n
+		}
+		for _, e := range es {
+			d := byte(e.next8 >> shift)
+			tmp[count[d]] = e
+			count[d]++
+		}
+		es, tmp = tmp, es
+	}
+	return es
 }
 
 // String formats the counts like a map, URLs sorted (tests, logs).

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -622,6 +623,20 @@ func TestCountsAgainstMap(t *testing.T) {
 			t.Fatalf("Get(%q) = %d, want %d", url, c.Get(url), n)
 		}
 	}
+	var prev string
+	n := 0
+	for url, v := range c.Sorted() {
+		if n > 0 && url <= prev {
+			t.Fatalf("Sorted: %q after %q", url, prev)
+		}
+		if v != want[url] {
+			t.Fatalf("Sorted: %q = %d, want %d", url, v, want[url])
+		}
+		prev, n = url, n+1
+	}
+	if n != len(want) {
+		t.Fatalf("Sorted yielded %d URLs, want %d", n, len(want))
+	}
 	if c.Get("absent") != 0 || (*Counts)(nil).Get("x") != 0 || (*Counts)(nil).Len() != 0 {
 		t.Fatal("absent keys must count 0")
 	}
@@ -648,5 +663,54 @@ func TestResumeHeldWindows(t *testing.T) {
 	op.Resume(100, t0, map[Window]int64{w2: 70}, map[Window]int64{w2: 100})
 	if op.Replaying() || op.NextOffset() != 100 {
 		t.Fatalf("nothing held below the checkpoint: replaying %v, next %d; want live at 100", op.Replaying(), op.NextOffset())
+	}
+}
+
+// TestCountsSortedSharedPrefix: Sorted orders URLs that share a long prefix,
+// are prefixes of each other or differ only past eight bytes after it.
+func TestCountsSortedSharedPrefix(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	c := NewCounts()
+	var want []string
+	add := func(u string) {
+		if c.Get(u) == 0 {
+			want = append(want, u)
+		}
+		c.AddString(u, 1)
+	}
+	const p = "https://example.com/p/"
+	for _, u := range []string{p, p + "1", p + "1\x00", p + "10", p + "12345678", p + "123456789", p + "12345678\xff", p + "\xff"} {
+		add(u)
+	}
+	for range 20_000 {
+		add(p + strconv.Itoa(rng.IntN(1_000_000)) + strings.Repeat("z", rng.IntN(12)))
+	}
+	slices.Sort(want)
+	got := slices.Collect(func(yield func(string) bool) {
+		for u := range c.Sorted() {
+			if !yield(u) {
+				return
+			}
+		}
+	})
+	if !slices.Equal(got, want) {
+		t.Fatalf("Sorted differs from sort.Strings (%d vs %d URLs)", len(got), len(want))
+	}
+}
+
+// BenchmarkCountsSorted: the order a checkpoint writes a day window's
+// pending counts in (300 K URLs sharing a prefix).
+func BenchmarkCountsSorted(b *testing.B) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	c := NewCounts()
+	for range 300_000 {
+		c.AddString("https://example.com/p/"+strconv.Itoa(rng.IntN(10_000_000)), 1)
+	}
+	b.ResetTimer()
+	for range b.N {
+		n := 0
+		for range c.Sorted() {
+			n++
+		}
 	}
 }
