@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -65,7 +66,8 @@ type Options struct {
 	// LongWindows lets many more files pile up in L0 before compacting:
 	// counts of long windows (hours, days) are deleted when the window
 	// closes, so compacting them before is mostly wasted. Short windows are
-	// read back within minutes and do better with a tidy L0.
+	// read back within minutes and do better with a tidy L0. Their blocks
+	// are not compressed either: about twice the disk, a tenth less CPU.
 	LongWindows bool
 }
 
@@ -117,6 +119,13 @@ func Open(opts Options, identity string) (*Store, error) {
 		// NB: clickagg bench --workload uniform (1d window): 67 -> 57 CPU-s;
 		// the 1m-window zipf workload was ~4% slower with it (BENCHMARKS.md).
 		po.L0CompactionThreshold, po.L0StopWritesThreshold = 64, 256
+		// NB: long windows' counts are compacted over and over before
+		// their window closes; without block compression that costs a
+		// tenth less CPU (uniform: 42-43 -> 37-38 CPU-s) for about twice
+		// the disk (2 M day-window counts: 78 -> 146 MiB).
+		for i := range po.Levels {
+			po.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+		}
 	}
 	if opts.PointLookups {
 		// NB: the deeper levels inherit L0's filter policy.
