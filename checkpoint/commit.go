@@ -1,7 +1,6 @@
 package checkpoint
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -270,13 +269,14 @@ func (pl *Pipeline) plan(flush bool) ([]planned, *sink.Checkpoint, error) {
 		// derives the url_totals deltas from the smallest windows' ones.
 		for _, w := range plan.Emit {
 			start, end := w.Start, w.End()
-			if !t.op.Stored(w) {
-				// NB: all its counts are pending: nothing to read back.
-			} else if err := pl.store.ScanWindow(p, state.Window(w), func(url []byte, n int64) error {
-				d.AddClickBytes(url, start, end, n, 0)
-				return nil
-			}); err != nil {
-				return nil, nil, fmt.Errorf("read window %s of partition %d: %w", w, p, err)
+			// NB: a window not Stored has all its counts pending.
+			if t.op.Stored(w) {
+				if err := pl.store.ScanWindow(p, state.Window(w), func(url []byte, n int64) error {
+					d.AddClickBytes(url, start, end, n, 0)
+					return nil
+				}); err != nil {
+					return nil, nil, fmt.Errorf("read window %s of partition %d: %w", w, p, err)
+				}
 			}
 			for url, n := range t.op.Pending(w).All() {
 				d.AddClick(url, start, end, n, 0)
@@ -308,14 +308,9 @@ func (pl *Pipeline) spillReplaying(plans []planned) error {
 			continue
 		}
 		t, p := pp.t, pp.t.p
-		var ws []stream.Window
-		t.op.PendingWindows(func(w stream.Window, _ *stream.Counts) { ws = append(ws, w) })
-		slices.SortFunc(ws, compareWindowKeys)
-		for _, w := range ws {
-			for url, n := range t.op.Pending(w).Sorted() {
-				b.AddCount(p, state.Window(w), url, n)
-			}
-		}
+		pending := make(map[stream.Window]*stream.Counts)
+		t.op.PendingWindows(func(w stream.Window, c *stream.Counts) { pending[w] = c })
+		addCounts(b, p, pending, nil)
 		t.op.OpenWindows(func(w stream.Window, first, memFrom int64) { b.SetWindow(p, state.Window(w), first, memFrom) })
 		t.op.Sightings(func(slot int64, id string, ts int64) { b.SetSeen(p, slot, id, ts) })
 	}
@@ -355,23 +350,9 @@ func (pl *Pipeline) persist(plans []planned) error {
 			b.SetDedup(p, s.Dedup.Clock, marks(s.Dedup.Hist))
 		}
 		for w := range pp.snap.Emitted {
-			if pp.snap.Unstored[w] {
-				b.CloseWindow(p, state.Window(w))
-			} else {
-				b.DeleteWindow(p, state.Window(w))
-			}
+			b.DeleteWindow(p, state.Window(w), pp.snap.Stored(w))
 		}
-		// NB: in key order (windows by size, then start; URLs in byte
-		// order): Pebble sorts a batch too large for its memtable, and
-		// applies sorted keys faster either way.
-		for _, w := range slices.SortedFunc(maps.Keys(pp.snap.Pending), compareWindowKeys) {
-			if _, emitted := pp.snap.Emitted[w]; emitted {
-				continue
-			}
-			for url, n := range pp.snap.Pending[w].Sorted() {
-				b.AddCount(p, state.Window(w), url, n)
-			}
-		}
+		addCounts(b, p, pp.snap.Pending, pp.snap.Emitted)
 		for w, first := range pp.snap.Open {
 			memFrom, held := pp.snap.Held[w]
 			if !held {
@@ -389,12 +370,20 @@ func (pl *Pipeline) persist(plans []planned) error {
 	return b.Commit()
 }
 
-// compareWindowKeys orders windows as their state-store keys sort.
-func compareWindowKeys(a, b stream.Window) int {
-	if c := cmp.Compare(a.Size, b.Size); c != 0 {
-		return c
+// addCounts adds partition p's counts, but those of windows in skip, to b
+// in key order (state.CompareWindows, then URLs in byte order): Pebble
+// sorts a batch too large for its memtable, and applies sorted keys faster
+// either way.
+func addCounts(b *state.Batch, p int32, counts map[stream.Window]*stream.Counts, skip map[stream.Window]int64) {
+	byKey := func(a, b stream.Window) int { return state.CompareWindows(state.Window(a), state.Window(b)) }
+	for _, w := range slices.SortedFunc(maps.Keys(counts), byKey) {
+		if _, ok := skip[w]; ok {
+			continue
+		}
+		for url, n := range counts[w].Sorted() {
+			b.AddCount(p, state.Window(w), url, n)
+		}
 	}
-	return cmp.Compare(a.Start, b.Start)
 }
 
 // metaOf is the state-store tag of a checkpoint position: what local state

@@ -275,12 +275,13 @@ func (pl *Pipeline) restoreOne(p int32, pos sink.Position, logStart, end int64, 
 		if reg, err = pl.store.Windows(p); err != nil {
 			return nil, 0, err
 		}
+		// NB: a replay of held windows counts only the sizes configured
+		// now, cannot tell duplicates from the sightings it stored, and
+		// needs its records, from this log: rebuild instead (which says
+		// what retention deleted).
+		noReplay := op.Deduplicating() || end < pos.NextOffset
 		for w, e := range reg {
-			// NB: a replay of held windows counts only the sizes
-			// configured now, cannot tell duplicates from the sightings
-			// it stored, and needs its records: rebuild instead (which
-			// says what retention deleted).
-			if e.MemFrom >= 0 && (op.Deduplicating() || !slices.Contains(op.Sizes(), w.Size) || e.MemFrom < logStart || end < pos.NextOffset) {
+			if e.MemFrom >= 0 && (noReplay || !slices.Contains(op.Sizes(), w.Size) || e.MemFrom < logStart) {
 				local = false
 				pl.log.Info("local state holds windows in memory only that this run cannot replay; rebuilding",
 					zap.Int32("partition", p), zap.Int64("held_from", e.MemFrom), zap.Int64("log_start_offset", logStart))

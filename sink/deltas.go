@@ -26,7 +26,6 @@ type Deltas struct {
 	SpillBytes int    // 0 means 32 MiB
 	clicks     spillBuffer
 	nClicks    int
-	err        error
 }
 
 // copyHeader starts a binary COPY stream: signature, flags, header
@@ -42,13 +41,14 @@ const pgEpochMicros = 946684800 * 1_000_000
 // Reset empties d, keeping its memory and removing spill files.
 func (d *Deltas) Reset() {
 	d.clicks.reset()
-	d.nClicks, d.err = 0, nil
+	d.nClicks = 0
 }
 
 // Err returns the first error writing a spill file.
-func (d *Deltas) Err() error { return d.err }
+func (d *Deltas) Err() error { return d.clicks.err }
 
-func (d *Deltas) buf(b *spillBuffer) *spillBuffer {
+func (d *Deltas) buf() *spillBuffer {
+	b := &d.clicks
 	if b.dir == "" && d.SpillDir != "" {
 		b.dir, b.limit = d.SpillDir, d.SpillBytes
 		if b.limit == 0 {
@@ -64,7 +64,7 @@ func (d *Deltas) Clicks() int { return d.nClicks }
 // AddClick adds clicks (of which late) to url's window [start, end), in
 // Unix milliseconds.
 func (d *Deltas) AddClick(url string, start, end, clicks, late int64) {
-	b := d.buf(&d.clicks)
+	b := d.buf()
 	if d.nClicks == 0 {
 		b.Write(copyHeader)
 	}
@@ -79,9 +79,6 @@ func (d *Deltas) AddClick(url string, start, end, clicks, late int64) {
 	row = appendInt64(row, clicks)
 	row = appendInt64(row, late)
 	b.Write(row)
-	if b.err != nil && d.err == nil {
-		d.err = b.err
-	}
 }
 
 // AddClickBytes is AddClick for a URL held as bytes.

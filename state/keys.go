@@ -1,6 +1,7 @@
 package state
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -37,6 +38,14 @@ func windowKey(dst []byte, kind byte, p int32, w Window) []byte {
 	dst = partitionKey(dst, kind, p)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(w.Size))
 	return binary.BigEndian.AppendUint64(dst, uint64(w.Start)^(1<<63))
+}
+
+// CompareWindows orders windows as their keys sort: by size, then start.
+func CompareWindows(a, b Window) int {
+	if c := cmp.Compare(a.Size, b.Size); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Start, b.Start)
 }
 
 // countKey returns the key of one URL's count in window w.

@@ -374,18 +374,14 @@ func (b *Batch) SetWindow(p int32, w Window, first, memFrom int64) {
 	b.keep(b.b.Set(b.key, v, nil))
 }
 
-// CloseWindow removes window w of partition p from the registry, for a
-// window with no counts in the store: no range deletion for later reads to
-// step over.
-func (b *Batch) CloseWindow(p int32, w Window) {
-	b.key = windowKey(b.key[:0], kindWindow, p, w)
-	b.keep(b.b.Delete(b.key, nil))
-}
-
-// DeleteWindow removes window w of partition p: its counts and registry entry.
-func (b *Batch) DeleteWindow(p int32, w Window) {
-	prefix := windowKey(nil, kindCount, p, w)
-	b.keep(b.b.DeleteRange(prefix, prefixEnd(prefix), nil))
+// DeleteWindow removes window w of partition p: its registry entry and,
+// when stored (the store may hold counts of it), its counts. A window with
+// none leaves no range deletion for later reads to step over.
+func (b *Batch) DeleteWindow(p int32, w Window, stored bool) {
+	if stored {
+		prefix := windowKey(nil, kindCount, p, w)
+		b.keep(b.b.DeleteRange(prefix, prefixEnd(prefix), nil))
+	}
 	b.key = windowKey(b.key[:0], kindWindow, p, w)
 	b.keep(b.b.Delete(b.key, nil))
 }

@@ -56,7 +56,7 @@ func TestStoreCountsMergeAndWindowsDelete(t *testing.T) {
 		t.Fatalf("registry = %v %v", reg, err)
 	}
 	b = s.NewBatch()
-	b.DeleteWindow(3, w1)
+	b.DeleteWindow(3, w1, true)
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}

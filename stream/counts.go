@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"hash/maphash"
@@ -44,21 +43,32 @@ func (c *Counts) Add(url []byte, n int64) {
 	if 4*(c.n+1) > 3*len(c.slots) {
 		c.grow()
 	}
+	s, h := c.find(url)
+	if s.hash == 0 {
+		*s = slot{hash: h, len: uint32(len(url)), off: uint64(len(c.arena)), val: n}
+		c.arena = append(c.arena, url...)
+		c.n++
+		return
+	}
+	s.val += n
+}
+
+// find returns url's slot, or the empty one where it goes, and its hash.
+// The table must have an empty slot.
+func (c *Counts) find(url []byte) (*slot, uint32) {
 	h := uint32(maphash.Bytes(countsSeed, url)) | 1
 	mask := uint32(len(c.slots) - 1)
 	for i := (h >> 1) & mask; ; i = (i + 1) & mask {
 		s := &c.slots[i]
-		if s.hash == 0 {
-			*s = slot{hash: h, len: uint32(len(url)), off: uint64(len(c.arena)), val: n}
-			c.arena = append(c.arena, url...)
-			c.n++
-			return
-		}
-		if s.hash == h && bytes.Equal(c.arena[s.off:s.off+uint64(s.len)], url) {
-			s.val += n
-			return
+		if s.hash == 0 || s.hash == h && c.url(s) == string(url) {
+			return s, h
 		}
 	}
+}
+
+// url returns the URL of a used slot, sharing the arena's memory.
+func (c *Counts) url(s *slot) string {
+	return unsafe.String(unsafe.SliceData(c.arena[s.off:]), int(s.len))
 }
 
 // AddString adds n to url's count.
@@ -88,16 +98,8 @@ func (c *Counts) Get(url string) int64 {
 	if c == nil || c.n == 0 {
 		return 0
 	}
-	b := unsafe.Slice(unsafe.StringData(url), len(url))
-	h := uint32(maphash.Bytes(countsSeed, b)) | 1
-	mask := uint32(len(c.slots) - 1)
-	for i := (h >> 1) & mask; c.slots[i].hash != 0; i = (i + 1) & mask {
-		s := &c.slots[i]
-		if s.hash == h && bytes.Equal(c.arena[s.off:s.off+uint64(s.len)], b) {
-			return s.val
-		}
-	}
-	return 0
+	s, _ := c.find(unsafe.Slice(unsafe.StringData(url), len(url)))
+	return s.val // NB: 0 in an empty slot
 }
 
 // Len returns the number of URLs. Safe on a nil Counts.
@@ -120,7 +122,7 @@ func (c *Counts) All() iter.Seq2[string, int64] {
 			if s.hash == 0 {
 				continue
 			}
-			if !yield(unsafe.String(unsafe.SliceData(c.arena[s.off:]), int(s.len)), s.val) {
+			if !yield(c.url(&s), s.val) {
 				return
 			}
 		}
@@ -136,10 +138,7 @@ func (c *Counts) Sorted() iter.Seq2[string, int64] {
 		if c == nil || c.n == 0 {
 			return
 		}
-		key := func(i int32) string {
-			s := &c.slots[i]
-			return unsafe.String(unsafe.SliceData(c.arena[s.off:]), int(s.len))
-		}
+		key := func(i int32) string { return c.url(&c.slots[i]) }
 		// NB: URLs mostly share a long prefix (scheme and host). Past the
 		// prefix all share, the next eight bytes decide most comparisons
 		// without touching the arena.

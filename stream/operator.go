@@ -173,8 +173,8 @@ type Operator struct {
 	holdRecs   int64
 	memFrom    map[Window]int64
 	base       int64
-	heldKeys   int              // keys in held windows when the last checkpoint was taken
-	replayOnly map[Window]int64 // while replaying held windows: count a record only into these, from these offsets; nil: every open window
+	heldKeys   int  // keys in held windows when the last checkpoint was taken
+	heldReplay bool // replaying held windows over local state: count a record only into a window of memFrom, from its offset there
 }
 
 type lastWindow struct {
@@ -296,20 +296,18 @@ func (o *Operator) Resume(next, wm int64, open, memFrom map[Window]int64) {
 	if len(memFrom) == 0 {
 		return
 	}
+	from := next
 	for w, f := range memFrom {
 		if f >= next {
 			// NB: never written so (Take holds from below its checkpoint):
 			// a window the store has every record of.
 			delete(memFrom, w)
 		}
-	}
-	o.memFrom = memFrom
-	from := next
-	for _, f := range memFrom {
 		from = min(from, f)
 	}
+	o.memFrom = memFrom
 	if from < next {
-		o.replayOnly = maps.Clone(memFrom)
+		o.heldReplay = true
 		o.next, o.replayUntil = from, next
 	}
 }
@@ -394,7 +392,7 @@ func (o *Operator) reset() {
 	clear(o.lateBuf)
 	clear(o.last)
 	clear(o.memFrom)
-	o.replayOnly = nil
+	o.heldReplay = false
 }
 
 // EndReplay gives up a replay whose remaining records are gone (deleted by
@@ -410,7 +408,7 @@ func (o *Operator) EndReplay() {
 func (o *Operator) finishReplay() {
 	o.next = o.replayUntil
 	o.replayUntil = -1
-	o.replayOnly = nil
+	o.heldReplay = false
 }
 
 // Process applies one record. Records must come in offset order; a record
@@ -485,10 +483,11 @@ func (o *Operator) Process(r Record) Outcome {
 			}
 			continue
 		}
-		if replaying && o.replayOnly != nil {
+		if replaying && o.heldReplay {
 			// NB: replaying held windows over local state: every other
-			// window has these records in the store already.
-			if from, ok := o.replayOnly[w]; !ok || r.Offset < from {
+			// window has these records in the store already. (A spill
+			// moves memFrom to the replay's position: still right.)
+			if from, ok := o.memFrom[w]; !ok || r.Offset < from {
 				continue
 			}
 		}
@@ -643,7 +642,7 @@ func (o *Operator) DropPending() {
 			o.memFrom[w] = o.next
 		}
 	}
-	if o.replayOnly == nil {
+	if !o.heldReplay {
 		// NB: replaying held windows, the other windows' records up to
 		// replayUntil are in the store, and none of them is pending.
 		o.base = o.next
@@ -693,16 +692,19 @@ func (o *Operator) HeldKeys() int { return o.heldKeys }
 // memory: the pending counts of open windows p does not emit that are no
 // longer than HoldWindows.
 func (o *Operator) HoldableKeys(p Plan) int {
-	if o.holdMax == 0 || p.Flush {
-		return 0
-	}
 	n := 0
 	for w, c := range o.pending {
-		if !w.ClosedBy(p.Watermark) && o.holds(w, p.NextOffset) {
+		if o.holdable(p, w) {
 			n += c.Len()
 		}
 	}
 	return n
+}
+
+// holdable reports whether Take(p, true) keeps window w's pending counts in
+// memory: p does not emit it, and holds allows it.
+func (o *Operator) holdable(p Plan, w Window) bool {
+	return !p.Flush && !w.ClosedBy(p.Watermark) && o.holds(w, p.NextOffset)
 }
 
 // Stored reports whether the state store may hold counts of open window
@@ -748,9 +750,6 @@ type Snapshot struct {
 	// offset from which the state store does not have them: the registry
 	// must say so.
 	Held map[Window]int64
-	// Unstored are the emitted windows the store holds no counts of
-	// (Stored): only their registry entries go.
-	Unstored map[Window]bool
 	// memFrom, base and heldKeys are the operator's before Take, for
 	// Restore.
 	memFrom  map[Window]int64
@@ -767,22 +766,15 @@ func (o *Operator) Take(p Plan, hold bool) *Snapshot {
 		memFrom: maps.Clone(o.memFrom), base: o.base, heldKeys: o.heldKeys}
 	for _, w := range p.Emit {
 		if first, ok := o.open[w]; ok {
-			if !o.Stored(w) {
-				if s.Unstored == nil {
-					s.Unstored = make(map[Window]bool)
-				}
-				s.Unstored[w] = true
-			}
 			s.Emitted[w] = first
 			delete(o.open, w)
 		}
-		delete(o.memFrom, w)
 	}
 	kept := make(map[Window]*Counts, len(o.pending))
 	o.heldKeys = 0
-	if hold && o.holdMax > 0 && !p.Flush {
+	if hold { // NB: a flush emits every window: none is held
 		for w, c := range o.pending {
-			if _, emitted := s.Emitted[w]; emitted || !o.holds(w, p.NextOffset) {
+			if !o.holdable(p, w) {
 				continue
 			}
 			kept[w] = c
@@ -851,6 +843,13 @@ func (o *Operator) Restore(s *Snapshot) {
 		o.dd.giveBack(s.Seen, s.dropped)
 	}
 	clear(o.last)
+}
+
+// Stored reports whether the state store may hold counts of window w,
+// which this snapshot emitted (see Operator.Stored).
+func (s *Snapshot) Stored(w Window) bool {
+	mf, held := s.memFrom[w]
+	return !held || mf > s.Emitted[w]
 }
 
 // SlotOf returns the slot of event time t where the state store keeps a

@@ -202,6 +202,9 @@ func (h *harness) checkpoint(flush bool) {
 	// The state batch, as checkpoint.persist writes it.
 	snap := h.op.Take(p, h.hold)
 	for w := range snap.Emitted {
+		if !snap.Stored(w) && len(h.store[w]) > 0 {
+			panic(fmt.Sprintf("emitted window %v: not Stored, but the store holds %v", w, h.store[w]))
+		}
 		delete(h.store, w)
 		delete(h.reg, w)
 	}
