@@ -61,25 +61,23 @@ type dlEpoch struct {
 
 // newDeadLetters checks that the topic exists and notes where each of its
 // partitions ends: whatever this process sends lands after that.
-func newDeadLetters(ctx context.Context, cl *kgo.Client, kopts []kgo.Opt, topic, group, input string) (*deadLetters, error) {
-	adm := kadm.NewClient(cl)
+func newDeadLetters(ctx context.Context, cl *kgo.Client, adm *kadm.Client, kopts []kgo.Opt, topic, group, input string) (*deadLetters, error) {
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	ends, err := adm.ListEndOffsets(lctx, topic)
 	if err == nil {
 		err = ends.Error()
 	}
-	if errors.Is(err, kerr.UnknownTopicOrPartition) {
-		return nil, fmt.Errorf("dead-letter topic %s does not exist: create it with as many partitions as %s", topic, input)
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) {
 		return nil, fmt.Errorf("dead-letter topic %s: %w", topic, err)
 	}
 	d := &deadLetters{cl: cl, kopts: kopts, topic: topic, group: group, input: input, acked: make(map[int32]int64), cur: &dlEpoch{}}
-	ends.Each(func(o kadm.ListedOffset) {
-		d.parts = max(d.parts, o.Partition+1)
-		d.acked[o.Partition] = o.Offset - 1
-	})
+	if err == nil {
+		ends.Each(func(o kadm.ListedOffset) {
+			d.parts = max(d.parts, o.Partition+1)
+			d.acked[o.Partition] = o.Offset - 1
+		})
+	}
 	if d.parts == 0 {
 		return nil, fmt.Errorf("dead-letter topic %s does not exist: create it with as many partitions as %s", topic, input)
 	}

@@ -340,7 +340,7 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 	}
 	pl.cl, pl.adm = cl, kadm.NewClient(cl)
 	if topic := pl.opts.DeadLetterTopic; topic != "" {
-		if pl.dl, err = newDeadLetters(ctx, cl, base, topic, pl.opts.Consumer.Group, pl.opts.Consumer.Topic); err != nil {
+		if pl.dl, err = newDeadLetters(ctx, cl, pl.adm, base, topic, pl.opts.Consumer.Group, pl.opts.Consumer.Topic); err != nil {
 			cl.Close()
 			return err
 		}

@@ -62,6 +62,14 @@ func seenKey[ID string | []byte](dst []byte, p int32, slot int64, id ID) []byte 
 	return append(dst, id...)
 }
 
+// decodeSeenKey parses a dedup sighting key: the slot and the id.
+func decodeSeenKey(k []byte) (slot int64, id []byte, err error) {
+	if len(k) < partitionKeyLen+8 {
+		return 0, nil, fmt.Errorf("%w: %x", errBadKey, k)
+	}
+	return int64(binary.BigEndian.Uint64(k[partitionKeyLen:]) ^ (1 << 63)), k[partitionKeyLen+8:], nil
+}
+
 const (
 	partitionKeyLen = 1 + 4
 	windowKeyLen    = partitionKeyLen + 8 + 8

@@ -1,7 +1,6 @@
 package state
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -296,13 +295,16 @@ func (s *Store) ScanSeen(p int32, fromSlot int64, fn func(slot int64, id []byte,
 		return err
 	}
 	for ok := it.First(); ok; ok = it.Next() {
-		k := it.Key()
-		t, err := decodeInt64(it.Value())
-		if err != nil || len(k) < partitionKeyLen+8 {
-			_ = it.Close()
-			return fmt.Errorf("partition %d dedup sighting %x: %w", p, k, errBadKey)
+		slot, id, err := decodeSeenKey(it.Key())
+		var t int64
+		if err == nil {
+			t, err = decodeInt64(it.Value())
 		}
-		fn(int64(binary.BigEndian.Uint64(k[partitionKeyLen:])^(1<<63)), k[partitionKeyLen+8:], t)
+		if err != nil {
+			_ = it.Close()
+			return fmt.Errorf("partition %d dedup sighting: %w", p, err)
+		}
+		fn(slot, id, t)
 	}
 	return it.Close()
 }

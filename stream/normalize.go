@@ -1,17 +1,14 @@
 package stream
 
+import "bytes"
+
 // NormalizeURL appends to dst the normalized form of url (setting
 // url.normalize): the scheme and the host lowercased (ASCII), the fragment
 // ("#..." ) dropped. Everything else — user info, port, path, query,
 // percent-escapes — is kept byte for byte. A URL without "scheme://" only
 // loses its fragment.
 func NormalizeURL(dst, url []byte) []byte {
-	for i, c := range url {
-		if c == '#' {
-			url = url[:i]
-			break
-		}
-	}
+	url, _, _ = bytes.Cut(url, []byte{'#'})
 	start := len(dst)
 	dst = append(dst, url...)
 	out := dst[start:]
@@ -21,23 +18,12 @@ func NormalizeURL(dst, url []byte) []byte {
 	}
 	lower(out[:n])
 	auth := out[n+3:]
-	end := len(auth)
-	for i, c := range auth {
-		if c == '/' || c == '?' {
-			end = i
-			break
-		}
+	if end := bytes.IndexAny(auth, "/?"); end >= 0 {
+		auth = auth[:end]
 	}
-	auth = auth[:end]
 	// NB: user info is case-sensitive; only what follows the last '@' is
 	// the host (and port, which lowercasing leaves alone).
-	for i := len(auth) - 1; i >= 0; i-- {
-		if auth[i] == '@' {
-			auth = auth[i+1:]
-			break
-		}
-	}
-	lower(auth)
+	lower(auth[bytes.LastIndexByte(auth, '@')+1:])
 	return dst
 }
 

@@ -148,11 +148,11 @@ func RemoveStale(parent, prefix, ownerFile, childPidFile string) []string {
 			continue
 		}
 		dir := filepath.Join(parent, e.Name())
-		owner, ok := ReadPid(filepath.Join(dir, ownerFile))
-		if !ok || owner == os.Getpid() || Alive(owner) {
+		owner, ok := readPid(filepath.Join(dir, ownerFile))
+		if !ok || owner == os.Getpid() || alive(owner) {
 			continue
 		}
-		if pid, ok := ReadPid(filepath.Join(dir, childPidFile)); ok && Alive(pid) {
+		if pid, ok := readPid(filepath.Join(dir, childPidFile)); ok && alive(pid) {
 			continue
 		}
 		if os.RemoveAll(dir) == nil {
@@ -162,8 +162,8 @@ func RemoveStale(parent, prefix, ownerFile, childPidFile string) []string {
 	return removed
 }
 
-// ReadPid reads the pid on the first line of a file.
-func ReadPid(path string) (int, bool) {
+// readPid reads the pid on the first line of a file.
+func readPid(path string) (int, bool) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, false
@@ -178,8 +178,8 @@ func ReadPid(path string) (int, bool) {
 	return pid, true
 }
 
-// Alive reports whether a process with this pid exists.
-func Alive(pid int) bool {
+// alive reports whether a process with this pid exists.
+func alive(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -157,16 +158,14 @@ func TestShared(t *testing.T) {
 	}
 	defer cl.Close()
 	// NB: metadata of a topic just created may lag behind: poll.
-	n := 0
-	for deadline := time.Now().Add(30 * time.Second); n != 3; time.Sleep(50 * time.Millisecond) { // poll interval
-		td, err := kadm.NewClient(cl).ListTopics(ctx, "shared-topic")
+	adm := kadm.NewClient(cl)
+	clicktest.WaitFor(t, 30*time.Second, "shared-topic with 3 partitions", func() bool {
+		td, err := adm.ListTopics(ctx, "shared-topic")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n = len(td["shared-topic"].Partitions); n != 3 && time.Now().After(deadline) {
-			t.Fatalf("shared-topic has %d partitions after 30 s, want 3", n)
-		}
-	}
+		return len(td["shared-topic"].Partitions) == 3
+	})
 
 	// A consumer group with a short session timeout (the broker allows
 	// 1 s), committing its offset: the group coordinator and

@@ -722,6 +722,3 @@ func ephemeralLow() int {
 	lo, _ := strconv.Atoi(fields[0])
 	return lo
 }
-
-// ---------------------------------------------------------------------------
-// leftovers
