@@ -34,6 +34,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	recRate := fs.Float64("recovery-rate", 50_000, "recovery scenario: records per second")
 	recRuns := fs.Int("recovery-runs", 3, "recovery scenario: runs of each variant (median and max reported)")
 	profile := fs.String("cpuprofile-dir", "", "write a CPU profile of each aggregator run into this folder")
+	logDir := fs.String("log-dir", "", "write each aggregator run's log into this folder")
 	aggArgs := fs.String("aggregator-args", "", "extra flags for clickagg run, space-separated (experiments)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -53,10 +54,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return badConfig("--workload %q: want zipf, uniform, multi, freshness, recovery or all", w)
 		}
 	}
-	if *profile != "" {
-		// NB: before the long pre-load, not after it.
-		if err := os.MkdirAll(*profile, 0o750); err != nil {
-			return fmt.Errorf("--cpuprofile-dir: %w", err)
+	// NB: before the long pre-load, not after it.
+	for flagName, d := range map[string]string{"--cpuprofile-dir": *profile, "--log-dir": *logDir} {
+		if d == "" {
+			continue
+		}
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return fmt.Errorf("%s: %w", flagName, err)
 		}
 	}
 	exe, err := os.Executable()
@@ -69,7 +73,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer os.RemoveAll(dir)
 	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "bench: "+format+"\n", args...) }
-	env := bench.Env{Binary: exe, Dir: dir, Logf: logf, DSN: cfg.Postgres}
+	env := bench.Env{Binary: exe, Dir: dir, Logf: logf, DSN: cfg.Postgres, LogDir: *logDir}
 
 	if env.DSN == "" {
 		srv, err := pglocal.Start(ctx, pglocal.Options{Database: "bench"})

@@ -63,6 +63,9 @@ type Env struct {
 	DSN     string
 	Dir     string // scratch folder
 	Logf    func(format string, args ...any)
+	// LogDir, when set, receives each aggregator run's log as
+	// <group>.log.
+	LogDir string
 }
 
 // Result is one benchmark's measurements.
@@ -143,12 +146,24 @@ func RunAggregator(ctx context.Context, env Env, topic, group string, w Workload
 	if err := cmd.Start(); err != nil {
 		return Result{}, err
 	}
+	var logOut io.Writer = io.Discard
+	if env.LogDir != "" {
+		f, err := os.Create(filepath.Join(env.LogDir, group+".log"))
+		if err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return Result{}, err
+		}
+		defer f.Close()
+		logOut = f
+	}
 	var stopped map[string]any
 	var tail []string
 	sc := bufio.NewScanner(stderr)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
+		fmt.Fprintln(logOut, line)
 		tail = append(tail, line)
 		if len(tail) > 20 {
 			tail = tail[1:]

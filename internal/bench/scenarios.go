@@ -25,7 +25,11 @@ func startAggregator(env Env, topic, group, schema string, extra ...string) (*ex
 		"--postgres-schema", schema, "--http-addr", "off", "--log-level", "warn"}, extra...)
 	cmd := exec.Command(env.Binary, args...)
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+env.DSN)
-	logf, err := os.Create(filepath.Join(env.Dir, group+".log"))
+	dir := env.Dir
+	if env.LogDir != "" {
+		dir = env.LogDir
+	}
+	logf, err := os.Create(filepath.Join(dir, group+".log"))
 	if err != nil {
 		return nil, err
 	}
