@@ -82,20 +82,12 @@ func (pl *Pipeline) startJob(flush bool, reason string) error {
 		pl.m.CheckpointFailures.WithLabelValues("state").Inc()
 		return err
 	}
-	// NB: windows held in memory are bounded like pending counts; past
-	// that bound this checkpoint moves them all to the store.
-	holdable := 0
-	for _, pp := range plans {
-		if pp.live {
-			holdable += pp.t.op.HoldableKeys(pp.plan)
-		}
-	}
-	hold := holdable <= pl.opts.MaxPendingKeys
+	holdUntil := pl.holdUntil(plans)
 	for i := range plans {
 		pp := &plans[i]
 		if pp.live {
 			pp.meta = pp.next != pp.t.committed || pp.t.metaDirty
-			pp.snap = pp.t.op.Take(pp.plan, hold)
+			pp.snap = pp.t.op.Take(pp.plan, holdUntil)
 		}
 	}
 	// Replaying tasks move their counts to the store now: no transaction
@@ -227,6 +219,26 @@ func (pl *Pipeline) finishJob(ctx context.Context) error {
 	}
 	pl.publishTasks()
 	return nil
+}
+
+// holdUntil picks which windows a checkpoint keeps in memory (see
+// stream.Operator.Take): they are bounded like pending counts, so the
+// windows that close first are held, up to MaxPendingKeys counters in all,
+// and the rest move to the store.
+func (pl *Pipeline) holdUntil(plans []planned) int64 {
+	keys := make(map[int64]int)
+	for _, pp := range plans {
+		if pp.live {
+			pp.t.op.Holdable(pp.plan, func(end int64, n int) { keys[end] += n })
+		}
+	}
+	budget := pl.opts.MaxPendingKeys
+	for _, end := range slices.Sorted(maps.Keys(keys)) {
+		if budget -= keys[end]; budget < 0 {
+			return end - 1
+		}
+	}
+	return stream.HoldAll
 }
 
 // restoreSnapshots gives the counts a failed checkpoint took back to the

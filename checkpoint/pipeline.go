@@ -56,6 +56,18 @@ type Options struct {
 	SpillDir string
 	// MaxPollRecords bounds the records processed per poll; zero means 10,000.
 	MaxPollRecords int
+	// AlignWatermarks caps the watermark of each partition at the lowest
+	// own watermark among this process's other partitions that are
+	// catching up (records left to read), like a Flink source that reads
+	// several partitions. A window then closes on every partition at about the
+	// same time, once its records are all in, so its rows are written
+	// once and final instead of once per partition and once more by the
+	// finalizer, and fewer records are late. A caught-up partition never
+	// holds the others back. Ignored with late policy dead-letter: which
+	// records are late then depends on other partitions' progress, so a
+	// run after a crash could count a record the crashed run had
+	// dead-lettered past its checkpoint.
+	AlignWatermarks bool
 	// ShutdownTimeout bounds the final checkpoint; zero means 30s.
 	ShutdownTimeout time.Duration
 	// StatsInterval is the period of the progress log line; zero means 10s,
@@ -85,6 +97,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.MaxPollRecords == 0 {
 		o.MaxPollRecords = 10_000
+	}
+	if o.Operator.Late == stream.LateDeadLetter {
+		o.AlignWatermarks = false
 	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = 30 * time.Second
@@ -415,7 +430,9 @@ func (pl *Pipeline) loop(ctx context.Context) error {
 			return err
 		}
 		now := time.Now()
+		pl.alignWatermarks()
 		pl.process(fetches, now)
+		pl.alignWatermarks()
 		if err := pl.storeErr; err != nil {
 			return fmt.Errorf("dedup lookup: %w", err)
 		}
@@ -578,6 +595,40 @@ func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) {
 			pl.restored(t, now)
 		}
 	})
+}
+
+// alignWatermarks applies Options.AlignWatermarks: each partition's
+// watermark is capped at the lowest own watermark among the other live
+// partitions with records left to read (a partition alone is never
+// capped). It runs before and after each poll's records are processed; the
+// watermark is recorded in every checkpoint, so a replay does not depend
+// on when it ran (DESIGN.md I3).
+func (pl *Pipeline) alignWatermarks() {
+	if !pl.opts.AlignWatermarks {
+		return
+	}
+	lo, next := stream.NoCap, stream.NoCap // the two lowest
+	var slowest *task
+	for _, t := range pl.tasks {
+		if !t.live() || t.end <= t.op.NextOffset() {
+			continue
+		}
+		// NB: one without a watermark yet (NoWatermark, the lowest value)
+		// holds the others' where they are.
+		switch own := t.op.OwnWatermark(); {
+		case own < lo:
+			lo, next, slowest = own, lo, t
+		case own < next:
+			next = own
+		}
+	}
+	for _, t := range pl.tasks {
+		if t == slowest {
+			t.op.SetWatermarkCap(next)
+		} else {
+			t.op.SetWatermarkCap(lo)
+		}
+	}
 }
 
 // deadLetter sends r to the dead-letter topic, unless a run before this

@@ -97,7 +97,7 @@ func (r *dedupRun) process(rec Record) {
 
 func (r *dedupRun) checkpoint(flush bool) (Plan, DedupState) {
 	p := r.op.Plan(flush)
-	s := r.op.Take(p, false)
+	s := r.op.Take(p, HoldNone)
 	for k := range r.store {
 		if k.slot < s.ExpireBefore {
 			delete(r.store, k)
@@ -207,7 +207,7 @@ func TestDedupFailedCheckpointGivesSightingsBack(t *testing.T) {
 	if out := op.Process(rec(0, "x", t0)); out.Duplicate {
 		t.Fatal("first sighting is a duplicate")
 	}
-	s := op.Take(op.Plan(false), false)
+	s := op.Take(op.Plan(false), HoldNone)
 	if out := op.Process(rec(1, "x", t0)); !out.Duplicate {
 		t.Fatal("retry while the checkpoint is in flight was not caught")
 	}
@@ -273,7 +273,7 @@ func BenchmarkOperatorProcessDedup(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		op.Process(Record{Offset: int64(i), Value: vals[i%len(vals)]})
 		if i%100_000 == 99_999 {
-			op.Release(op.Take(op.Plan(false), false))
+			op.Release(op.Take(op.Plan(false), HoldNone))
 		}
 	}
 }

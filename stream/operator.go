@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"time"
 )
@@ -145,8 +146,12 @@ type Operator struct {
 	maxBehind  int64 // ms; 0: off
 	dec        Decoder
 
-	next        int64 // next offset to process
-	wm          int64
+	next int64 // next offset to process
+	wm   int64
+	// own is the partition's own watermark (newest event time minus the
+	// out-of-orderness); wm follows it up to wmCap (see SetWatermarkCap).
+	own         int64
+	wmCap       int64
 	replayUntil int64 // while replaying: the checkpointed next offset; else -1
 	countFrom   int64 // while replaying: records below only reload dedup sightings
 	dd          *dedup
@@ -252,6 +257,8 @@ func NewOperator(opts OperatorOptions) (*Operator, error) {
 		maxBehind:   opts.MaxPastSkew.Milliseconds(),
 		dec:         Decoder{MaxURLBytes: maxURL},
 		wm:          NoWatermark,
+		own:         NoWatermark,
+		wmCap:       NoCap,
 		replayUntil: -1,
 		open:        make(map[Window]int64),
 		pending:     make(map[Window]*Counts),
@@ -270,6 +277,42 @@ func (o *Operator) NextOffset() int64 { return o.next }
 // Watermark returns the current watermark (NoWatermark if none).
 func (o *Operator) Watermark() int64 { return o.wm }
 
+// OwnWatermark returns the watermark the partition's own records give:
+// the newest event time seen minus the out-of-orderness, at least the
+// watermark. The watermark trails it when capped (SetWatermarkCap).
+func (o *Operator) OwnWatermark() int64 { return o.own }
+
+// NoCap is SetWatermarkCap's value for no cap.
+const NoCap = int64(math.MaxInt64)
+
+// SetWatermarkCap caps the watermark at c: from now on it follows the
+// partition's own watermark only up to c, and it rises at once to
+// min(own, c) if that is higher. It never moves back. The runner uses it to
+// align partitions that are catching up (a window closes on a partition
+// only once the slowest of them passed it), so that a window's rows are
+// written once, complete. The watermark is recorded in each checkpoint, so
+// replays do not depend on the cap (DESIGN.md I3). Not allowed while
+// replaying; it reports whether the watermark moved.
+func (o *Operator) SetWatermarkCap(c int64) bool {
+	o.wmCap = c
+	if o.Replaying() {
+		return false
+	}
+	return o.raiseWatermark()
+}
+
+// raiseWatermark moves wm to min(own, wmCap) when that is higher.
+func (o *Operator) raiseWatermark() bool {
+	if o.own == NoWatermark {
+		return false
+	}
+	if cand := min(o.own, o.wmCap); o.wm == NoWatermark || cand > o.wm {
+		o.wm = cand
+		return true
+	}
+	return false
+}
+
 // Replaying reports whether the operator is rebuilding state from records
 // below the checkpointed offset (DESIGN.md I4). It emits nothing meanwhile.
 func (o *Operator) Replaying() bool { return o.replayUntil >= 0 }
@@ -286,7 +329,7 @@ func (o *Operator) ReplayUntil() int64 { return o.replayUntil }
 // ownership of open and memFrom.
 func (o *Operator) Resume(next, wm int64, open, memFrom map[Window]int64) {
 	o.reset()
-	o.next, o.wm, o.base = next, wm, next
+	o.next, o.wm, o.own, o.base = next, wm, wm, next
 	if open != nil {
 		o.open = open
 	}
@@ -374,7 +417,7 @@ func (o *Operator) StartReplayDedup(from, countFrom, until, wm, clock int64) {
 	if o.dd == nil || countFrom < from {
 		from = countFrom
 	}
-	o.next, o.wm, o.countFrom, o.base = from, wm, countFrom, countFrom
+	o.next, o.wm, o.own, o.countFrom, o.base = from, wm, wm, countFrom, countFrom
 	if o.dd != nil {
 		o.dd.start(from, clock)
 	}
@@ -386,7 +429,7 @@ func (o *Operator) StartReplayDedup(from, countFrom, until, wm, clock int64) {
 }
 
 func (o *Operator) reset() {
-	o.next, o.wm, o.replayUntil, o.countFrom, o.base, o.heldKeys = 0, NoWatermark, -1, 0, 0, 0
+	o.next, o.wm, o.own, o.replayUntil, o.countFrom, o.base, o.heldKeys = 0, NoWatermark, NoWatermark, -1, 0, 0, 0
 	clear(o.open)
 	clear(o.pending)
 	clear(o.lateBuf)
@@ -513,7 +556,8 @@ func (o *Operator) Process(r Record) Outcome {
 		out.Late = 0
 		return out
 	}
-	o.wm = nextWatermark(o.wm, ts, o.outOfOrder)
+	o.own = nextWatermark(o.own, ts, o.outOfOrder)
+	o.raiseWatermark()
 	return out
 }
 
@@ -534,6 +578,7 @@ func (o *Operator) AdvanceWatermark(wm int64) bool {
 		return false
 	}
 	o.wm = wm
+	o.own = max(o.own, wm)
 	return true
 }
 
@@ -688,21 +733,26 @@ func (o *Operator) PendingKeys() int {
 // memory when the last checkpoint was taken.
 func (o *Operator) HeldKeys() int { return o.heldKeys }
 
-// HoldableKeys returns how many counters Take(p, true) would keep in
-// memory: the pending counts of open windows p does not emit that are no
-// longer than HoldWindows.
-func (o *Operator) HoldableKeys(p Plan) int {
-	n := 0
+// HoldNone and HoldAll are Take's holdUntil for holding no window and
+// every holdable one.
+const (
+	HoldNone = NoWatermark
+	HoldAll  = NoCap
+)
+
+// Holdable calls fn for each window Take(p, HoldAll) would keep in memory
+// (the open windows p does not emit that are no longer than HoldWindows),
+// with the window's end and its number of pending counters.
+func (o *Operator) Holdable(p Plan, fn func(end int64, keys int)) {
 	for w, c := range o.pending {
 		if o.holdable(p, w) {
-			n += c.Len()
+			fn(w.End(), c.Len())
 		}
 	}
-	return n
 }
 
-// holdable reports whether Take(p, true) keeps window w's pending counts in
-// memory: p does not emit it, and holds allows it.
+// holdable reports whether Take(p, HoldAll) keeps window w's pending
+// counts in memory: p does not emit it, and holds allows it.
 func (o *Operator) holdable(p Plan, w Window) bool {
 	return !p.Flush && !w.ClosedBy(p.Watermark) && o.holds(w, p.NextOffset)
 }
@@ -759,9 +809,10 @@ type Snapshot struct {
 
 // Take applies plan p as if its checkpoint committed (emitted windows leave
 // the registry) and moves the counts added since the previous checkpoint
-// into the returned snapshot. With hold, open windows no longer than
-// HoldWindows keep their counts in memory instead (see HoldableKeys).
-func (o *Operator) Take(p Plan, hold bool) *Snapshot {
+// into the returned snapshot. Open windows no longer than HoldWindows that
+// end at or before holdUntil keep their counts in memory instead (see
+// Holdable).
+func (o *Operator) Take(p Plan, holdUntil int64) *Snapshot {
 	s := &Snapshot{Pending: o.pending, Late: o.lateBuf, Emitted: make(map[Window]int64, len(p.Emit)),
 		memFrom: maps.Clone(o.memFrom), base: o.base, heldKeys: o.heldKeys}
 	for _, w := range p.Emit {
@@ -772,9 +823,9 @@ func (o *Operator) Take(p Plan, hold bool) *Snapshot {
 	}
 	kept := make(map[Window]*Counts, len(o.pending))
 	o.heldKeys = 0
-	if hold { // NB: a flush emits every window: none is held
+	if holdUntil != HoldNone { // NB: a flush emits every window: none is held
 		for w, c := range o.pending {
-			if !o.holdable(p, w) {
+			if w.End() > holdUntil || !o.holdable(p, w) {
 				continue
 			}
 			kept[w] = c

@@ -94,7 +94,7 @@ func TestOperatorScenario(t *testing.T) {
 	// Checkpoint 1: watermark t0+55s has not closed [t0, t0+60s).
 	p := op.Plan(false)
 	expect("plan 1", fmt.Sprint(p.NextOffset, p.Watermark-t0, p.RestartOffset, len(p.Emit)), fmt.Sprint(6, 55*sec, 0, 0))
-	op.Release(op.Take(p, false))
+	op.Release(op.Take(p, HoldNone))
 
 	expect("closes the first window", process(click("/b", t0+75*sec), 0), Outcome{})
 	expect("late for [t0, t0+60s)", process(click("/a", t0+1*sec), 0), Outcome{Late: 1})
@@ -105,7 +105,7 @@ func TestOperatorScenario(t *testing.T) {
 	var late []string
 	op.LateCounts(func(w Window, c *Counts) { late = append(late, fmt.Sprint(w.Start-t0, c)) })
 	expect("late counts", late, []string{"0 map[/a:1]"})
-	op.Release(op.Take(p, false))
+	op.Release(op.Take(p, HoldNone))
 	expect("open after commit", openWindows(op), []string{"60000@2"})
 
 	// A flush emits the open window too and moves the restart offset.
@@ -160,12 +160,28 @@ func TestControlRecordsAndDuplicatesAdvanceOnly(t *testing.T) {
 type harness struct {
 	op      *Operator
 	hold    bool                        // Take holds windows (HoldWindows)
+	rng     *rand.Rand                  // non-nil: Take sometimes holds only some (holdArg)
 	store   map[Window]map[string]int64 // counts carried over from earlier checkpoints
 	reg     map[Window][2]int64         // the stored registry: first pending offset, held from (-1: not held)
 	emitted map[string]int64            // window@url -> clicks emitted
 	late    map[string]int64
 	totals  map[string]int64
 	pos     [3]int64 // the last checkpoint: next offset, watermark, restart offset
+}
+
+// holdArg is Take's holdUntil: nothing without hold; with hold, every
+// holdable window or, with rng, sometimes only those up to a random one's
+// end, as checkpoint.holdUntil does past its budget.
+func holdArg(op *Operator, p Plan, hold bool, rng *rand.Rand) int64 {
+	if !hold {
+		return HoldNone
+	}
+	var ends []int64
+	op.Holdable(p, func(end int64, _ int) { ends = append(ends, end) })
+	if rng == nil || len(ends) == 0 || rng.IntN(2) == 0 {
+		return HoldAll
+	}
+	return ends[rng.IntN(len(ends))] - int64(rng.IntN(2))
 }
 
 func newHarness(op *Operator) *harness {
@@ -200,7 +216,7 @@ func (h *harness) checkpoint(flush bool) {
 		}
 	})
 	// The state batch, as checkpoint.persist writes it.
-	snap := h.op.Take(p, h.hold)
+	snap := h.op.Take(p, holdArg(h.op, p, h.hold, h.rng))
 	for w := range snap.Emitted {
 		if !snap.Stored(w) && len(h.store[w]) > 0 {
 			panic(fmt.Sprintf("emitted window %v: not Stored, but the store holds %v", w, h.store[w]))
@@ -334,6 +350,7 @@ func TestReplayRebuildsExactly(t *testing.T) {
 				op, _ := NewOperator(o)
 				op.StartReplay(0, 0, NoWatermark)
 				h := newHarness(op)
+				h.rng = rng
 				next := 0
 				for si, s := range steps {
 					for ; next < s.at; next++ {
@@ -346,7 +363,8 @@ func TestReplayRebuildsExactly(t *testing.T) {
 					if s.fail {
 						// A checkpoint that fails after the loop processed
 						// a few more records.
-						snap := h.op.Take(h.op.Plan(s.flush), v.hold && rng.IntN(2) == 0)
+						p := h.op.Plan(s.flush)
+						snap := h.op.Take(p, holdArg(h.op, p, v.hold && rng.IntN(2) == 0, rng))
 						for end := min(len(recs), next+rng.IntN(50)); next < end; next++ {
 							h.op.Process(recs[next])
 						}
@@ -524,6 +542,49 @@ func TestReplayKeepsRecordedWatermark(t *testing.T) {
 	}
 }
 
+// TestWatermarkCap: a capped watermark follows the partition's own one up
+// to the cap, rises when the cap does, never moves back, and decides
+// lateness; a replay ignores the cap.
+func TestWatermarkCap(t *testing.T) {
+	op, _ := NewOperator(OperatorOptions{Windows: []time.Duration{time.Minute}})
+	op.StartReplay(0, 0, NoWatermark)
+	op.SetWatermarkCap(NoWatermark) // held until the runner aligns it
+	op.Process(Record{Offset: 0, Value: click("/a", t0+10*sec)})
+	if op.Watermark() != NoWatermark || op.OwnWatermark() != t0+10*sec {
+		t.Fatalf("held: watermark %d own %d, want none and %d", op.Watermark(), op.OwnWatermark(), t0+10*sec)
+	}
+	if !op.SetWatermarkCap(t0+5*sec) || op.Watermark() != t0+5*sec {
+		t.Fatalf("cap below own: watermark %d, want the cap %d", op.Watermark(), t0+5*sec)
+	}
+	op.Process(Record{Offset: 1, Value: click("/a", t0+90*sec)})
+	if op.Watermark() != t0+5*sec {
+		t.Fatalf("own passed the cap: watermark %d, want the cap %d", op.Watermark(), t0+5*sec)
+	}
+	// Window [t0, t0+1m) is not closed by the capped watermark: on time.
+	if out := op.Process(Record{Offset: 2, Value: click("/b", t0+20*sec)}); out.Late != 0 {
+		t.Fatal("a record the cap keeps on time counted as late")
+	}
+	if op.SetWatermarkCap(t0) || op.Watermark() != t0+5*sec {
+		t.Fatalf("lower cap moved the watermark back to %d", op.Watermark())
+	}
+	if !op.SetWatermarkCap(NoCap) || op.Watermark() != t0+90*sec {
+		t.Fatalf("uncapped: watermark %d, want own %d", op.Watermark(), t0+90*sec)
+	}
+	if out := op.Process(Record{Offset: 3, Value: click("/b", t0+30*sec)}); out.Late == 0 {
+		t.Fatal("record of a closed window not late")
+	}
+	if op.AdvanceWatermark(t0 + 200*sec); op.OwnWatermark() != t0+200*sec {
+		t.Fatalf("idle advance: own %d, want %d", op.OwnWatermark(), t0+200*sec)
+	}
+	p := op.Plan(false)
+	replay, _ := NewOperator(OperatorOptions{Windows: []time.Duration{time.Minute}})
+	replay.StartReplay(p.RestartOffset, p.NextOffset, p.Watermark)
+	replay.SetWatermarkCap(NoWatermark)
+	if replay.Watermark() != p.Watermark || replay.OwnWatermark() != p.Watermark {
+		t.Fatalf("replay: watermark %d own %d, want the recorded %d", replay.Watermark(), replay.OwnWatermark(), p.Watermark)
+	}
+}
+
 // TestTakeRestoreLosesNothing: a checkpoint that takes the counts, lets
 // processing go on, then fails and gives them back, leaves the operator as
 // if it had never been taken; emissions stay exact.
@@ -538,6 +599,7 @@ func TestTakeRestoreLosesNothing(t *testing.T) {
 		op, _ := NewOperator(opts)
 		op.StartReplay(0, 0, NoWatermark)
 		h := newHarness(op)
+		h.rng = rng
 		h.hold = seed%2 == 1
 		for i := 0; i < len(recs); {
 			// Process a stretch, then either checkpoint or fail one.
@@ -545,7 +607,8 @@ func TestTakeRestoreLosesNothing(t *testing.T) {
 				h.op.Process(recs[i])
 			}
 			if rng.IntN(3) == 0 {
-				snap := h.op.Take(h.op.Plan(rng.IntN(4) == 0), h.hold)
+				p := h.op.Plan(rng.IntN(4) == 0)
+				snap := h.op.Take(p, holdArg(h.op, p, h.hold, rng))
 				for end := min(len(recs), i+rng.IntN(80)); i < end; i++ {
 					h.op.Process(recs[i]) // processing while the job runs
 				}

@@ -44,6 +44,7 @@ type Config struct {
 	MaxPastSkew        Duration `yaml:"max_past_skew"`       // default 0 (off)
 	ShutdownTimeout    Duration `yaml:"shutdown_timeout"`    // default 30s
 	HoldWindows        Duration `yaml:"hold_windows"`        // default 10m; 0 disables
+	AlignWatermarks    bool     `yaml:"align_watermarks"`    // default true
 	Late               struct {
 		Policy string `yaml:"policy"` // count (default) | drop
 	} `yaml:"late"`
@@ -217,6 +218,9 @@ var settings = []setting{
 		set: durationSetter(func(c *Config) *Duration { return &c.ShutdownTimeout })},
 	{key: "hold_windows", env: "CLICKAGG_HOLD_WINDOWS", flag: "hold-windows", help: "keep the newest counts of open windows up to this size in memory between checkpoints, not in the state store; a restart replays them (0: off)",
 		set: durationSetter(func(c *Config) *Duration { return &c.HoldWindows })},
+	{key: "align_watermarks", env: "CLICKAGG_ALIGN_WATERMARKS", flag: "align-watermarks", help: "while partitions catch up, close a window on each only once the slowest passed it, so its rows are written once (default true)",
+		boolean: true,
+		set:     boolSetter(func(c *Config) *bool { return &c.AlignWatermarks })},
 	{key: "url.normalize", env: "CLICKAGG_URL_NORMALIZE", flag: "url-normalize", help: "lowercase each URL's scheme and host and drop its #fragment before counting (default: byte-exact)",
 		boolean: true,
 		set:     boolSetter(func(c *Config) *bool { return &c.URL.Normalize })},
@@ -400,6 +404,9 @@ func (c *Config) finish() error {
 	}
 	if c.HoldWindows == 0 && !c.setExplicitly("hold_windows") {
 		c.HoldWindows = Duration(10 * time.Minute)
+	}
+	if !c.setExplicitly("align_watermarks") {
+		c.AlignWatermarks = true
 	}
 
 	if strings.TrimSpace(c.Topic) == "" || len(c.Topic) > 249 {

@@ -123,6 +123,7 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 		CheckpointInterval: cfg.CheckpointInterval.D(),
 		EarlyInterval:      cfg.Emit.EarlyInterval.D(),
 		IdleTimeout:        cfg.IdleTimeout.D(),
+		AlignWatermarks:    cfg.AlignWatermarks,
 		ExitWhenIdle:       cfg.ExitWhenIdle.D(),
 		StartOffset:        cfg.StartOffset,
 		DeadLetterTopic:    cfg.DeadLetter.Topic,
