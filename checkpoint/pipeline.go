@@ -59,14 +59,15 @@ type Options struct {
 	// AlignWatermarks caps the watermark of each partition at the lowest
 	// own watermark among this process's other partitions that are
 	// catching up (records left to read), like a Flink source that reads
-	// several partitions. A window then closes on every partition at about the
-	// same time, once its records are all in, so its rows are written
-	// once and final instead of once per partition and once more by the
-	// finalizer, and fewer records are late. A caught-up partition never
-	// holds the others back. Ignored with late policy dead-letter: which
-	// records are late then depends on other partitions' progress, so a
-	// run after a crash could count a record the crashed run had
-	// dead-lettered past its checkpoint.
+	// several partitions. A window then closes on every partition at
+	// about the same time, once its records are all in, so its rows are
+	// written once and final instead of once per partition and once more
+	// by the finalizer, and fewer records are late. A caught-up partition
+	// is held back by the others but never holds them back, nor does one
+	// that stopped delivering records (alignStall). Ignored with late
+	// policy dead-letter: which records are late then depends on other
+	// partitions' progress, so a run after a crash could count a record
+	// the crashed run had dead-lettered past its checkpoint.
 	AlignWatermarks bool
 	// ShutdownTimeout bounds the final checkpoint; zero means 30s.
 	ShutdownTimeout time.Duration
@@ -512,6 +513,8 @@ func (pl *Pipeline) recoverOutOfRange(ctx context.Context, parts []int32) error 
 				zap.Int32("partition", p), zap.Int64("next_offset", next), zap.Int64("end_offset", ends[p]))
 		}
 		seek[p] = kgo.EpochOffset{Epoch: -1, Offset: to}
+		t.op.SkipTo(to) // NB: else a quiet partition would seem to lag forever
+		t.end = ends[p]
 	}
 	pl.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{pl.opts.Consumer.Topic: seek})
 	return nil
@@ -597,20 +600,32 @@ func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) {
 	})
 }
 
+// alignStall is how long a partition with records left to read may go
+// without delivering one, while others do, before it stops holding the
+// others back (alignWatermarks): its leader may be offline, or its fetches
+// failing.
+const alignStall = 10 * time.Second
+
 // alignWatermarks applies Options.AlignWatermarks: each partition's
-// watermark is capped at the lowest own watermark among the other live
-// partitions with records left to read (a partition alone is never
-// capped). It runs before and after each poll's records are processed; the
-// watermark is recorded in every checkpoint, so a replay does not depend
-// on when it ran (DESIGN.md I3).
+// watermark is capped at the lowest own watermark among the process's other
+// live partitions with records left to read, leaving out stalled ones (see
+// alignStall); a partition alone is never capped. It runs before and after
+// each poll's records are processed; the watermark is recorded in every
+// checkpoint, so a replay does not depend on when it ran (DESIGN.md I3).
 func (pl *Pipeline) alignWatermarks() {
 	if !pl.opts.AlignWatermarks {
 		return
 	}
+	var newest time.Time
+	for _, t := range pl.tasks {
+		if t.live() && t.lastRecord.After(newest) {
+			newest = t.lastRecord
+		}
+	}
 	lo, next := stream.NoCap, stream.NoCap // the two lowest
 	var slowest *task
 	for _, t := range pl.tasks {
-		if !t.live() || t.end <= t.op.NextOffset() {
+		if !t.live() || t.end <= t.op.NextOffset() || newest.Sub(t.lastRecord) >= alignStall {
 			continue
 		}
 		// NB: one without a watermark yet (NoWatermark, the lowest value)

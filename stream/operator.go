@@ -303,10 +303,7 @@ func (o *Operator) SetWatermarkCap(c int64) bool {
 
 // raiseWatermark moves wm to min(own, wmCap) when that is higher.
 func (o *Operator) raiseWatermark() bool {
-	if o.own == NoWatermark {
-		return false
-	}
-	if cand := min(o.own, o.wmCap); o.wm == NoWatermark || cand > o.wm {
+	if cand := min(o.own, o.wmCap); cand > o.wm { // NB: NoWatermark is the lowest value
 		o.wm = cand
 		return true
 	}
@@ -570,16 +567,26 @@ func add(m map[Window]*Counts, w Window, url []byte) {
 	c.Add(url, 1)
 }
 
-// AdvanceWatermark moves the watermark forward to wm (never back), as the
-// runner does for an idle partition. It reports whether the watermark moved.
-// Not allowed while replaying.
+// AdvanceWatermark moves the partition's own watermark forward to wm
+// (never back), as the runner does for an idle partition; the watermark
+// follows it up to the cap (SetWatermarkCap). It reports whether the
+// watermark moved. Not allowed while replaying.
 func (o *Operator) AdvanceWatermark(wm int64) bool {
-	if o.Replaying() || (o.wm != NoWatermark && wm <= o.wm) {
+	if o.Replaying() {
 		return false
 	}
-	o.wm = wm
-	o.own = max(o.own, wm)
-	return true
+	o.own = max(o.own, wm) // NB: NoWatermark is the lowest value
+	return o.raiseWatermark()
+}
+
+// SkipTo moves the next expected offset forward to off when the records
+// below it no longer exist (retention deleted them before they were
+// processed): the partition is then not waiting for them. Not allowed while
+// replaying.
+func (o *Operator) SkipTo(off int64) {
+	if !o.Replaying() {
+		o.next = max(o.next, off)
+	}
 }
 
 // Plan is what one checkpoint of one partition emits and records.

@@ -573,8 +573,15 @@ func TestWatermarkCap(t *testing.T) {
 	if out := op.Process(Record{Offset: 3, Value: click("/b", t0+30*sec)}); out.Late == 0 {
 		t.Fatal("record of a closed window not late")
 	}
-	if op.AdvanceWatermark(t0 + 200*sec); op.OwnWatermark() != t0+200*sec {
-		t.Fatalf("idle advance: own %d, want %d", op.OwnWatermark(), t0+200*sec)
+	op.SetWatermarkCap(t0 + 120*sec)
+	if op.AdvanceWatermark(t0 + 200*sec); op.OwnWatermark() != t0+200*sec || op.Watermark() != t0+120*sec {
+		t.Fatalf("capped idle advance: own %d watermark %d, want %d and the cap %d", op.OwnWatermark(), op.Watermark(), t0+200*sec, t0+120*sec)
+	}
+	op.SetWatermarkCap(NoCap)
+	op.SkipTo(100) // records 4..99 deleted by retention
+	op.SkipTo(50)  // never back
+	if op.NextOffset() != 100 || op.Watermark() != t0+200*sec {
+		t.Fatalf("skip: next %d watermark %d, want 100 and %d", op.NextOffset(), op.Watermark(), t0+200*sec)
 	}
 	p := op.Plan(false)
 	replay, _ := NewOperator(OperatorOptions{Windows: []time.Duration{time.Minute}})

@@ -406,7 +406,7 @@ func (c *Config) finish() error {
 		c.HoldWindows = Duration(10 * time.Minute)
 	}
 	if !c.setExplicitly("align_watermarks") {
-		c.AlignWatermarks = true
+		c.AlignWatermarks = c.Late.Policy != "dead-letter"
 	}
 
 	if strings.TrimSpace(c.Topic) == "" || len(c.Topic) > 249 {
@@ -483,6 +483,11 @@ func (c *Config) finish() error {
 	c.late = late
 	if late == stream.LateDeadLetter && c.DeadLetter.Topic == "" {
 		return badConfig("late.policy dead-letter: needs dead_letter.topic")
+	}
+	if late == stream.LateDeadLetter && c.AlignWatermarks {
+		// NB: reachable only when set explicitly (the default is false
+		// then): see checkpoint.Options.AlignWatermarks.
+		return badConfig("align_watermarks: cannot be used with late.policy dead-letter (a late record's fate would depend on other partitions' timing)")
 	}
 	if c.DeadLetter.Topic != "" && c.DeadLetter.Topic == c.Topic {
 		return badConfig("dead_letter.topic %q: must not be the input topic", c.DeadLetter.Topic)

@@ -48,8 +48,12 @@ func TestConfigDefaults(t *testing.T) {
 		c.CheckpointInterval.D() != time.Second || c.OutOfOrderness.D() != 5*time.Second ||
 		c.IdleTimeout.D() != 30*time.Second || len(c.windows) != 1 || c.windows[0] != time.Minute ||
 		c.StartOffset != "earliest" || c.Late.Policy != "count" || c.Emit.EarlyInterval != 0 ||
-		c.HTTPAddr != ":8080" || c.PostgresSchema != "clickagg" {
+		c.HTTPAddr != ":8080" || c.PostgresSchema != "clickagg" || !c.AlignWatermarks {
 		t.Fatalf("defaults: %+v", c)
+	}
+	c, err = load(t, []string{"--late-policy", "dead-letter", "--dead-letter-topic", "dl"}, nil, "")
+	if err != nil || c.AlignWatermarks {
+		t.Fatalf("late policy dead-letter: align_watermarks %v (%v), want false by default", c.AlignWatermarks, err)
 	}
 }
 
@@ -96,6 +100,7 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{args: []string{"--start-offset", "now"}, want: "start_offset"},
 		{args: []string{"--late-policy", "keep"}, want: "late.policy"},
 		{args: []string{"--late-policy", "dead-letter"}, want: "needs dead_letter.topic"},
+		{args: []string{"--late-policy", "dead-letter", "--dead-letter-topic", "dl", "--align-watermarks"}, want: "align_watermarks"},
 		{args: []string{"--dead-letter-topic", "clicks"}, want: "must not be the input topic"},
 		{args: []string{"--dedup-window", "-1m"}, want: "dedup.window"},
 		{args: []string{"--dedup-scope", "cluster"}, want: "dedup.scope"},
