@@ -64,7 +64,7 @@ type Options struct {
 	// written once and final instead of once per partition and once more
 	// by the finalizer, and fewer records are late. A caught-up partition
 	// is held back by the others but never holds them back, nor does one
-	// that stopped delivering records (alignStall). Ignored with late
+	// that stopped delivering records (10 polls and 10s). Ignored with late
 	// policy dead-letter: which records are late then depends on other
 	// partitions' progress, so a run after a crash could count a record
 	// the crashed run had dead-lettered past its checkpoint.
@@ -144,6 +144,10 @@ type task struct {
 	// deadLettered are offsets past the checkpoint that an earlier run
 	// dead-lettered already (found at restore): not sent again.
 	deadLettered map[int64]bool
+	// lastFetch and deliveredAt are when, and at which of the loop's
+	// polls, records of the partition last arrived (or it was restored).
+	lastFetch   time.Time
+	deliveredAt uint64
 }
 
 func (t *task) live() bool { return !t.op.Replaying() }
@@ -188,6 +192,7 @@ type Pipeline struct {
 	lastCheckpoint  time.Time
 	lastFlush       time.Time
 	lastMetadata    time.Time
+	polls           uint64 // the loop's polls so far
 	closing         bool
 	stats           progress
 
@@ -431,9 +436,10 @@ func (pl *Pipeline) loop(ctx context.Context) error {
 			return err
 		}
 		now := time.Now()
-		pl.alignWatermarks()
+		pl.polls++
+		pl.alignWatermarks(now)
 		pl.process(fetches, now)
-		pl.alignWatermarks()
+		pl.alignWatermarks(now)
 		if err := pl.storeErr; err != nil {
 			return fmt.Errorf("dedup lookup: %w", err)
 		}
@@ -532,6 +538,9 @@ func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) {
 			end = fp.LastStableOffset
 		}
 		t.end = end
+		if len(fp.Records) > 0 {
+			t.lastFetch, t.deliveredAt = now, pl.polls
+		}
 		wasReplaying := t.op.Replaying()
 		var live, replayed, accepted int64
 		for _, r := range fp.Records {
@@ -600,11 +609,15 @@ func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) {
 	})
 }
 
-// alignStall is how long a partition with records left to read may go
-// without delivering one, while others do, before it stops holding the
-// others back (alignWatermarks): its leader may be offline, or its fetches
-// failing.
-const alignStall = 10 * time.Second
+// A partition with records left to read that delivered none for
+// alignStallPolls polls and alignStall stops holding the others back
+// (alignWatermarks): its leader may be offline, or its fetches failing.
+// Counting polls too keeps a pause of the whole loop (a long checkpoint)
+// from looking like a stall.
+const (
+	alignStall      = 10 * time.Second
+	alignStallPolls = 10
+)
 
 // alignWatermarks applies Options.AlignWatermarks: each partition's
 // watermark is capped at the lowest own watermark among the process's other
@@ -612,20 +625,15 @@ const alignStall = 10 * time.Second
 // alignStall); a partition alone is never capped. It runs before and after
 // each poll's records are processed; the watermark is recorded in every
 // checkpoint, so a replay does not depend on when it ran (DESIGN.md I3).
-func (pl *Pipeline) alignWatermarks() {
+func (pl *Pipeline) alignWatermarks(now time.Time) {
 	if !pl.opts.AlignWatermarks {
 		return
-	}
-	var newest time.Time
-	for _, t := range pl.tasks {
-		if t.live() && t.lastRecord.After(newest) {
-			newest = t.lastRecord
-		}
 	}
 	lo, next := stream.NoCap, stream.NoCap // the two lowest
 	var slowest *task
 	for _, t := range pl.tasks {
-		if !t.live() || t.end <= t.op.NextOffset() || newest.Sub(t.lastRecord) >= alignStall {
+		stalled := pl.polls-t.deliveredAt >= alignStallPolls && now.Sub(t.lastFetch) >= alignStall
+		if !t.live() || t.end <= t.op.NextOffset() || stalled {
 			continue
 		}
 		// NB: one without a watermark yet (NoWatermark, the lowest value)
@@ -725,7 +733,7 @@ func (pl *Pipeline) advanceIdle(ctx context.Context, now time.Time) {
 	wm := now.UnixMilli() - pl.opts.Operator.OutOfOrder.Milliseconds()
 	for _, t := range idle {
 		if t.end >= 0 && t.op.NextOffset() >= t.end && t.op.AdvanceWatermark(wm) {
-			pl.log.Debug("idle partition watermark advanced", zap.Int32("partition", t.p), zap.Int64("watermark", wm))
+			pl.log.Debug("idle partition watermark advanced", zap.Int32("partition", t.p), zap.Int64("watermark", t.op.Watermark()))
 		}
 	}
 }

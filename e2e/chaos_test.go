@@ -306,7 +306,21 @@ func TestChaosReplicas(t *testing.T) {
 	}
 	// Freeze one replica past its session timeout: the others take its
 	// partitions and move their rows; when it wakes up it must not write.
-	z := s.rng.IntN(3)
+	// NB: one that owns partitions; a replica just restarted may not have
+	// joined yet, and one without partitions has nothing to be fenced on.
+	z := -1
+	waitFor(t, time.Minute, "a replica that owns partitions", func() bool {
+		var owners []int
+		for i, p := range procs {
+			if p.ownedPartitions() > 0 {
+				owners = append(owners, i)
+			}
+		}
+		if len(owners) > 0 {
+			z = owners[s.rng.IntN(len(owners))]
+		}
+		return z >= 0
+	})
 	procs[z].kill(syscall.SIGSTOP)
 	frozen := s.e.positions(ctx)
 	waitFor(t, 2*time.Minute, "the other replicas to move every row", func() bool {

@@ -239,6 +239,33 @@ func (p *proc) logEntries(msg string) []map[string]any {
 	return out
 }
 
+// ownedPartitions is how many partitions p's log says it owns now.
+func (p *proc) ownedPartitions() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	owned := map[float64]bool{}
+	for _, line := range strings.Split(p.logs.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil {
+			continue
+		}
+		switch m["msg"] {
+		case "partition assigned":
+			if n, ok := m["partition"].(float64); ok {
+				owned[n] = true
+			}
+		case "partitions revoked", "partitions lost":
+			parts, _ := m["partitions"].([]any)
+			for _, x := range parts {
+				if n, ok := x.(float64); ok {
+					delete(owned, n)
+				}
+			}
+		}
+	}
+	return len(owned)
+}
+
 // produce generates records and returns when all are acknowledged.
 func (e *env) produce(ctx context.Context, o gen.Options) gen.Stats {
 	e.t.Helper()

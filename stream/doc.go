@@ -3,8 +3,9 @@
 // It owns decoding (Decoder), window assignment (Assign), watermarks and the
 // per-partition window operator (Operator). The operator is a deterministic
 // core in the style of raft's RawNode: it has no goroutines, reads no clock
-// and does no I/O. Time enters only as record timestamps and as explicit
-// watermark advances (AdvanceWatermark), so a replay of the same records
+// and does no I/O. Time enters only as record timestamps, as explicit
+// watermark advances (AdvanceWatermark) and as caps from the other
+// partitions' progress (SetWatermarkCap), so a replay of the same records
 // from the same recorded watermark rebuilds exactly the same state, which is
 // what DESIGN.md invariant I3 (deterministic emission) and I4 (rebuild by
 // replay) rely on.

@@ -149,7 +149,8 @@ type Operator struct {
 	next int64 // next offset to process
 	wm   int64
 	// own is the partition's own watermark (newest event time minus the
-	// out-of-orderness); wm follows it up to wmCap (see SetWatermarkCap).
+	// out-of-orderness, or an idle advance); wm follows it up to wmCap
+	// (see SetWatermarkCap).
 	own         int64
 	wmCap       int64
 	replayUntil int64 // while replaying: the checkpointed next offset; else -1
@@ -278,8 +279,8 @@ func (o *Operator) NextOffset() int64 { return o.next }
 func (o *Operator) Watermark() int64 { return o.wm }
 
 // OwnWatermark returns the watermark the partition's own records give:
-// the newest event time seen minus the out-of-orderness, at least the
-// watermark. The watermark trails it when capped (SetWatermarkCap).
+// the newest event time seen minus the out-of-orderness (or an idle
+// advance, AdvanceWatermark), at least the watermark. The watermark trails it when capped (SetWatermarkCap).
 func (o *Operator) OwnWatermark() int64 { return o.own }
 
 // NoCap is SetWatermarkCap's value for no cap.

@@ -172,9 +172,9 @@ func (o ConsumerOptions) ConsumerOpts() []kgo.Opt {
 		// decoded records, kept until the loop has processed them all.
 		// 128 KiB per partition (about one producer batch) still fills a
 		// poll from a dozen partitions; against 1 MiB it took the
-		// benchmarks' peak RSS from 405-414 to 341 MiB (uniform, under
-		// GOMEMLIMIT=400MiB, where it also saved 12% of the CPU: fewer
-		// collections) and from 559-611 to 282-340 MiB (zipf).
+		// benchmarks' peak RSS from 405-414 to 341-386 MiB (uniform,
+		// under GOMEMLIMIT=400MiB, where it also saved 12% of the CPU:
+		// fewer collections) and from 559-611 to 260-340 MiB (zipf).
 		kgo.FetchMaxBytes(8 << 20),
 		kgo.FetchMaxPartitionBytes(128 << 10),
 	}
