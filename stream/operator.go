@@ -181,6 +181,10 @@ type Operator struct {
 	base       int64
 	heldKeys   int  // keys in held windows when the last checkpoint was taken
 	heldReplay bool // replaying held windows over local state: count a record only into a window of memFrom, from its offset there
+	// logFloor is where the log starts as SkipTo learned it: a window whose
+	// memory-only counts go back below it is not held any more, since a
+	// restart could not replay them.
+	logFloor int64
 }
 
 type lastWindow struct {
@@ -433,7 +437,7 @@ func (o *Operator) reset() {
 	clear(o.lateBuf)
 	clear(o.last)
 	clear(o.memFrom)
-	o.heldReplay = false
+	o.heldReplay, o.logFloor = false, 0
 }
 
 // EndReplay gives up a replay whose remaining records are gone (deleted by
@@ -582,11 +586,13 @@ func (o *Operator) AdvanceWatermark(wm int64) bool {
 
 // SkipTo moves the next expected offset forward to off when the records
 // below it no longer exist (retention deleted them before they were
-// processed): the partition is then not waiting for them. Not allowed while
-// replaying.
+// processed): the partition is then not waiting for them. Windows whose
+// counts are held in memory from below off go to the store at the next
+// checkpoint: a restart could not replay them. Not allowed while replaying.
 func (o *Operator) SkipTo(off int64) {
 	if !o.Replaying() {
 		o.next = max(o.next, off)
+		o.logFloor = max(o.logFloor, off)
 	}
 }
 
@@ -780,7 +786,7 @@ func (o *Operator) holds(w Window, next int64) bool {
 	if !held {
 		from = o.base
 	}
-	return w.Size <= o.holdMax && next-from <= o.holdRecs
+	return w.Size <= o.holdMax && next-from <= o.holdRecs && from >= o.logFloor
 }
 
 // Snapshot is what one checkpoint takes from the operator: the counts added

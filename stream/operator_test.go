@@ -592,6 +592,28 @@ func TestWatermarkCap(t *testing.T) {
 	}
 }
 
+// TestSkipToReleasesHeldWindows: once retention deleted records a held
+// window's memory-only counts go back to, the window is not held any more,
+// so the next checkpoint writes it to the store.
+func TestSkipToReleasesHeldWindows(t *testing.T) {
+	op, _ := NewOperator(OperatorOptions{Windows: []time.Duration{time.Minute}, HoldWindows: time.Minute})
+	op.StartReplay(0, 0, NoWatermark)
+	for i := range 10 {
+		op.Process(Record{Offset: int64(i), Value: click("/a", t0+int64(i)*sec)})
+	}
+	w := Window{Size: minute, Start: t0}
+	if snap := op.Take(op.Plan(false), HoldAll); snap.Held[w] != 0 {
+		t.Fatalf("first checkpoint: held %v, want %v from 0", snap.Held, w)
+	}
+	op.Process(Record{Offset: 10, Value: click("/a", t0+20*sec)})
+	op.SkipTo(100) // records 11..99 deleted by retention
+	n := 0
+	op.Holdable(op.Plan(false), func(int64, int) { n++ })
+	if snap := op.Take(op.Plan(false), HoldAll); n != 0 || len(snap.Held) != 0 {
+		t.Fatalf("after SkipTo: %d holdable, held %v; want none", n, snap.Held)
+	}
+}
+
 // TestTakeRestoreLosesNothing: a checkpoint that takes the counts, lets
 // processing go on, then fails and gives them back, leaves the operator as
 // if it had never been taken; emissions stay exact.
