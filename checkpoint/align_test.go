@@ -18,7 +18,7 @@ func TestAlignWatermarksCaps(t *testing.T) {
 	type part struct {
 		own      time.Duration // event time of its one record, after base
 		lagging  bool
-		fetchAgo time.Duration // since records last arrived
+		fetchAgo time.Duration // since a record last arrived
 		pollsAgo uint64        // polls since records last arrived
 	}
 	newPipeline := func(parts []part) *Pipeline {
@@ -35,7 +35,7 @@ func TestAlignWatermarksCaps(t *testing.T) {
 			if p.lagging {
 				end = 1000
 			}
-			pl.tasks[int32(i)] = &task{p: int32(i), op: op, end: end, lastFetch: now.Add(-p.fetchAgo), deliveredAt: pl.polls - p.pollsAgo}
+			pl.tasks[int32(i)] = &task{p: int32(i), op: op, end: end, lastRecord: now.Add(-p.fetchAgo), deliveredAt: pl.polls - p.pollsAgo}
 		}
 		return pl
 	}

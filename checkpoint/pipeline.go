@@ -144,9 +144,8 @@ type task struct {
 	// deadLettered are offsets past the checkpoint that an earlier run
 	// dead-lettered already (found at restore): not sent again.
 	deadLettered map[int64]bool
-	// lastFetch and deliveredAt are when, and at which of the loop's
-	// polls, records of the partition last arrived (or it was restored).
-	lastFetch   time.Time
+	// deliveredAt is the loop's poll at which records of the partition
+	// last arrived (or it was restored).
 	deliveredAt uint64
 }
 
@@ -539,7 +538,7 @@ func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) {
 		}
 		t.end = end
 		if len(fp.Records) > 0 {
-			t.lastFetch, t.deliveredAt = now, pl.polls
+			t.deliveredAt = pl.polls
 		}
 		wasReplaying := t.op.Replaying()
 		var live, replayed, accepted int64
@@ -632,7 +631,7 @@ func (pl *Pipeline) alignWatermarks(now time.Time) {
 	lo, next := stream.NoCap, stream.NoCap // the two lowest
 	var slowest *task
 	for _, t := range pl.tasks {
-		stalled := pl.polls-t.deliveredAt >= alignStallPolls && now.Sub(t.lastFetch) >= alignStall
+		stalled := pl.polls-t.deliveredAt >= alignStallPolls && now.Sub(t.lastRecord) >= alignStall
 		if !t.live() || t.end <= t.op.NextOffset() || stalled {
 			continue
 		}

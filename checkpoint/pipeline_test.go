@@ -91,14 +91,7 @@ func (e *env) produce(ctx context.Context, o gen.Options) gen.Stats {
 // retention would.
 func (e *env) deleteRecords(ctx context.Context, p int32, at int64) {
 	e.t.Helper()
-	cl := mustClient(e.t, e.brokers)
-	del := kadm.Offsets{}
-	del.Add(kadm.Offset{Topic: topic, Partition: p, At: at})
-	resp, err := kadm.NewClient(cl).DeleteRecords(ctx, del)
-	if err == nil {
-		err = resp.Error()
-	}
-	if err != nil {
+	if err := clicktest.DeleteRecords(ctx, kadm.NewClient(mustClient(e.t, e.brokers)), topic, p, at); err != nil {
 		e.t.Fatal(err)
 	}
 }

@@ -254,7 +254,7 @@ func (pl *Pipeline) restoreOne(p int32, pos sink.Position, logStart, end int64, 
 	if err != nil {
 		return nil, 0, err
 	}
-	t := &task{p: p, op: op, committed: pos, end: end, assignedAt: now, lastRecord: now, lastFetch: now, deliveredAt: pl.polls}
+	t := &task{p: p, op: op, committed: pos, end: end, assignedAt: now, lastRecord: now, deliveredAt: pl.polls}
 	if op.Deduplicating() {
 		op.SetLookup(func(slot int64, id []byte) (int64, bool) {
 			ts, ok, key, err := pl.store.Seen(p, slot, id, t.seenKey)

@@ -19,7 +19,6 @@ import (
 	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
 	"github.com/clickagg/clickagg/sink"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
@@ -187,13 +186,7 @@ func TestHeldWindowsLostToRetention(t *testing.T) {
 	}
 	adm, done := e.admin()
 	defer done()
-	del := kadm.Offsets{}
-	del.Add(kadm.Offset{Topic: e.topic, Partition: 0, At: pos.NextOffset})
-	resp, err := adm.DeleteRecords(ctx, del)
-	if err == nil {
-		err = resp.Error()
-	}
-	if err != nil {
+	if err := clicktest.DeleteRecords(ctx, adm, e.topic, 0, pos.NextOffset); err != nil {
 		t.Fatal(err)
 	}
 	e.produce(ctx, gen.Options{Count: 100, EventRate: 20, URLs: 50, Seed: 10, StartTime: time.Now().Add(-time.Hour).Add(3 * time.Minute)})

@@ -284,7 +284,8 @@ func (o *Operator) Watermark() int64 { return o.wm }
 
 // OwnWatermark returns the watermark the partition's own records give:
 // the newest event time seen minus the out-of-orderness (or an idle
-// advance, AdvanceWatermark), at least the watermark. The watermark trails it when capped (SetWatermarkCap).
+// advance, AdvanceWatermark), at least the watermark. The watermark trails
+// it when capped (SetWatermarkCap).
 func (o *Operator) OwnWatermark() int64 { return o.own }
 
 // NoCap is SetWatermarkCap's value for no cap.
@@ -774,9 +775,14 @@ func (o *Operator) holdable(p Plan, w Window) bool {
 // Stored reports whether the state store may hold counts of open window
 // w: false when every record of it since its first pending one was held in
 // memory (the store then has nothing to read back or delete).
-func (o *Operator) Stored(w Window) bool {
-	mf, held := o.memFrom[w]
-	return !held || mf > o.open[w]
+func (o *Operator) Stored(w Window) bool { return stored(o.memFrom, w, o.open[w]) }
+
+// stored reports whether the store may hold counts of window w, whose first
+// pending record is at offset first: unless memFrom says they were all in
+// memory since then.
+func stored(memFrom map[Window]int64, w Window, first int64) bool {
+	mf, held := memFrom[w]
+	return !held || mf > first
 }
 
 // holds reports whether a checkpoint at offset next may keep window w's
@@ -912,10 +918,7 @@ func (o *Operator) Restore(s *Snapshot) {
 
 // Stored reports whether the state store may hold counts of window w,
 // which this snapshot emitted (see Operator.Stored).
-func (s *Snapshot) Stored(w Window) bool {
-	mf, held := s.memFrom[w]
-	return !held || mf > s.Emitted[w]
-}
+func (s *Snapshot) Stored(w Window) bool { return stored(s.memFrom, w, s.Emitted[w]) }
 
 // SlotOf returns the slot of event time t where the state store keeps a
 // sighting of this snapshot. Safe to call concurrently with the operator.

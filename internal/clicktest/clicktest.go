@@ -44,6 +44,18 @@ type Expected struct {
 	Duplicates int64
 }
 
+// DeleteRecords deletes partition p's records below offset at, as
+// retention would.
+func DeleteRecords(ctx context.Context, adm *kadm.Client, topic string, p int32, at int64) error {
+	del := kadm.Offsets{}
+	del.Add(kadm.Offset{Topic: topic, Partition: p, At: at})
+	resp, err := adm.DeleteRecords(ctx, del)
+	if err == nil {
+		err = resp.Error()
+	}
+	return err
+}
+
 // ReadTopic returns every committed record of topic, reading each partition
 // to its end as it is when called.
 func ReadTopic(ctx context.Context, brokers []string, topic string) ([]*kgo.Record, error) {
