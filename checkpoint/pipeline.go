@@ -114,6 +114,10 @@ func (o *Options) setDefaults() error {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
 	}
+	if o.Operator.MaxURLBytes > sink.MaxURLBytes {
+		// NB: a longer URL would fail every checkpoint that carries it.
+		return fmt.Errorf("max URL bytes %d: must be at most %d (the longest URL the schema holds)", o.Operator.MaxURLBytes, sink.MaxURLBytes)
+	}
 	if o.Consumer.Topic == "" {
 		return errors.New("topic: must not be empty")
 	}

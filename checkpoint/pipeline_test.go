@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -628,6 +629,69 @@ func TestHostileURLsStoredByteExact(t *testing.T) {
 	var tables int
 	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema = 'clickagg'`).Scan(&tables); err != nil || tables != 4 {
 		t.Fatalf("clickagg has %d tables (%v), want 4", tables, err)
+	}
+}
+
+// TestLongURLsNeverStopCounting: with max URL bytes at the schema's limit, a
+// URL of that length (incompressible) is counted, and 3,000-byte and
+// 100 KB ones are rejected as url_too_long; the clicks around them in the
+// same checkpoints are all committed. Before the limit existed such a URL
+// failed every checkpoint that carried it, for good.
+func TestLongURLsNeverStopCounting(t *testing.T) {
+	e := newEnv(t, 1)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(3, 4))
+	url := func(n int) string {
+		b := []byte("https://x/")
+		for len(b) < n {
+			b = append(b, 'a'+byte(rng.IntN(26)))
+		}
+		return string(b)
+	}
+	ts := time.Now().UnixMilli()
+	var recs []*kgo.Record
+	add := func(u string) {
+		v, _ := json.Marshal(map[string]any{"url": u, "ts": ts})
+		recs = append(recs, &kgo.Record{Topic: topic, Value: v})
+	}
+	for i := range 50 {
+		add(fmt.Sprintf("https://example.com/%d", i%7))
+	}
+	longest := url(sink.MaxURLBytes)
+	add(longest)
+	add(url(3000))
+	add(url(100_000))
+	for i := range 50 {
+		add(fmt.Sprintf("https://example.com/%d", i%5))
+	}
+	cl := mustClient(t, e.brokers)
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	_, m, done := e.start(ctx, pipelineConfig{opts: func(o *Options) { o.Operator.MaxURLBytes = sink.MaxURLBytes }})
+	e.wait(done, time.Minute)
+	got, err := clicktest.ReadTopic(ctx, e.brokers, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := clicktest.Compute(got, []time.Duration{time.Minute, time.Hour}, sink.MaxURLBytes)
+	if err := clicktest.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.ToFloat64(m.Rejected.WithLabelValues("url_too_long")); n != 2 {
+		t.Errorf("url_too_long rejections = %v, want 2", n)
+	}
+	if exp.Totals[longest] != 1 {
+		t.Errorf("the %d-byte URL is not expected once: the test input is wrong", sink.MaxURLBytes)
+	}
+}
+
+// New refuses a URL limit the schema cannot hold.
+func TestMaxURLBytesAboveSchemaRefused(t *testing.T) {
+	_, err := New(Options{Consumer: stream.ConsumerOptions{Topic: topic, Group: "g"},
+		Operator: stream.OperatorOptions{Windows: []time.Duration{time.Minute}, MaxURLBytes: sink.MaxURLBytes + 1}}, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "max URL bytes") {
+		t.Fatalf("New with max URL bytes %d: %v, want an error naming it", sink.MaxURLBytes+1, err)
 	}
 }
 

@@ -24,6 +24,24 @@ func ValidateSchemaName(s string) error {
 	return nil
 }
 
+// MaxURLBytes is the longest URL, in bytes, the schema holds for certain.
+//
+// A btree index entry must fit in a third of an 8 KiB page: at most 2704
+// bytes (PostgreSQL's BTMaxItemSize, btree version 4). url_clicks' primary
+// key entry is an 8-byte tuple header, the URL (4-byte length word, padded
+// to 8) and two 8-byte timestamps, so a URL of n bytes needs
+// 8 + roundup8(4+n) + 16 bytes: 2676 is the longest that fits even when it
+// does not compress (url_totals' key, without the timestamps, holds more).
+// A longer URL in a checkpoint would fail the whole transaction on every
+// retry (SQLSTATE 54000), so the decoder must reject it before it is
+// counted; TestMaxURLBytesFitsIndex checks the bound against the server.
+//
+// NB: the other way, a fixed-size hash of the URL as the key, would take any
+// length but costs a hash per row in every checkpoint and turns every query
+// by URL into a query by hash; URLs over 2.6 KB are rare enough to reject
+// (and dead-letter) instead.
+const MaxURLBytes = 2676
+
 // migrations are applied in order, each once, recorded in schema_migrations.
 // Never edit a released one; append.
 var migrations = []string{
@@ -85,6 +103,10 @@ var SchemaVersion = len(migrations)
 // clickagg than this one.
 var ErrSchemaTooNew = errors.New("sink: database schema is newer than this binary")
 
+// ErrEncoding is returned when the database's encoding cannot store every
+// URL the decoder accepts.
+var ErrEncoding = errors.New("sink: unsupported database encoding")
+
 // Migrate creates the schema and applies every missing migration in one
 // transaction, serialized between replicas by an advisory lock. It returns
 // the number of migrations applied.
@@ -107,6 +129,9 @@ CREATE TABLE IF NOT EXISTS `+s+`.schema_migrations (
 	applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 		return 0, fmt.Errorf("create schema %s: %w", schema, err)
 	}
+	if err := checkEncoding(ctx, tx); err != nil {
+		return 0, err
+	}
 	var have int
 	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+s+`.schema_migrations`).Scan(&have); err != nil {
 		return 0, fmt.Errorf("read schema version: %w", err)
@@ -127,4 +152,18 @@ CREATE TABLE IF NOT EXISTS `+s+`.schema_migrations (
 		return 0, fmt.Errorf("commit migration: %w", err)
 	}
 	return len(migrations) - have, nil
+}
+
+// checkEncoding refuses a database whose encoding cannot store every UTF-8
+// URL: in LATIN1, say, one URL with a character LATIN1 lacks would fail
+// every checkpoint that carries it. SQL_ASCII stores the bytes unchanged.
+func checkEncoding(ctx context.Context, tx pgx.Tx) error {
+	var enc string
+	if err := tx.QueryRow(ctx, `SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()`).Scan(&enc); err != nil {
+		return fmt.Errorf("read database encoding: %w", err)
+	}
+	if enc != "UTF8" && enc != "SQL_ASCII" {
+		return fmt.Errorf("%w: database encoding %s cannot hold every UTF-8 URL; create the database with ENCODING 'UTF8'", ErrEncoding, enc)
+	}
+	return nil
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/clickagg/clickagg/internal/pgtest"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -356,5 +358,77 @@ func TestDedupPositionRoundTrips(t *testing.T) {
 	}
 	if _, err := w.Commit(ctx, &Checkpoint{Partitions: []PartitionUpdate{{Partition: 0, Expect: old, Next: next}}}); err != nil {
 		t.Fatalf("commit over a pre-dedup row: %v", err)
+	}
+}
+
+// TestMaxURLBytesFitsIndex: a URL of MaxURLBytes bytes that does not
+// compress is stored in url_clicks and url_totals; 8 bytes more no longer
+// fits url_clicks' primary key, so the bound is the server's, and tight.
+func TestMaxURLBytesFitsIndex(t *testing.T) {
+	pool := newPool(t)
+	ctx := context.Background()
+	w, err := NewWriter(pool, Options{Group: "g", Topic: "clicks"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// NB: random letters defeat the index's compression of long keys.
+	rng := rand.New(rand.NewPCG(1, 2))
+	url := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = 'a' + byte(rng.IntN(26))
+		}
+		return string(b)
+	}
+	start := pos(0, NoWatermark, 0)
+	if _, err := w.InitPosition(ctx, 0, start); err != nil {
+		t.Fatal(err)
+	}
+	fits := url(MaxURLBytes)
+	cp := func(expect, next Position, u string) *Checkpoint {
+		return &Checkpoint{
+			Partitions:   []PartitionUpdate{{Partition: 0, Expect: expect, Next: next}},
+			Clicks:       []ClickDelta{{URL: u, WindowStart: t0, WindowEnd: t0 + m1, Clicks: 1}},
+			TotalsWindow: m1,
+		}
+	}
+	a := pos(1, NoWatermark, 0)
+	if _, err := w.Commit(ctx, cp(start, a, fits)); err != nil {
+		t.Fatalf("commit a %d-byte URL: %v", MaxURLBytes, err)
+	}
+	var n int64
+	if err := pool.QueryRow(ctx, `SELECT (SELECT clicks FROM clickagg.url_clicks WHERE url = $1) + (SELECT clicks FROM clickagg.url_totals WHERE url = $1)`, fits).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("stored %d-byte URL: clicks + total = %d, %v; want 2", MaxURLBytes, n, err)
+	}
+	_, err = w.Commit(ctx, cp(a, pos(2, NoWatermark, 0), url(MaxURLBytes+8)))
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "54000" {
+		t.Fatalf("commit a %d-byte URL: %v; want SQLSTATE 54000 (index row too large): is MaxURLBytes too low?", MaxURLBytes+8, err)
+	}
+}
+
+// TestMigrateRefusesLatin1: a database whose encoding cannot hold every
+// UTF-8 URL is refused before anything is counted into it.
+func TestMigrateRefusesLatin1(t *testing.T) {
+	pool := newPool(t)
+	ctx := context.Background()
+	cfg := pool.Config().ConnConfig.Copy()
+	cfg.Database += "_latin1"
+	name := pgx.Identifier{cfg.Database}.Sanitize()
+	if _, err := pool.Exec(ctx, `CREATE DATABASE `+name+` ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := pool.Exec(ctx, `DROP DATABASE `+name+` WITH (FORCE)`); err != nil {
+			t.Logf("drop %s: %v", name, err)
+		}
+	})
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := Migrate(ctx, conn, DefaultSchema); !errors.Is(err, ErrEncoding) {
+		t.Fatalf("Migrate into a LATIN1 database: %v, want ErrEncoding", err)
 	}
 }

@@ -463,8 +463,8 @@ func (c *Config) finish() error {
 	if c.StartOffset != "earliest" && c.StartOffset != "latest" {
 		return badConfig("start_offset %q: must be earliest or latest", c.StartOffset)
 	}
-	if c.MaxURLBytes < 1 || c.MaxURLBytes > 1<<20 {
-		return badConfig("max_url_bytes %d: must be between 1 and 1048576", c.MaxURLBytes)
+	if c.MaxURLBytes < 1 || c.MaxURLBytes > sink.MaxURLBytes {
+		return badConfig("max_url_bytes %d: must be between 1 and %d (the longest URL PostgreSQL's index on url_clicks holds)", c.MaxURLBytes, sink.MaxURLBytes)
 	}
 	switch c.Dedup.Scope {
 	case "":
