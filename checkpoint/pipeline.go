@@ -127,6 +127,18 @@ func (o *Options) setDefaults() error {
 	return nil
 }
 
+// ValidateOptions returns the error New would return for opts.
+func ValidateOptions(opts Options) error { return opts.validate() }
+
+// validate fills in opts' defaults and checks them.
+func (o *Options) validate() error {
+	if err := o.setDefaults(); err != nil {
+		return err
+	}
+	_, err := stream.NewOperator(o.Operator)
+	return err
+}
+
 // task is one owned partition.
 type task struct {
 	p  int32
@@ -219,10 +231,7 @@ type Pipeline struct {
 // New returns a pipeline over an open state store and sink writer; Run
 // creates the Kafka client.
 func New(opts Options, store *state.Store, w *sink.Writer) (*Pipeline, error) {
-	if err := opts.setDefaults(); err != nil {
-		return nil, err
-	}
-	if _, err := stream.NewOperator(opts.Operator); err != nil {
+	if err := opts.validate(); err != nil {
 		return nil, err
 	}
 	pl := &Pipeline{
@@ -445,6 +454,11 @@ func (pl *Pipeline) loop(ctx context.Context) error {
 		pl.alignWatermarks(now)
 		if err := pl.storeErr; err != nil {
 			return fmt.Errorf("dedup lookup: %w", err)
+		}
+		if err := pl.store.Err(); err != nil {
+			// NB: a flush or compaction the volume refused; the next
+			// write would fail or stall.
+			return fmt.Errorf("state store: %w", err)
 		}
 		if err := pl.maybeCheckpoint(ctx, now); err != nil {
 			if ctx.Err() != nil {

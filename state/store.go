@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -81,13 +83,29 @@ type PartitionMeta struct {
 
 // Store is the local state store of one consumer group and topic.
 type Store struct {
-	db *pebble.DB
+	db  *pebble.DB
+	h   *health
+	dir string
 }
+
+// abandoned are the folders whose Open never returned (a full volume can
+// keep Pebble retrying a flush for good): Pebble holds their lock until the
+// process exits.
+var abandoned sync.Map
 
 // Open opens (or creates) the store in opts.Dir for the given identity (the
 // consumer group and topic). A store written for another identity is wiped:
 // its offsets mean nothing for this one.
+//
+// An error wraps ErrCorrupt (the files are damaged: Discard them and open
+// again) or ErrUnusable (the volume refuses the store). When Pebble fails
+// while opening and cannot be stopped (a flush retried on a full volume),
+// Open returns ErrUnusable without waiting for it; that folder cannot be
+// opened again by this process.
 func Open(opts Options, identity string) (*Store, error) {
+	if _, stuck := abandoned.Load(opts.Dir); stuck && opts.FS == nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnusable, ErrRestart)
+	}
 	cacheBytes := opts.CacheBytes
 	if cacheBytes == 0 {
 		cacheBytes = 64 << 20
@@ -98,11 +116,13 @@ func Open(opts Options, identity string) (*Store, error) {
 	if logger == nil {
 		logger = quietLogger{}
 	}
+	h := newHealth(logger.Errorf)
 	po := &pebble.Options{
-		FS:     opts.FS,
-		Cache:  cache,
-		Merger: addMerger,
-		Logger: logger,
+		FS:            opts.FS,
+		Cache:         cache,
+		Merger:        addMerger,
+		Logger:        healthLogger{Logger: logger, h: h},
+		EventListener: h.listener(),
 		// NB: the store holds short-lived data (a window's counts are
 		// deleted when it closes) written in large checkpoint batches:
 		// bigger memtables and a lazier L0 avoid rewriting counts in
@@ -130,17 +150,47 @@ func Open(opts Options, identity string) (*Store, error) {
 		// NB: the deeper levels inherit L0's filter policy.
 		po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	}
-	db, err := pebble.Open(opts.Dir, po)
+	db, err := openDB(opts.Dir, po, h)
 	if err != nil {
-		return nil, fmt.Errorf("open state store %s: %w", opts.Dir, err)
+		return nil, fmt.Errorf("open state store %s: %w", opts.Dir, classify(err))
 	}
-	s := &Store{db: db}
+	s := &Store{db: db, h: h, dir: opts.Dir}
 	if err := s.checkIdentity(identity); err != nil {
 		_ = db.Close()
-		return nil, err
+		return nil, classify(err)
 	}
 	return s, nil
 }
+
+// openDB opens Pebble, or gives up on it once it reports a failure.
+func openDB(dir string, po *pebble.Options, h *health) (*pebble.DB, error) {
+	type opened struct {
+		db  *pebble.DB
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		db, err := pebble.Open(dir, po)
+		done <- opened{db, err}
+	}()
+	select {
+	case o := <-done:
+		return o.db, o.err
+	case <-h.failed:
+		// NB: a failure while opening may be retried by Pebble for good;
+		// the open goroutine is left behind, holding the folder's lock.
+		abandoned.Store(dir, true)
+		return nil, h.err()
+	}
+}
+
+// Err returns the failure that made the store unusable (wrapping
+// ErrCorrupt or ErrUnusable), or nil. Once it is set, every later write
+// fails with it; the store should be closed and discarded.
+func (s *Store) Err() error { return s.h.err() }
+
+// Failed is closed when Err becomes non-nil.
+func (s *Store) Failed() <-chan struct{} { return s.h.failed }
 
 func (s *Store) checkIdentity(identity string) error {
 	v, closer, err := s.db.Get(identityKey)
@@ -164,20 +214,60 @@ func (s *Store) checkIdentity(identity string) error {
 	if err := b.Set(identityKey, []byte(identity), nil); err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := s.commit(b); err != nil {
 		return fmt.Errorf("reset state store: %w", err)
 	}
 	return nil
 }
 
-// Close closes the store. Safe to call twice.
+// commit applies and syncs b, unless the store failed first.
+func (s *Store) commit(b *pebble.Batch) error {
+	if err := s.h.err(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Commit(pebble.Sync) }()
+	select {
+	case err := <-done:
+		if err != nil && s.h.err() != nil {
+			return s.h.err()
+		}
+		return classify(err)
+	case <-s.h.failed:
+		// NB: Pebble blocks a commit whose WAL write failed (Fatalf); its
+		// goroutine stays behind, and so must the batch.
+		return s.h.err()
+	}
+}
+
+// Close closes the store. Safe to call twice. A store that failed returns
+// its failure; if it failed for ErrUnusable, or does not close within 10s,
+// it is left open (Pebble may be blocked in a write for good) and its
+// folder cannot be opened again by this process.
 func (s *Store) Close() error {
 	if s.db == nil {
 		return nil
 	}
-	err := s.db.Close()
+	db := s.db
 	s.db = nil
-	return err
+	failure := s.h.err()
+	if failure == nil {
+		return db.Close()
+	}
+	if errors.Is(failure, ErrCorrupt) {
+		done := make(chan struct{})
+		go func() {
+			_ = db.Close() // NB: its error repeats the corruption
+			close(done)
+		}()
+		select {
+		case <-done:
+			return failure
+		case <-time.After(10 * time.Second):
+		}
+	}
+	abandoned.Store(s.dir, true)
+	return failure
 }
 
 // Meta returns partition p's checkpoint tag; ok is false when the partition
@@ -341,11 +431,12 @@ func (s *Store) DiskUsage() uint64 {
 
 // NewBatch starts an atomic write.
 func (s *Store) NewBatch() *Batch {
-	return &Batch{b: s.db.NewBatch()}
+	return &Batch{s: s, b: s.db.NewBatch()}
 }
 
 // Batch is one atomic write to the store. Not safe for concurrent use.
 type Batch struct {
+	s   *Store
 	b   *pebble.Batch
 	key []byte
 	val [8]byte
@@ -444,12 +535,21 @@ func (b *Batch) Len() int { return b.b.Len() }
 // NB: one fsync per checkpoint, not per record. Without it Pebble keeps the
 // write-ahead log in a user-space buffer, so a SIGKILL loses every batch
 // since the last sync and each restart would rebuild instead of resuming.
+//
+// An error wraps ErrUnusable or ErrCorrupt when the store failed (Err).
 func (b *Batch) Commit() error {
-	defer b.Close()
 	if b.err != nil {
+		b.Close()
 		return fmt.Errorf("build state batch: %w", b.err)
 	}
-	if err := b.b.Commit(pebble.Sync); err != nil {
+	err := b.s.commit(b.b)
+	if err != nil && b.s.Err() != nil {
+		// NB: not closed: a commit blocked in Pebble may still read it.
+		b.b = nil
+		return fmt.Errorf("commit state batch: %w", err)
+	}
+	b.Close()
+	if err != nil {
 		return fmt.Errorf("commit state batch: %w", err)
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/clickagg/clickagg/state"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -44,6 +45,9 @@ const (
 	exitOK     = 0
 	exitError  = 1
 	exitConfig = 2
+	// exitState: the state volume refuses the store (full, read-only) even
+	// after it was discarded; a restart rebuilds it from PostgreSQL.
+	exitState = 3
 )
 
 func realMain(args []string, stdout, stderr io.Writer) int {
@@ -90,6 +94,9 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	case errors.Is(err, errUsage):
 		return exitConfig
+	case errors.Is(err, state.ErrUnusable), errors.Is(err, state.ErrCorrupt):
+		fmt.Fprintf(stderr, "clickagg: %v\n", err)
+		return exitState
 	default:
 		fmt.Fprintf(stderr, "clickagg: %v\n", err)
 		return exitError

@@ -12,6 +12,7 @@ import (
 	"os"
 	pprofrt "runtime/pprof"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/clickagg/clickagg/checkpoint"
@@ -132,28 +133,37 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 		Logger:             log,
 		Metrics:            metrics,
 	}
-	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
-		return fmt.Errorf("create state dir: %w", err)
+	if err := checkpoint.ValidateOptions(popts); err != nil {
+		return badConfig("%v", err)
 	}
-	store, err := state.Open(state.Options{Dir: cfg.StateDir, PointLookups: cfg.Dedup.Window > 0,
-		LongWindows: slices.Max(cfg.windows) >= time.Hour}, checkpoint.StateIdentity(popts))
+	stores := newStateStore(state.Options{Dir: cfg.StateDir, PointLookups: cfg.Dedup.Window > 0,
+		LongWindows: slices.Max(cfg.windows) >= time.Hour}, checkpoint.StateIdentity(popts), log, reg)
+	store, err := stores.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	pl, err := checkpoint.New(popts, store, w)
-	if err != nil {
-		return badConfig("%v", err)
+	defer func() { _ = store.Close() }()
+	var current atomic.Pointer[checkpoint.Pipeline]
+	start := func() error {
+		pl, err := checkpoint.New(popts, store, w)
+		if err != nil {
+			return err
+		}
+		current.Store(pl)
+		if hooks != nil && hooks.started != nil {
+			hooks.started(pl, pool)
+		}
+		return nil
 	}
-	if hooks != nil && hooks.started != nil {
-		hooks.started(pl, pool)
+	if err := start(); err != nil {
+		return err
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	if cfg.HTTPAddr != "" {
-		srv, ln, err := newHTTPServer(cfg.HTTPAddr, reg, pl, w, cfg.HTTPPprof)
+		srv, ln, err := newHTTPServer(cfg.HTTPAddr, reg, current.Load, w, cfg.HTTPPprof)
 		if err != nil {
 			return err
 		}
@@ -178,13 +188,29 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 			<-gctx.Done()
 			stopRun()
 		}()
-		err := pl.Run(runCtx)
-		if err == nil {
-			log.Info("stopped cleanly")
-			// Unblock the HTTP server's shutdown.
-			return errStopped
+		for restarts := 0; ; restarts++ {
+			err := current.Load().Run(runCtx)
+			if err == nil {
+				log.Info("stopped cleanly")
+				// Unblock the HTTP server's shutdown.
+				return errStopped
+			}
+			if store.Err() == nil {
+				return err
+			}
+			// NB: the store is a cache: the pipeline stopped without
+			// touching PostgreSQL's positions, so a fresh store rebuilds
+			// every partition by replay, as after a lost volume.
+			if !stores.failed(store) || restarts == stateRestarts {
+				return fmt.Errorf("%w (restarting the process rebuilds it from PostgreSQL)", store.Err())
+			}
+			if store, err = stores.open(runCtx); err != nil {
+				return err
+			}
+			if err := start(); err != nil {
+				return err
+			}
 		}
-		return err
 	})
 	if err := g.Wait(); err != nil && !errors.Is(err, errStopped) {
 		return err
@@ -212,7 +238,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string, log *zap.Lo
 
 // newHTTPServer serves /metrics, /healthz and /readyz, /debug/pprof/ when
 // enabled, and nothing else.
-func newHTTPServer(addr string, reg *prometheus.Registry, pl *checkpoint.Pipeline, w *sink.Writer, pprofOn bool) (*http.Server, net.Listener, error) {
+func newHTTPServer(addr string, reg *prometheus.Registry, pipeline func() *checkpoint.Pipeline, w *sink.Writer, pprofOn bool) (*http.Server, net.Listener, error) {
 	mux := http.NewServeMux()
 	if pprofOn {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
@@ -226,7 +252,7 @@ func newHTTPServer(addr string, reg *prometheus.Registry, pl *checkpoint.Pipelin
 		fmt.Fprintln(rw, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
-		st := pl.Status()
+		st := pipeline().Status()
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		pgErr := w.Ping(ctx)
