@@ -3,16 +3,15 @@ package e2e
 import (
 	"context"
 	be "encoding/binary"
-	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/clickagg/clickagg/internal/gen"
+	"github.com/clickagg/clickagg/internal/testutil"
 	"github.com/clickagg/clickagg/state"
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -63,7 +62,7 @@ func TestDamagedStateRebuilds(t *testing.T) {
 func TestFullStateVolume(t *testing.T) {
 	e := newEnv(t, 3)
 	ctx := context.Background()
-	dir := tmpfs(t, 32<<20)
+	dir := testutil.Tmpfs(t, 32<<20)
 	o := gen.Options{Count: 6_000, URLs: 2_000, Seed: 7, StartTime: time.Now().Add(-3 * time.Hour), EventRate: 2}
 	e.produce(ctx, o)
 	p := e.run("--state-dir", dir, "--windows", "1m,24h", "--exit-when-idle", "2s")
@@ -101,8 +100,7 @@ func TestFullStateVolume(t *testing.T) {
 	e.expectExact(ctx, e.records(ctx), time.Minute, 24*time.Hour)
 }
 
-// damage overwrites the middle of the store's files whose names contain
-// part.
+// damage damages the store's files whose names contain part.
 func damage(t *testing.T, dir, part string) {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(dir, "*"+part+"*"))
@@ -110,20 +108,7 @@ func damage(t *testing.T, dir, part string) {
 		t.Fatalf("no %s file in the state folder", part)
 	}
 	for _, file := range files {
-		fi, err := os.Stat(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := os.OpenFile(file, os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		junk := []byte(strings.Repeat("\xde\xad\xbe\xef", 64))
-		_, err = f.WriteAt(junk, max(0, fi.Size()/2-int64(len(junk))/2))
-		f.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		testutil.Damage(t, file)
 	}
 }
 
@@ -155,20 +140,4 @@ func (s *sum) MergeNewer(v []byte) error { s.n += int64(be.LittleEndian.Uint64(v
 func (s *sum) MergeOlder(v []byte) error { return s.MergeNewer(v) }
 func (s *sum) Finish(bool) ([]byte, io.Closer, error) {
 	return be.LittleEndian.AppendUint64(nil, uint64(s.n)), nil, nil
-}
-
-// tmpfs mounts a tmpfs of size bytes for the test, or skips.
-func tmpfs(t *testing.T, size int) string {
-	t.Helper()
-	dir := t.TempDir()
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir).CombinedOutput()
-	if err != nil {
-		t.Skipf("cannot mount a %d-byte tmpfs (needs root): %v: %s", size, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Logf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
 }

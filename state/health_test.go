@@ -3,12 +3,12 @@ package state
 import (
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/clickagg/clickagg/internal/testutil"
 )
 
 // fill writes a window of n counts to partition 0 and tags it.
@@ -30,24 +30,6 @@ func storeFiles(t *testing.T, dir, part string) []string {
 		t.Fatalf("no %s file in %s (%v)", part, dir, err)
 	}
 	return m
-}
-
-// corrupt overwrites the middle of file with garbage.
-func corrupt(t *testing.T, file string) {
-	t.Helper()
-	fi, err := os.Stat(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(file, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	junk := []byte(strings.Repeat("\xde\xad\xbe\xef", 64))
-	if _, err := f.WriteAt(junk, max(0, fi.Size()/2-int64(len(junk))/2)); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestCorruptStoreIsReportedAndDiscarded: a damaged MANIFEST, WAL or table
@@ -82,7 +64,7 @@ func TestCorruptStoreIsReportedAndDiscarded(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, f := range storeFiles(t, dir, tc.file) {
-				corrupt(t, f)
+				testutil.Damage(t, f)
 			}
 			s, err = Open(opts, "id")
 			if err == nil {
@@ -131,7 +113,7 @@ func TestCorruptStoreIsReportedAndDiscarded(t *testing.T) {
 // process), the store logs a few lines, not one per retry, and after
 // Discard frees the volume a fresh store works.
 func TestFullVolumeIsUnusableNotABusyLoop(t *testing.T) {
-	dir := smallVolume(t, 8<<20)
+	dir := testutil.Tmpfs(t, 8<<20)
 	var logged atomic.Int64
 	opts := Options{Dir: dir, Logger: countingLogger{&logged}, CacheBytes: 1 << 20}
 	s, err := Open(opts, "id")
@@ -171,22 +153,6 @@ func TestFullVolumeIsUnusableNotABusyLoop(t *testing.T) {
 	if err := fill(t, s2, 100); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// smallVolume mounts a tmpfs of size bytes for the test, or skips.
-func smallVolume(t *testing.T, size int) string {
-	t.Helper()
-	dir := t.TempDir()
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir).CombinedOutput()
-	if err != nil {
-		t.Skipf("cannot mount a %d-byte tmpfs (needs root): %v: %s", size, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Logf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
 }
 
 type countingLogger struct{ n *atomic.Int64 }
