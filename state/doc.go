@@ -28,5 +28,15 @@
 //
 // Dedup sightings are keyed by slot of event time (1/8 of the dedup
 // window), so that a slot expires with one range deletion.
+// Failures (health.go): because the store is a cache, a damaged one is
+// thrown away, never repaired. Open, Batch.Commit and Store.Err report
+// ErrCorrupt (checksums, a bad MANIFEST or WAL: Discard the folder, keeping
+// one quarantined copy, and open a fresh store) or ErrUnusable (the volume
+// is full, read-only or refused a write Pebble cannot survive). Pebble's
+// corruption and background-error events and its Fatalf are routed to the
+// store's failure instead of exiting the process or logging every retry,
+// and a commit or open that Pebble blocks for good returns at once; such a
+// folder can only be opened again by a new process (ErrRestart).
+//
 // A Store is safe for concurrent use; a Batch is not.
 package state
