@@ -140,6 +140,9 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 		LongWindows: slices.Max(cfg.windows) >= time.Hour}, checkpoint.StateIdentity(popts), log, reg)
 	store, err := stores.open(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // NB: SIGTERM while waiting for the volume
+		}
 		return err
 	}
 	defer func() { _ = store.Close() }()
