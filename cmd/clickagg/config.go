@@ -80,7 +80,7 @@ type Config struct {
 			Password  string `yaml:"password"` // prefer CLICKAGG_KAFKA_SASL_PASSWORD
 		} `yaml:"sasl"`
 	} `yaml:"kafka"`
-	HTTPPprof bool `yaml:"http_pprof"` // serve /debug/pprof/ on http_addr; default false
+	HTTPPprof bool `yaml:"http_pprof"` // serve /debug/pprof/ (not cmdline) on http_addr; default false
 
 	windows  []time.Duration // parsed Windows
 	late     stream.LatePolicy
@@ -254,7 +254,7 @@ var settings = []setting{
 		set: stringSetter(func(c *Config) *string { return &c.Kafka.SASL.Username })},
 	{key: "kafka.sasl.password", env: "CLICKAGG_KAFKA_SASL_PASSWORD", flag: "kafka-sasl-password", help: "SASL password (prefer the environment variable)", secret: true,
 		set: stringSetter(func(c *Config) *string { return &c.Kafka.SASL.Password })},
-	{key: "http_pprof", env: "CLICKAGG_HTTP_PPROF", flag: "http-pprof", help: "serve /debug/pprof/ on http_addr",
+	{key: "http_pprof", env: "CLICKAGG_HTTP_PPROF", flag: "http-pprof", help: "serve /debug/pprof/ on http_addr (profiles; never the command line)",
 		boolean: true,
 		set:     boolSetter(func(c *Config) *bool { return &c.HTTPPprof })},
 	{key: "log.level", env: "CLICKAGG_LOG_LEVEL", flag: "log-level", help: "debug, info, warn or error",

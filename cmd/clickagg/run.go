@@ -210,13 +210,17 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string, log *zap.Lo
 	return nil
 }
 
-// newHTTPServer serves /metrics, /healthz and /readyz, /debug/pprof/ when
-// enabled, and nothing else.
+// newHTTPServer serves /metrics, /healthz and /readyz, /debug/pprof/ (but
+// its cmdline) when enabled, and nothing else.
 func newHTTPServer(addr string, reg *prometheus.Registry, pl *checkpoint.Pipeline, w *sink.Writer, pprofOn bool) (*http.Server, net.Listener, error) {
 	mux := http.NewServeMux()
 	if pprofOn {
+		// NB: never the command line: it may hold secrets (a DSN with its
+		// password passed as --postgres). Index serves only the runtime
+		// profiles by name, and cmdline is none of them; the explicit 404
+		// keeps it so should a profile of that name ever be registered.
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.Handle("GET /debug/pprof/cmdline", http.NotFoundHandler())
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
