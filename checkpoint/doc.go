@@ -44,7 +44,8 @@
 // # Readiness
 //
 // Status.NotReady lists why the process should take no traffic (the
-// /readyz semantics): no assignment yet, partitions restoring, PostgreSQL
+// /readyz semantics): no assignment yet, fenced out of the group (its
+// instance id taken by another process), partitions restoring, PostgreSQL
 // failing, no successful checkpoint for Options.StallTimeout while owning
 // partitions (counted from the later of the last success and the moment it
 // came to own partitions), or a state store declared unusable

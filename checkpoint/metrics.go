@@ -107,7 +107,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		NotReady: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "clickagg_not_ready",
-			Help: "1 while the process is not ready for this reason: not_joined, restoring, postgres_unreachable, checkpoint_stalled, store_unusable.",
+			Help: "1 while the process is not ready for this reason: not_joined, fenced (another process has the instance id), restoring, postgres_unreachable, checkpoint_stalled, store_unusable.",
 		}, []string{"reason"}),
 		RowsWritten: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "clickagg_postgres_rows_written_total",

@@ -321,6 +321,7 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(pl.onRevoked),
 		kgo.OnPartitionsLost(pl.onLost),
 		kgo.AdjustFetchOffsetsFn(pl.adjustOffsets),
+		kgo.WithHooks(groupHook{pl}),
 	)
 	if pl.opts.DeadLetterTopic != "" {
 		// NB: dead letters go to the partition deadLetters picks.
@@ -449,6 +450,8 @@ func (pl *Pipeline) handleFetchErrors(ctx context.Context, fetches kgo.Fetches) 
 			// The poll's own timeout: time to checkpoint.
 		case errors.Is(err, kgo.ErrClientClosed):
 			fatal = err
+		case errors.Is(err, kerr.FencedInstanceID):
+			// Reported once by groupHook; the client retries the join.
 		case errors.Is(err, kerr.OffsetOutOfRange) && topic == pl.opts.Consumer.Topic && pl.tasks[p] != nil:
 			outOfRange = append(outOfRange, p)
 		default:

@@ -1,10 +1,13 @@
 package checkpoint
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 )
 
@@ -16,6 +19,10 @@ type NotReady string
 const (
 	// NotReadyUnassigned: the process has not received an assignment yet.
 	NotReadyUnassigned NotReady = "not_joined"
+	// NotReadyFenced: the Kafka group refuses this process's instance id
+	// (FENCED_INSTANCE_ID): another process runs with the same one, and
+	// this one owns nothing until it is stopped or the other one leaves.
+	NotReadyFenced NotReady = "fenced"
 	// NotReadyRestoring: owned partitions are still being restored.
 	NotReadyRestoring NotReady = "restoring"
 	// NotReadyPostgres: the last PostgreSQL operation failed.
@@ -32,7 +39,7 @@ const (
 // NotReadyReasons returns every reason, in the order Status.NotReady lists
 // them.
 func NotReadyReasons() []NotReady {
-	return []NotReady{NotReadyUnassigned, NotReadyRestoring, NotReadyPostgres, NotReadyStalled, NotReadyStore}
+	return []NotReady{NotReadyUnassigned, NotReadyFenced, NotReadyRestoring, NotReadyPostgres, NotReadyStalled, NotReadyStore}
 }
 
 // Defaults of Options.StallTimeout: stallIntervals checkpoint intervals,
@@ -46,6 +53,7 @@ const (
 // Status is a snapshot for health checks and the demo view.
 type Status struct {
 	Joined     bool    // the process has received an assignment
+	Fenced     bool    // the group refuses this process's instance id (NotReadyFenced)
 	Partitions []int32 // owned partitions
 	Restoring  []int32 // owned partitions not yet restored
 	PostgresOK bool    // the last PostgreSQL operation succeeded
@@ -77,6 +85,8 @@ func (s Status) NotReady() []NotReady {
 		switch r {
 		case NotReadyUnassigned:
 			not = !s.Joined
+		case NotReadyFenced:
+			not = s.Fenced
 		case NotReadyRestoring:
 			not = len(s.Restoring) > 0
 		case NotReadyPostgres:
@@ -101,6 +111,8 @@ func (s Status) Explain(r NotReady, now time.Time) string {
 	switch r {
 	case NotReadyUnassigned:
 		return fmt.Sprintf("%s: no partition assignment yet", r)
+	case NotReadyFenced:
+		return fmt.Sprintf("%s: the Kafka group refuses this instance id: another process runs with the same one", r)
 	case NotReadyRestoring:
 		return fmt.Sprintf("%s: partitions %v", r, s.Restoring)
 	case NotReadyPostgres:
@@ -163,6 +175,18 @@ func (pl *Pipeline) SetStoreUnusable(why string) {
 	pl.readinessLocked(time.Now())
 }
 
+// setFenced records whether the group refuses this process's instance id.
+func (pl *Pipeline) setFenced(fenced bool, err error) {
+	pl.status.Lock()
+	defer pl.status.Unlock()
+	if fenced && !pl.status.s.Fenced {
+		pl.log.Error("fenced out of the consumer group: another process runs with the same instance id; "+
+			"this one owns no partitions until one of them stops", zap.String("instance_id", pl.opts.Consumer.InstanceID), zap.Error(err))
+	}
+	pl.status.s.Fenced = fenced
+	pl.readinessLocked(time.Now())
+}
+
 // checkpointed records a successful checkpoint at now: the stall clock
 // starts again.
 func (pl *Pipeline) checkpointed(now time.Time) {
@@ -170,6 +194,21 @@ func (pl *Pipeline) checkpointed(now time.Time) {
 	defer pl.status.Unlock()
 	pl.status.s.Progress = now
 	pl.readinessLocked(now)
+}
+
+// groupHook learns from the Kafka client when the group fences this
+// process's instance id: the client then calls OnPartitionsLost and keeps
+// rejoining, refused each time, and no other callback says so.
+type groupHook struct{ pl *Pipeline }
+
+var _ kgo.HookGroupManageError = groupHook{}
+
+// OnGroupManageError implements kgo.HookGroupManageError. The next
+// assignment clears the flag (onAssigned).
+func (h groupHook) OnGroupManageError(err error) {
+	if errors.Is(err, kerr.FencedInstanceID) {
+		h.pl.setFenced(true, err)
+	}
 }
 
 // watchReadiness refreshes the readiness gauges every period until stop is

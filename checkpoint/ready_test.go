@@ -18,13 +18,14 @@ func TestStatusNotReady(t *testing.T) {
 	if (Status{}).Ready() {
 		t.Fatal("the zero Status is ready")
 	}
-	all := Status{Restoring: []int32{1}, LastError: "connection refused", Stalled: true,
+	all := Status{Fenced: true, Restoring: []int32{1}, LastError: "connection refused", Stalled: true,
 		StoreUnusable: "disk full", Partitions: []int32{1}, Progress: now.Add(-time.Minute)}
 	if got := all.NotReady(); !slices.Equal(got, NotReadyReasons()) {
 		t.Fatalf("not ready for %v, want every reason %v", got, NotReadyReasons())
 	}
 	for r, want := range map[NotReady]string{
 		NotReadyUnassigned: "no partition assignment",
+		NotReadyFenced:     "same one",
 		NotReadyRestoring:  "[1]",
 		NotReadyPostgres:   "connection refused",
 		NotReadyStalled:    "for 1m0s",
