@@ -217,6 +217,7 @@ func (pl *Pipeline) finishJob(ctx context.Context) error {
 			pl.commitKafka(ctx, false)
 		}
 	}
+	pl.checkpointed(time.Now())
 	pl.publishTasks()
 	return nil
 }

@@ -40,4 +40,17 @@
 // Cancelling Run's context stops polling, takes a final checkpoint that
 // also emits the partial counts of open windows, commits offsets, leaves the
 // group and returns nil.
+//
+// # Readiness
+//
+// Status.NotReady lists why the process should take no traffic (the
+// /readyz semantics): no assignment yet, fenced out of the group (its
+// instance id taken by another process), partitions restoring, PostgreSQL
+// failing, no successful checkpoint for Options.StallTimeout while owning
+// partitions (counted from the later of the last success and the moment it
+// came to own partitions), or a state store declared unusable
+// (Pipeline.SetStoreUnusable). The gauges clickagg_ready and
+// clickagg_not_ready{reason} follow every change, and a ticker refreshes
+// them each second: a stall shows even while the loop waits for the very
+// checkpoint that hangs.
 package checkpoint

@@ -24,6 +24,7 @@ type Metrics struct {
 	TxDuration         prometheus.Histogram
 	PostgresUp         prometheus.Gauge
 	Ready              prometheus.Gauge
+	NotReady           *prometheus.GaugeVec
 	RowsWritten        *prometheus.CounterVec
 	Finalized          prometheus.Counter
 	Fenced             prometheus.Counter
@@ -102,8 +103,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		Ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "clickagg_ready",
-			Help: "1 when /readyz would answer 200: assigned, every owned partition restored, PostgreSQL up.",
+			Help: "1 when /readyz would answer 200 (clickagg_not_ready is 0 for every reason), else 0.",
 		}),
+		NotReady: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "clickagg_not_ready",
+			Help: "1 while the process is not ready for this reason: not_joined, fenced (another process has the instance id), restoring, postgres_unreachable, checkpoint_stalled, store_unusable.",
+		}, []string{"reason"}),
 		RowsWritten: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "clickagg_postgres_rows_written_total",
 			Help: "Rows inserted or updated by checkpoints, by table.",
@@ -176,11 +181,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Restores.WithLabelValues(k)
 	}
 	m.RecordsLost.WithLabelValues("retention")
+	for _, r := range NotReadyReasons() {
+		m.NotReady.WithLabelValues(string(r)).Set(b2f(r == NotReadyUnassigned))
+	}
 	m.PostgresUp.Set(1)
 	if reg != nil {
 		reg.MustRegister(m.Consumed, m.Accepted, m.Rejected, m.Duplicates, m.DeadLetters, m.Misrouted, m.Late, m.Checkpoints,
 			m.CheckpointFailures, m.CheckpointDuration, m.CheckpointRows, m.TxDuration,
-			m.PostgresUp, m.Ready, m.RowsWritten, m.Finalized,
+			m.PostgresUp, m.Ready, m.NotReady, m.RowsWritten, m.Finalized,
 			m.Fenced, m.Restores, m.RestoreDuration, m.Replayed, m.RecordsLost, m.Partitions, m.Lag,
 			m.Watermark, m.WatermarkLag, m.StateBytes, m.PendingKeys, m.OpenWindows, m.LastCheckpoint)
 	}

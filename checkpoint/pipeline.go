@@ -69,6 +69,10 @@ type Options struct {
 	// partitions' progress, so a run after a crash could count a record
 	// the crashed run had dead-lettered past its checkpoint.
 	AlignWatermarks bool
+	// StallTimeout is how long a process that owns partitions may go
+	// without a successful checkpoint before it is not ready
+	// (NotReadyStalled); zero means 10 checkpoint intervals, at least 30s.
+	StallTimeout time.Duration
 	// ShutdownTimeout bounds the final checkpoint; zero means 30s.
 	ShutdownTimeout time.Duration
 	// StatsInterval is the period of the progress log line; zero means 10s,
@@ -85,6 +89,12 @@ func (o *Options) setDefaults() error {
 	}
 	if o.CheckpointInterval < 10*time.Millisecond {
 		return fmt.Errorf("checkpoint interval %s: must be at least 10ms", o.CheckpointInterval)
+	}
+	if o.StallTimeout == 0 {
+		o.StallTimeout = max(stallIntervals*o.CheckpointInterval, minStallTimeout)
+	}
+	if o.StallTimeout < 0 {
+		return fmt.Errorf("stall timeout %s: must not be negative", o.StallTimeout)
 	}
 	switch o.StartOffset {
 	case "":
@@ -167,25 +177,6 @@ type task struct {
 
 func (t *task) live() bool { return !t.op.Replaying() }
 
-// Status is a snapshot for health checks and the demo view.
-type Status struct {
-	Joined           bool      // the process has received an assignment
-	Partitions       []int32   // owned partitions
-	Restoring        []int32   // owned partitions not yet restored
-	PostgresOK       bool      // the last PostgreSQL operation succeeded
-	LastCheckpoint   time.Time // zero before the first
-	Lag              int64     // records behind the partitions' ends (known ends only)
-	Consumed         int64     // live records consumed since start
-	Replayed         int64     // records re-read to rebuild state since start
-	LastError        string
-	CheckpointsTotal int64
-	RowsWritten      int64 // url_clicks and url_totals rows written by checkpoints
-}
-
-// Ready reports whether every owned partition is restored and PostgreSQL
-// answers (the /readyz semantics).
-func (s Status) Ready() bool { return s.Joined && len(s.Restoring) == 0 && s.PostgresOK }
-
 // Pipeline is the aggregator of one process. Create with New, run with Run.
 type Pipeline struct {
 	// storeErr is the first state-store error a dedup lookup met: the
@@ -248,29 +239,6 @@ func New(opts Options, store *state.Store, w *sink.Writer) (*Pipeline, error) {
 	return pl, nil
 }
 
-// Status returns a snapshot of the pipeline's state. Safe for concurrent use.
-func (pl *Pipeline) Status() Status {
-	pl.status.Lock()
-	defer pl.status.Unlock()
-	s := pl.status.s
-	s.Partitions = slices.Clone(s.Partitions)
-	s.Restoring = slices.Clone(s.Restoring)
-	s.Consumed = pl.consumed.Load()
-	s.Replayed = pl.replayed.Load()
-	return s
-}
-
-func (pl *Pipeline) setPostgresOK(ok bool, err error) {
-	pl.status.Lock()
-	defer pl.status.Unlock()
-	pl.status.s.PostgresOK = ok
-	pl.m.PostgresUp.Set(b2f(ok))
-	pl.m.Ready.Set(b2f(pl.status.s.Ready()))
-	if err != nil {
-		pl.status.s.LastError = err.Error()
-	}
-}
-
 // publishTasks refreshes the task part of Status and the gauges.
 func (pl *Pipeline) publishTasks() {
 	var parts, restoring []int32
@@ -300,10 +268,14 @@ func (pl *Pipeline) publishTasks() {
 	if pl.store != nil {
 		pl.m.StateBytes.Set(float64(pl.store.DiskUsage()))
 	}
+	now := time.Now()
 	pl.status.Lock()
 	defer pl.status.Unlock()
+	if len(pl.status.s.Partitions) == 0 && len(parts) > 0 {
+		pl.status.s.Progress = now // NB: a fresh owner is not stalled
+	}
 	pl.status.s.Partitions, pl.status.s.Restoring, pl.status.s.Lag = parts, restoring, lag
-	pl.m.Ready.Set(b2f(pl.status.s.Ready()))
+	pl.readinessLocked(now)
 }
 
 // forgetPartitionSeries drops the per-partition series of partitions this
@@ -362,6 +334,7 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(pl.onRevoked),
 		kgo.OnPartitionsLost(pl.onLost),
 		kgo.AdjustFetchOffsetsFn(pl.adjustOffsets),
+		kgo.WithHooks(groupHook{pl}),
 	)
 	if pl.opts.DeadLetterTopic != "" {
 		// NB: dead letters go to the partition deadLetters picks.
@@ -385,6 +358,15 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 	// run, and they use the fields set above.
 	cl.AddConsumeTopics(pl.opts.Consumer.Topic)
 
+	stopWatch, watching := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watching)
+		pl.watchReadiness(stopWatch, readinessPeriod)
+	}()
+	defer func() {
+		close(stopWatch)
+		<-watching
+	}()
 	loopErr := pl.loop(ctx)
 	idle := errors.Is(loopErr, errIdle)
 	if idle {
@@ -458,6 +440,7 @@ func (pl *Pipeline) loop(ctx context.Context) error {
 		if err := pl.store.Err(); err != nil {
 			// NB: a flush or compaction the volume refused; the next
 			// write would fail or stall.
+			pl.SetStoreUnusable(err.Error())
 			return fmt.Errorf("state store: %w", err)
 		}
 		if err := pl.maybeCheckpoint(ctx, now); err != nil {
@@ -486,6 +469,8 @@ func (pl *Pipeline) handleFetchErrors(ctx context.Context, fetches kgo.Fetches) 
 			// The poll's own timeout: time to checkpoint.
 		case errors.Is(err, kgo.ErrClientClosed):
 			fatal = err
+		case errors.Is(err, kerr.FencedInstanceID):
+			// Reported once by groupHook; the client retries the join.
 		case errors.Is(err, kerr.OffsetOutOfRange) && topic == pl.opts.Consumer.Topic && pl.tasks[p] != nil:
 			outOfRange = append(outOfRange, p)
 		default:

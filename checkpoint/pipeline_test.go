@@ -798,3 +798,54 @@ func TestAlignWatermarksWritesRowsOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestReadinessDuringCheckpointStall: the checkpoints table locked by
+// another session makes the checkpoint in flight wait on the lock (no error, PostgreSQL
+// answers): readiness must turn false, for that reason alone, once no
+// checkpoint succeeded for the stall timeout, and true again once the lock
+// is gone; the counts stay exact.
+func TestReadinessDuringCheckpointStall(t *testing.T) {
+	e := newEnv(t, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pl, m, done := e.start(ctx, pipelineConfig{opts: func(o *Options) { o.ExitWhenIdle, o.StallTimeout = 0, 2*time.Second }})
+	e.produce(context.Background(), gen.Options{Count: 2000, URLs: 50, Seed: 9})
+	clicktest.WaitFor(t, 30*time.Second, "ready after a checkpoint", func() bool {
+		st := pl.Status()
+		return st.Ready() && st.CheckpointsTotal > 0 && st.Consumed >= 2000
+	})
+
+	lock, err := e.pool.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(context.Background()) //nolint:errcheck
+	// NB: every checkpoint that moves a partition updates its row first;
+	// url_totals is written only when a window closes.
+	if _, err := lock.Exec(context.Background(), `LOCK TABLE `+sink.DefaultSchema+`.checkpoints IN EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	e.produce(context.Background(), gen.Options{Count: 1000, URLs: 50, Seed: 10})
+	clicktest.WaitFor(t, 20*time.Second, "not ready while the checkpoint waits on the lock", func() bool {
+		return !pl.Status().Ready()
+	})
+	if got, want := pl.Status().NotReady(), []NotReady{NotReadyStalled}; !slices.Equal(got, want) {
+		t.Errorf("not ready for %v, want %v", got, want)
+	}
+	if testutil.ToFloat64(m.Ready) != 0 || testutil.ToFloat64(m.NotReady.WithLabelValues(string(NotReadyStalled))) != 1 {
+		t.Error("the readiness gauges do not show the stall")
+	}
+	if err := lock.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	clicktest.WaitFor(t, 30*time.Second, "ready again after the lock is released", func() bool { return pl.Status().Ready() })
+	if testutil.ToFloat64(m.Ready) != 1 || testutil.ToFloat64(m.NotReady.WithLabelValues(string(NotReadyStalled))) != 0 {
+		t.Error("the readiness gauges still show the stall")
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	e.expectExact(context.Background(), []time.Duration{time.Minute, time.Hour})
+}

@@ -26,6 +26,7 @@ func (pl *Pipeline) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[
 	pl.awaitJob(ctx)
 	pl.status.Lock()
 	pl.status.s.Joined = true
+	pl.status.s.Fenced = false // NB: the group took us back
 	pl.status.Unlock()
 	parts := assigned[pl.opts.Consumer.Topic]
 	if len(parts) == 0 {

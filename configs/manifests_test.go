@@ -1247,6 +1247,7 @@ var knownMetrics = map[string]metricInfo{
 	"clickagg_records_lost_total":                    {counter: true, labels: []string{"reason"}},
 	"clickagg_partitions_owned":                      {},
 	"clickagg_ready":                                 {},
+	"clickagg_not_ready":                             {labels: []string{"reason"}},
 	"clickagg_consumer_lag_records":                  {labels: []string{"partition"}},
 	"clickagg_watermark_seconds":                     {labels: []string{"partition"}},
 	"clickagg_watermark_lag_seconds":                 {labels: []string{"partition"}},

@@ -493,15 +493,7 @@ func TestMetricsHealthAndSecrets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + httpAddr + path)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := func(path string) (int, string) { return httpGet(httpAddr, path) }
 	metric := func(body, name string) float64 {
 		for _, line := range strings.Split(body, "\n") {
 			if strings.HasPrefix(line, name+" ") {
@@ -596,4 +588,61 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestFencedReplicaNotReady: a second process started with the same
+// instance id takes the first one's place in the group; the group fences
+// the first out (it owns nothing, and every rejoin is refused). Its /readyz
+// must turn 503 naming the reason, and stay there, while the other one is
+// ready. kfake does not implement static membership: real broker only.
+func TestFencedReplicaNotReady(t *testing.T) {
+	if !realKafka(t) {
+		t.Skip("needs the real Kafka broker: kfake does not implement static membership (see internal/kafkatest)")
+	}
+	e := newEnv(t, 2)
+	e.produce(context.Background(), gen.Options{Count: 500, URLs: 20, Seed: 31})
+	first, second := freeAddr(t), freeAddr(t)
+	e.run("--state-dir", t.TempDir(), "--instance-id", "replica-0", "--http-addr", first)
+	waitFor(t, time.Minute, "the first process ready", func() bool { code, _ := httpGet(first, "/readyz"); return code == http.StatusOK })
+	e.run("--state-dir", t.TempDir(), "--instance-id", "replica-0", "--http-addr", second)
+	// NB: which of the two the group keeps is the broker's choice; the
+	// newcomer replaces the static member, so expect the first fenced.
+	var body string
+	waitFor(t, time.Minute, "the first process fenced and not ready", func() bool {
+		var code int
+		code, body = httpGet(first, "/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "fenced")
+	})
+	t.Logf("the fenced process's /readyz: %q", body)
+	waitFor(t, time.Minute, "the second process ready", func() bool { code, _ := httpGet(second, "/readyz"); return code == http.StatusOK })
+	if _, body = httpGet(first, "/metrics"); !strings.Contains(body, `clickagg_not_ready{reason="fenced"} 1`) ||
+		!strings.Contains(body, "\nclickagg_ready 0") {
+		t.Errorf("the fenced process's metrics do not say so:\n%s", grepLines(body, "clickagg_ready", "clickagg_not_ready"))
+	}
+}
+
+// httpGet returns the status code and body of GET http://addr/path, or 0
+// and the error.
+func httpGet(addr, path string) (int, string) {
+	resp, err := http.Get("http://" + addr + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// grepLines returns the lines of s that start with one of prefixes.
+func grepLines(s string, prefixes ...string) string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		for _, p := range prefixes {
+			if strings.HasPrefix(line, p) {
+				out = append(out, line)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -80,7 +80,11 @@ type Config struct {
 			Password  string `yaml:"password"` // prefer CLICKAGG_KAFKA_SASL_PASSWORD
 		} `yaml:"sasl"`
 	} `yaml:"kafka"`
-	HTTPPprof bool `yaml:"http_pprof"` // serve /debug/pprof/ on http_addr; default false
+	HTTPPprof bool `yaml:"http_pprof"` // serve /debug/pprof/ (not cmdline) on http_addr; default false
+
+	// StallTimeout: /readyz is 503 after this long without a successful
+	// checkpoint; default 0: 10 checkpoint intervals, at least 30s.
+	StallTimeout Duration `yaml:"checkpoint_stall_timeout"`
 
 	windows  []time.Duration // parsed Windows
 	late     stream.LatePolicy
@@ -187,6 +191,8 @@ var settings = []setting{
 		set: listSetter(func(c *Config) *[]string { return &c.Windows })},
 	{key: "checkpoint_interval", env: "CLICKAGG_CHECKPOINT_INTERVAL", flag: "checkpoint-interval", help: "time between checkpoints",
 		set: durationSetter(func(c *Config) *Duration { return &c.CheckpointInterval })},
+	{key: "checkpoint_stall_timeout", env: "CLICKAGG_CHECKPOINT_STALL_TIMEOUT", flag: "checkpoint-stall-timeout", help: "/readyz is 503 (checkpoint_stalled) after this long without a successful checkpoint (0: 10 checkpoint intervals, at least 30s)",
+		set: durationSetter(func(c *Config) *Duration { return &c.StallTimeout })},
 	{key: "out_of_orderness", env: "CLICKAGG_OUT_OF_ORDERNESS", flag: "out-of-orderness", help: "how late behind the newest event a record may be and still be on time",
 		set: durationSetter(func(c *Config) *Duration { return &c.OutOfOrderness })},
 	{key: "idle_timeout", env: "CLICKAGG_IDLE_TIMEOUT", flag: "idle-timeout", help: "after this long without records a caught-up partition's watermark follows the clock (0: never)",
@@ -254,7 +260,7 @@ var settings = []setting{
 		set: stringSetter(func(c *Config) *string { return &c.Kafka.SASL.Username })},
 	{key: "kafka.sasl.password", env: "CLICKAGG_KAFKA_SASL_PASSWORD", flag: "kafka-sasl-password", help: "SASL password (prefer the environment variable)", secret: true,
 		set: stringSetter(func(c *Config) *string { return &c.Kafka.SASL.Password })},
-	{key: "http_pprof", env: "CLICKAGG_HTTP_PPROF", flag: "http-pprof", help: "serve /debug/pprof/ on http_addr",
+	{key: "http_pprof", env: "CLICKAGG_HTTP_PPROF", flag: "http-pprof", help: "serve /debug/pprof/ on http_addr (profiles; never the command line)",
 		boolean: true,
 		set:     boolSetter(func(c *Config) *bool { return &c.HTTPPprof })},
 	{key: "log.level", env: "CLICKAGG_LOG_LEVEL", flag: "log-level", help: "debug, info, warn or error",
@@ -441,6 +447,7 @@ func (c *Config) finish() error {
 		min  time.Duration
 	}{
 		{"checkpoint_interval", c.CheckpointInterval, 10 * time.Millisecond},
+		{"checkpoint_stall_timeout", c.StallTimeout, 0},
 		{"out_of_orderness", c.OutOfOrderness, 0},
 		{"idle_timeout", c.IdleTimeout, 0},
 		{"session_timeout", c.SessionTimeout, time.Second},

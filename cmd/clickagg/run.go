@@ -12,6 +12,7 @@ import (
 	"os"
 	pprofrt "runtime/pprof"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -129,6 +130,7 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 		StartOffset:        cfg.StartOffset,
 		DeadLetterTopic:    cfg.DeadLetter.Topic,
 		ShutdownTimeout:    cfg.ShutdownTimeout.D(),
+		StallTimeout:       cfg.StallTimeout.D(),
 		SpillDir:           cfg.StateDir,
 		Logger:             log,
 		Metrics:            metrics,
@@ -239,13 +241,19 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string, log *zap.Lo
 	return nil
 }
 
-// newHTTPServer serves /metrics, /healthz and /readyz, /debug/pprof/ when
-// enabled, and nothing else.
+// newHTTPServer serves /metrics, /healthz and /readyz (200, or 503 with a
+// line per reason the process is not ready), /debug/pprof/ (but its
+// cmdline) when enabled, and nothing else. pipeline returns the current
+// pipeline (a new one replaces it after the state store was rebuilt).
 func newHTTPServer(addr string, reg *prometheus.Registry, pipeline func() *checkpoint.Pipeline, w *sink.Writer, pprofOn bool) (*http.Server, net.Listener, error) {
 	mux := http.NewServeMux()
 	if pprofOn {
+		// NB: never the command line: it may hold secrets (a DSN with its
+		// password passed as --postgres). Index serves only the runtime
+		// profiles by name, and cmdline is none of them; the explicit 404
+		// keeps it so should a profile of that name ever be registered.
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.Handle("GET /debug/pprof/cmdline", http.NotFoundHandler())
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
@@ -258,17 +266,20 @@ func newHTTPServer(addr string, reg *prometheus.Registry, pipeline func() *check
 		st := pipeline().Status()
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		pgErr := w.Ping(ctx)
-		switch {
-		case !st.Joined:
-			http.Error(rw, "not ready: no partition assignment yet", http.StatusServiceUnavailable)
-		case len(st.Restoring) > 0:
-			http.Error(rw, fmt.Sprintf("not ready: restoring partitions %v", st.Restoring), http.StatusServiceUnavailable)
-		case pgErr != nil || !st.PostgresOK:
-			http.Error(rw, "not ready: postgres unreachable", http.StatusServiceUnavailable)
-		default:
-			fmt.Fprintf(rw, "ready: partitions %v\n", st.Partitions)
+		var lines []string
+		for _, reason := range st.NotReady() {
+			lines = append(lines, st.Explain(reason, time.Now()))
 		}
+		// NB: the pipeline learns of an outage at its next PostgreSQL
+		// operation; the ping tells now.
+		if err := w.Ping(ctx); err != nil && st.PostgresOK {
+			lines = append(lines, fmt.Sprintf("%s: ping: %v", checkpoint.NotReadyPostgres, err))
+		}
+		if len(lines) > 0 {
+			http.Error(rw, "not ready\n"+strings.Join(lines, "\n"), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(rw, "ready: partitions %v\n", st.Partitions)
 	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -1,0 +1,233 @@
+package checkpoint
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+)
+
+// A NotReady is one reason the process is not ready: a line of the /readyz
+// answer, and the reason label of the clickagg_not_ready gauge.
+type NotReady string
+
+// The reasons, in the order Status.NotReady lists them.
+const (
+	// NotReadyUnassigned: the process has not received an assignment yet.
+	NotReadyUnassigned NotReady = "not_joined"
+	// NotReadyFenced: the Kafka group refuses this process's instance id
+	// (FENCED_INSTANCE_ID): another process runs with the same one, and
+	// this one owns nothing until it is stopped or the other one leaves.
+	NotReadyFenced NotReady = "fenced"
+	// NotReadyRestoring: owned partitions are still being restored.
+	NotReadyRestoring NotReady = "restoring"
+	// NotReadyPostgres: the last PostgreSQL operation failed.
+	NotReadyPostgres NotReady = "postgres_unreachable"
+	// NotReadyStalled: the process owns partitions and no checkpoint
+	// succeeded for Options.StallTimeout (a transaction waiting on a lock,
+	// say): PostgreSQL falls behind although it answers.
+	NotReadyStalled NotReady = "checkpoint_stalled"
+	// NotReadyStore: the local state store cannot be used (see
+	// Pipeline.SetStoreUnusable).
+	NotReadyStore NotReady = "store_unusable"
+)
+
+// NotReadyReasons returns every reason, in the order Status.NotReady lists
+// them.
+func NotReadyReasons() []NotReady {
+	return []NotReady{NotReadyUnassigned, NotReadyFenced, NotReadyRestoring, NotReadyPostgres, NotReadyStalled, NotReadyStore}
+}
+
+// Defaults of Options.StallTimeout: stallIntervals checkpoint intervals,
+// at least minStallTimeout. A checkpoint of a large backlog can take many
+// seconds without being stuck; minutes without one can.
+const (
+	stallIntervals  = 10
+	minStallTimeout = 30 * time.Second
+)
+
+// Status is a snapshot for health checks and the demo view.
+type Status struct {
+	Joined     bool    // the process has received an assignment
+	Fenced     bool    // the group refuses this process's instance id (NotReadyFenced)
+	Partitions []int32 // owned partitions
+	Restoring  []int32 // owned partitions not yet restored
+	PostgresOK bool    // the last PostgreSQL operation succeeded
+	// StoreUnusable, when set, says why the local state store cannot be
+	// used (Pipeline.SetStoreUnusable).
+	StoreUnusable  string
+	LastCheckpoint time.Time // zero before the first that wrote to PostgreSQL
+	// Progress is when the last checkpoint succeeded (one with nothing to
+	// write included) or, if later, when the process came to own
+	// partitions: the stall clock starts there.
+	Progress time.Time
+	// Stalled is set when the process owns partitions and Progress is
+	// older than Options.StallTimeout (NotReadyStalled).
+	Stalled          bool
+	Lag              int64 // records behind the partitions' ends (known ends only)
+	Consumed         int64 // live records consumed since start
+	Replayed         int64 // records re-read to rebuild state since start
+	LastError        string
+	CheckpointsTotal int64
+	RowsWritten      int64 // url_clicks and url_totals rows written by checkpoints
+}
+
+// NotReady lists why the process is not ready (the /readyz semantics), in
+// the order of NotReadyReasons; none when it is ready.
+func (s Status) NotReady() []NotReady {
+	var out []NotReady
+	for _, r := range NotReadyReasons() {
+		var not bool
+		switch r {
+		case NotReadyUnassigned:
+			not = !s.Joined
+		case NotReadyFenced:
+			not = s.Fenced
+		case NotReadyRestoring:
+			not = len(s.Restoring) > 0
+		case NotReadyPostgres:
+			not = !s.PostgresOK
+		case NotReadyStalled:
+			not = s.Stalled
+		case NotReadyStore:
+			not = s.StoreUnusable != ""
+		}
+		if not {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Ready reports whether NotReady lists no reason.
+func (s Status) Ready() bool { return len(s.NotReady()) == 0 }
+
+// Explain returns reason r with the snapshot's details, in one line.
+func (s Status) Explain(r NotReady, now time.Time) string {
+	switch r {
+	case NotReadyUnassigned:
+		return fmt.Sprintf("%s: no partition assignment yet", r)
+	case NotReadyFenced:
+		return fmt.Sprintf("%s: the Kafka group refuses this instance id: another process runs with the same one", r)
+	case NotReadyRestoring:
+		return fmt.Sprintf("%s: partitions %v", r, s.Restoring)
+	case NotReadyPostgres:
+		return fmt.Sprintf("%s: %s", r, s.LastError)
+	case NotReadyStalled:
+		return fmt.Sprintf("%s: no checkpoint succeeded for %s (partitions %v)", r, now.Sub(s.Progress).Round(time.Second), s.Partitions)
+	case NotReadyStore:
+		return fmt.Sprintf("%s: %s", r, s.StoreUnusable)
+	}
+	return string(r)
+}
+
+// Status returns a snapshot of the pipeline's state and refreshes the
+// readiness gauges. Safe for concurrent use.
+func (pl *Pipeline) Status() Status {
+	pl.status.Lock()
+	defer pl.status.Unlock()
+	s := pl.readinessLocked(time.Now())
+	s.Partitions = slices.Clone(s.Partitions)
+	s.Restoring = slices.Clone(s.Restoring)
+	s.Consumed = pl.consumed.Load()
+	s.Replayed = pl.replayed.Load()
+	return s
+}
+
+// readinessLocked returns the status at now, its stall flag computed, and
+// sets the readiness gauges from it. The caller holds pl.status.
+func (pl *Pipeline) readinessLocked(now time.Time) Status {
+	s := &pl.status.s
+	s.Stalled = len(s.Partitions) > 0 && now.Sub(s.Progress) > pl.opts.StallTimeout
+	reasons := s.NotReady()
+	pl.m.Ready.Set(b2f(len(reasons) == 0))
+	for _, r := range NotReadyReasons() {
+		pl.m.NotReady.WithLabelValues(string(r)).Set(b2f(slices.Contains(reasons, r)))
+	}
+	return *s
+}
+
+func (pl *Pipeline) setPostgresOK(ok bool, err error) {
+	pl.status.Lock()
+	defer pl.status.Unlock()
+	pl.status.s.PostgresOK = ok
+	pl.m.PostgresUp.Set(b2f(ok))
+	if err != nil {
+		pl.status.s.LastError = err.Error()
+	}
+	pl.readinessLocked(time.Now())
+}
+
+// SetStoreUnusable makes the process not ready (NotReadyStore) for the
+// reason why, or ready again as far as the store goes when why is empty.
+// Safe for concurrent use.
+func (pl *Pipeline) SetStoreUnusable(why string) {
+	pl.status.Lock()
+	defer pl.status.Unlock()
+	if why != "" && pl.status.s.StoreUnusable == "" {
+		pl.log.Error("local state store unusable; not ready", zap.String("reason", why))
+	}
+	pl.status.s.StoreUnusable = why
+	pl.readinessLocked(time.Now())
+}
+
+// setFenced records whether the group refuses this process's instance id.
+func (pl *Pipeline) setFenced(fenced bool, err error) {
+	pl.status.Lock()
+	defer pl.status.Unlock()
+	if fenced && !pl.status.s.Fenced {
+		pl.log.Error("fenced out of the consumer group: another process runs with the same instance id; "+
+			"this one owns no partitions until one of them stops", zap.String("instance_id", pl.opts.Consumer.InstanceID), zap.Error(err))
+	}
+	pl.status.s.Fenced = fenced
+	pl.readinessLocked(time.Now())
+}
+
+// checkpointed records a successful checkpoint at now: the stall clock
+// starts again.
+func (pl *Pipeline) checkpointed(now time.Time) {
+	pl.status.Lock()
+	defer pl.status.Unlock()
+	pl.status.s.Progress = now
+	pl.readinessLocked(now)
+}
+
+// groupHook learns from the Kafka client when the group fences this
+// process's instance id: the client then calls OnPartitionsLost and keeps
+// rejoining, refused each time, and no other callback says so.
+type groupHook struct{ pl *Pipeline }
+
+var _ kgo.HookGroupManageError = groupHook{}
+
+// OnGroupManageError implements kgo.HookGroupManageError. The next
+// assignment clears the flag (onAssigned).
+func (h groupHook) OnGroupManageError(err error) {
+	if errors.Is(err, kerr.FencedInstanceID) {
+		h.pl.setFenced(true, err)
+	}
+}
+
+// watchReadiness refreshes the readiness gauges every period until stop is
+// closed: the stall reason turns on with time alone, while the loop may be
+// blocked waiting for the very checkpoint that hangs.
+func (pl *Pipeline) watchReadiness(stop <-chan struct{}, period time.Duration) {
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-tick.C:
+			pl.status.Lock()
+			pl.readinessLocked(now)
+			pl.status.Unlock()
+		}
+	}
+}
+
+// readinessPeriod is how often watchReadiness refreshes the gauges.
+const readinessPeriod = time.Second
