@@ -203,6 +203,7 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 			if store.Err() == nil {
 				return err
 			}
+			current.Load().SetStoreUnusable(store.Err().Error())
 			// NB: the store is a cache: the pipeline stopped without
 			// touching PostgreSQL's positions, so a fresh store rebuilds
 			// every partition by replay, as after a lost volume.
