@@ -423,6 +423,8 @@ type deadLetterHeaders struct {
 	reason, lateWindows, group, topic string
 	partition                         int32
 	offset                            int64
+	truncated                         bool  // a reference
+	originalSize                      int64 // a reference's; else 0
 }
 
 // parseHeaders reads r's clickagg headers; ok is false when r has none.
@@ -442,6 +444,10 @@ func parseHeaders(r *kgo.Record) (h deadLetterHeaders, ok bool) {
 			ps = string(x.Value)
 		case HeaderOffset:
 			os = string(x.Value)
+		case HeaderTruncated:
+			h.truncated = string(x.Value) == "true"
+		case HeaderOriginalSize:
+			h.originalSize, _ = strconv.ParseInt(string(x.Value), 10, 64)
 		}
 	}
 	p, err1 := strconv.ParseInt(ps, 10, 32)
@@ -468,6 +474,7 @@ type DeadLetterSummary struct {
 	Distinct   int64            `json:"distinct"`   // distinct (group, topic, partition, offset) sources
 	Duplicates int64            `json:"duplicates"` // Records - Distinct - Foreign
 	Foreign    int64            `json:"foreign"`    // records without clickagg headers
+	Truncated  int64            `json:"truncated"`  // distinct records dead-lettered as references (HeaderTruncated)
 	ByReason   map[string]int64 `json:"by_reason"`  // distinct records per reason
 	BySource   map[string]int64 `json:"by_source"`  // distinct records per "group/topic"
 	First      time.Time        `json:"first,omitzero"`
@@ -484,7 +491,11 @@ type DeadLetter struct {
 	LateWindows string    `json:"late_windows,omitempty"`
 	Group       string    `json:"group"`
 	Source      string    `json:"source"` // topic/partition@offset
-	Value       []byte    `json:"value"`
+	// Truncated marks a reference (HeaderTruncated): Value is the first
+	// ReferencePrefixBytes of a record of OriginalSize bytes.
+	Truncated    bool   `json:"truncated,omitempty"`
+	OriginalSize int64  `json:"original_size,omitempty"`
+	Value        []byte `json:"value"`
 }
 
 // InspectDeadLetters reads the dead-letter topic from its start to its
@@ -512,7 +523,7 @@ func InspectDeadLetters(ctx context.Context, kopts []kgo.Opt, topic string, n in
 		}
 		if n > 0 {
 			s.Samples = append(s.Samples, DeadLetter{Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp,
-				Reason: h.reason, LateWindows: h.lateWindows, Group: h.group,
+				Reason: h.reason, LateWindows: h.lateWindows, Group: h.group, Truncated: h.truncated, OriginalSize: h.originalSize,
 				Source: fmt.Sprintf("%s/%d@%d", h.topic, h.partition, h.offset), Value: r.Value})
 			if len(s.Samples) > n {
 				s.Samples = s.Samples[1:]
@@ -525,6 +536,9 @@ func InspectDeadLetters(ctx context.Context, kopts []kgo.Opt, topic string, n in
 		}
 		seen[src] = true
 		s.Distinct++
+		if h.truncated {
+			s.Truncated++
+		}
 		s.ByReason[h.reason]++
 		s.BySource[h.group+"/"+h.topic]++
 	})
