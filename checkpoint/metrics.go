@@ -15,6 +15,7 @@ type Metrics struct {
 	Rejected           *prometheus.CounterVec
 	Duplicates         prometheus.Counter
 	DeadLetters        *prometheus.CounterVec
+	DeadLetterRefs     *prometheus.CounterVec // dead letters sent as references (HeaderTruncated), also in DeadLetters
 	Misrouted          prometheus.Counter
 	Late               *prometheus.CounterVec
 	Checkpoints        prometheus.Counter
@@ -65,6 +66,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "clickagg_dead_letters_total",
 			Help: "Records produced to the dead-letter topic, by reason (a rejection reason, or late).",
+		}, []string{"reason"}),
+		DeadLetterRefs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clickagg_dead_letters_truncated_total",
+			Help: "Dead letters too large for the dead-letter topic, produced as references (clickagg headers, the first 1 KiB of key and value), by reason; also in clickagg_dead_letters_total.",
 		}, []string{"reason"}),
 		Misrouted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "clickagg_dedup_misrouted_total",
@@ -186,7 +191,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.PostgresUp.Set(1)
 	if reg != nil {
-		reg.MustRegister(m.Consumed, m.Accepted, m.Rejected, m.Duplicates, m.DeadLetters, m.Misrouted, m.Late, m.Checkpoints,
+		reg.MustRegister(m.Consumed, m.Accepted, m.Rejected, m.Duplicates, m.DeadLetters, m.DeadLetterRefs, m.Misrouted, m.Late, m.Checkpoints,
 			m.CheckpointFailures, m.CheckpointDuration, m.CheckpointRows, m.TxDuration,
 			m.PostgresUp, m.Ready, m.NotReady, m.RowsWritten, m.Finalized,
 			m.Fenced, m.Restores, m.RestoreDuration, m.Replayed, m.RecordsLost, m.Partitions, m.Lag,

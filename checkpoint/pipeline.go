@@ -336,20 +336,19 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 		kgo.AdjustFetchOffsetsFn(pl.adjustOffsets),
 		kgo.WithHooks(groupHook{pl}),
 	)
-	if pl.opts.DeadLetterTopic != "" {
-		// NB: dead letters go to the partition deadLetters picks.
-		kopts = append(kopts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	}
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
 		return fmt.Errorf("create kafka client: %w", err)
 	}
 	pl.cl, pl.adm = cl, kadm.NewClient(cl)
 	if topic := pl.opts.DeadLetterTopic; topic != "" {
-		if pl.dl, err = newDeadLetters(ctx, cl, pl.adm, base, topic, pl.opts.Consumer.Group, pl.opts.Consumer.Topic); err != nil {
+		if pl.dl, err = newDeadLetters(ctx, pl.adm, base, topic, pl.opts.Consumer.Group, pl.opts.Consumer.Topic, pl.m, pl.log); err != nil {
 			cl.Close()
 			return err
 		}
+		// NB: closed when Run returns: the final checkpoint, and a job
+		// still in flight, wait for its dead letters first.
+		defer pl.dl.close()
 	}
 	now := time.Now()
 	pl.lastCheckpoint, pl.lastFlush = now, now

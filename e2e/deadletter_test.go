@@ -16,6 +16,7 @@ import (
 	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
 	"github.com/clickagg/clickagg/sink"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -62,13 +63,7 @@ func TestDeadLetterExactUnderSIGKILL(t *testing.T) {
 	// Every dead letter: once, unchanged, with its reason.
 	got := map[source]map[string]string{}
 	for _, d := range dead {
-		h := map[string]string{}
-		for _, x := range d.Headers {
-			h[x.Key] = string(x.Value)
-		}
-		p, _ := strconv.ParseInt(h[checkpoint.HeaderPartition], 10, 32)
-		off, _ := strconv.ParseInt(h[checkpoint.HeaderOffset], 10, 64)
-		src := source{int32(p), off}
+		src, h := deadLetterSource(d)
 		if got[src] != nil {
 			t.Errorf("%v dead-lettered twice", src)
 		}
@@ -129,15 +124,7 @@ func TestDeadLetterExactUnderSIGKILL(t *testing.T) {
 	}
 
 	// clickagg dlq inspect agrees.
-	out, err := exec.Command(binary, "dlq", "inspect", "--brokers", e.brokers, "--dead-letter-topic", dlq, "--json").Output()
-	if err != nil {
-		t.Fatalf("dlq inspect: %v", err)
-	}
-	var s checkpoint.DeadLetterSummary
-	if err := json.Unmarshal(out, &s); err != nil {
-		t.Fatalf("dlq inspect --json: %v\n%s", err, out)
-	}
-	if s.Records != int64(len(dead)) || s.Distinct != int64(len(got)) || s.Duplicates != 0 || s.ByReason[checkpoint.ReasonLate] != int64(late) {
+	if s := e.inspect(dlq); s.Records != int64(len(dead)) || s.Distinct != int64(len(got)) || s.Duplicates != 0 || s.ByReason[checkpoint.ReasonLate] != int64(late) {
 		t.Errorf("dlq inspect: %+v; want %d records, %d late", s, len(dead), late)
 	}
 	t.Logf("%d kills; %d input records: %d invalid and %d late dead-lettered once each, the rest counted exactly", kills, len(input), invalid, late)
@@ -145,3 +132,147 @@ func TestDeadLetterExactUnderSIGKILL(t *testing.T) {
 
 // shortWindow is the window label clickagg puts in HeaderLateWindows.
 func shortWindow(w time.Duration) string { return w.String() }
+
+// TestOversizedDeadLettersUnderSIGKILL: invalid records of 1.1 MB and 5 MB
+// among generated ones, a dead-letter topic at the broker's default
+// max.message.bytes, clickagg SIGKILLed and restarted: every valid record
+// is counted exactly, every invalid one is dead-lettered once, the big
+// ones as references (headers, the first bytes of the value, the original
+// size), and dlq inspect says so.
+func TestOversizedDeadLettersUnderSIGKILL(t *testing.T) {
+	if !realKafka(t) {
+		// kfake can hold a SIGKILLed member's partitions for its whole
+		// rebalance timeout; checkpoint's kfake tests cover the rest.
+		t.Skip("real Kafka broker only (see internal/kafkatest)")
+	}
+	e := newEnv(t, 2)
+	ctx := context.Background()
+	dlq := e.topic + "-dead"
+	e.createTopic(dlq, 2)
+	adm, done := e.admin()
+	defer done()
+	raise := []kadm.AlterConfig{{Name: "max.message.bytes", Value: kadm.StringPtr(strconv.Itoa(8 << 20))}}
+	if _, err := adm.AlterTopicConfigs(ctx, raise, e.topic); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(e.brokers, ",")...), kgo.DefaultProduceTopic(e.topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchMaxBytes(8<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	sizes := [][2]int{{1_100_000, 5_000_000}, {5_000_000, 1_100_000}} // per round: partition 0's, partition 1's
+	big := map[source][]byte{}
+	for round, seed := range []uint64{1, 2, 3} {
+		e.produce(ctx, gen.Options{Count: 3000, URLs: 200, Seed: seed, InvalidFraction: 0.02})
+		if round == len(sizes) {
+			break
+		}
+		for p, n := range sizes[round] {
+			rng := rand.New(rand.NewPCG(seed, uint64(p)))
+			v := make([]byte, n)
+			for i := range v {
+				v[i] = 'a' + byte(rng.IntN(26)) // random letters: not JSON, hardly compressible
+			}
+			r, err := cl.ProduceSync(ctx, &kgo.Record{Partition: int32(p), Value: v}).First()
+			if err != nil {
+				t.Fatal(err)
+			}
+			big[source{r.Partition, r.Offset}] = v
+		}
+	}
+
+	dir := filepath.Join(t.TempDir(), "state")
+	args := []string{"--state-dir", dir, "--dead-letter-topic", dlq}
+	kills, _ := e.killWhileConsuming(args, dir, 3, 2, 500*time.Millisecond, func() bool { return false }, rand.New(rand.NewPCG(7, 7)))
+	// NB: a run joining while the killed one's session lasts may own only
+	// some partitions and, those consumed, exit when idle.
+	waitFor(t, 30*time.Second, "the killed run to leave the group", func() bool {
+		gs, err := adm.DescribeGroups(ctx, e.group)
+		g, ok := gs[e.group]
+		return err == nil && ok && g.Err == nil && len(g.Members) == 0
+	})
+	p := e.run(append(args, "--exit-when-idle", "3s")...)
+	if code := p.wait(t, 3*time.Minute); code != 0 {
+		t.Fatalf("final run: exit code %d", code)
+	}
+	recs := e.records(ctx)
+	e.expectExact(ctx, recs)
+	if pos := e.positions(ctx); sumNext(pos) != e.endOffsets(ctx) {
+		t.Fatalf("checkpoints at %v: not at the topic's end", pos)
+	}
+
+	dead, err := clicktest.ReadTopic(ctx, strings.Split(e.brokers, ","), dlq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[source]*kgo.Record{}
+	for _, d := range dead {
+		src, h := deadLetterSource(d)
+		if got[src] != nil {
+			t.Errorf("%v dead-lettered twice", src)
+		}
+		got[src] = d
+		v, isBig := big[src]
+		switch {
+		case !isBig && h[checkpoint.HeaderTruncated] != "":
+			t.Errorf("dead letter %v: a reference, want the record whole (headers %v)", src, h)
+		case isBig && (h[checkpoint.HeaderTruncated] != "true" || h[checkpoint.HeaderOriginalSize] != strconv.Itoa(len(v)) ||
+			h[checkpoint.HeaderReason] != "invalid_json" || string(d.Value) != string(v[:checkpoint.ReferencePrefixBytes])):
+			t.Errorf("dead letter %v: %d bytes, headers %v; want a reference to a %d-byte record", src, len(d.Value), h, len(v))
+		}
+	}
+	var invalid int
+	for _, r := range recs {
+		if _, _, _, ok := clicktest.Decode(r, 2048); ok {
+			continue
+		}
+		invalid++
+		if got[source{r.Partition, r.Offset}] == nil {
+			t.Errorf("invalid record %d@%d not dead-lettered", r.Partition, r.Offset)
+		}
+	}
+	if len(got) != invalid {
+		t.Errorf("%d records dead-lettered, want the %d invalid ones", len(got), invalid)
+	}
+
+	if s := e.inspect(dlq); s.Distinct != int64(invalid) || s.Duplicates != 0 || s.Truncated != int64(len(big)) {
+		t.Errorf("dlq inspect: %+v; want %d distinct, %d references", s, invalid, len(big))
+	}
+	out, err := exec.Command(binary, "dlq", "inspect", "--brokers", e.brokers, "--dead-letter-topic", dlq, "--show", "500").Output()
+	if err != nil {
+		t.Fatalf("dlq inspect --show: %v", err)
+	}
+	for _, want := range []string{"4 of the distinct records were too large for the topic", "(reference to a 5000000-byte record)"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("dlq inspect --show 500: no %q in\n%.2000s", want, out)
+		}
+	}
+	t.Logf("%d kills; %d invalid records dead-lettered once each, %d of them as references", kills, invalid, len(big))
+}
+
+// deadLetterSource returns the source record of dead letter d, from its
+// headers, and the headers.
+func deadLetterSource(d *kgo.Record) (source, map[string]string) {
+	h := map[string]string{}
+	for _, x := range d.Headers {
+		h[x.Key] = string(x.Value)
+	}
+	p, _ := strconv.ParseInt(h[checkpoint.HeaderPartition], 10, 32)
+	off, _ := strconv.ParseInt(h[checkpoint.HeaderOffset], 10, 64)
+	return source{int32(p), off}, h
+}
+
+// inspect runs clickagg dlq inspect --json on the dead-letter topic dlq.
+func (e *env) inspect(dlq string) checkpoint.DeadLetterSummary {
+	e.t.Helper()
+	out, err := exec.Command(binary, "dlq", "inspect", "--brokers", e.brokers, "--dead-letter-topic", dlq, "--json").Output()
+	if err != nil {
+		e.t.Fatalf("dlq inspect: %v", err)
+	}
+	var s checkpoint.DeadLetterSummary
+	if err := json.Unmarshal(out, &s); err != nil {
+		e.t.Fatalf("dlq inspect --json: %v\n%s", err, out)
+	}
+	return s
+}

@@ -55,6 +55,10 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintf(stdout, "dead-letter topic %s: %d records, %d distinct source records, %d duplicates, %d without clickagg headers\n",
 		s.Topic, s.Records, s.Distinct, s.Duplicates, s.Foreign)
+	if s.Truncated > 0 {
+		fmt.Fprintf(stdout, "%d of the distinct records were too large for the topic: sent as references (headers and the first %d bytes; the record is in its source topic)\n",
+			s.Truncated, checkpoint.ReferencePrefixBytes)
+	}
 	if s.Records > 0 {
 		fmt.Fprintf(stdout, "record timestamps %s .. %s\n", s.First.UTC().Format(time.RFC3339), s.Last.UTC().Format(time.RFC3339))
 	}
@@ -82,7 +86,11 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if d.LateWindows != "" {
 			late = " (" + d.LateWindows + ")"
 		}
-		fmt.Fprintf(stdout, "%d@%d %s %s%s from %s: %q\n", d.Partition, d.Offset, d.Timestamp.UTC().Format(time.RFC3339Nano), d.Reason, late, d.Source, v)
+		ref := ""
+		if d.Truncated {
+			ref = fmt.Sprintf(" (reference to a %d-byte record)", d.OriginalSize)
+		}
+		fmt.Fprintf(stdout, "%d@%d %s %s%s from %s%s: %q\n", d.Partition, d.Offset, d.Timestamp.UTC().Format(time.RFC3339Nano), d.Reason, late, d.Source, ref, v)
 	}
 	return nil
 }
