@@ -1232,6 +1232,7 @@ var knownMetrics = map[string]metricInfo{
 	"clickagg_duplicates_total":                      {counter: true},
 	"clickagg_dedup_misrouted_total":                 {counter: true},
 	"clickagg_dead_letters_total":                    {counter: true, labels: []string{"reason"}},
+	"clickagg_dead_letters_truncated_total":          {counter: true, labels: []string{"reason"}},
 	"clickagg_checkpoints_total":                     {counter: true},
 	"clickagg_checkpoint_failures_total":             {counter: true, labels: []string{"cause"}},
 	"clickagg_checkpoint_duration_seconds":           {histogram: true},
