@@ -139,7 +139,7 @@ func (pl *Pipeline) runJob(ctx context.Context, j *job) (sink.Result, error) {
 		}
 	}
 	// NB: PostgreSQL committed before the state store is written: it is
-	// the commit point (DESIGN.md I1, I4).
+	// the commit point, and the store only a cache of it.
 	return res, pl.persist(j.plans)
 }
 
@@ -415,7 +415,7 @@ func marks(h []stream.ClockMark) [][3]int64 {
 }
 
 // commitKafka commits each live partition's next offset to the group, for
-// lag tools only (DESIGN.md I5): restore never reads it.
+// lag tools only (never the source of truth): restore never reads it.
 func (pl *Pipeline) commitKafka(ctx context.Context, sync bool) {
 	offsets := make(map[int32]kgo.EpochOffset, len(pl.tasks))
 	for p, t := range pl.tasks {

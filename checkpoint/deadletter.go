@@ -75,7 +75,7 @@ const (
 // Source partition p goes to dead-letter partition p mod the topic's
 // partition count, so one producer writes each source partition's records
 // in offset order. A checkpoint waits until every record sent before its
-// plan is acknowledged, then commits (DESIGN.md I1): a record below a
+// plan is acknowledged, then commits: a record below a
 // committed next_offset is never missing from the topic. What a crashed
 // run sent past the checkpoint is found again at restore (scan) and not
 // sent twice.

@@ -1,7 +1,7 @@
 // Package checkpoint runs the pipeline: it owns the Kafka consumer loop, the
 // partition tasks, the checkpoint protocol and the restore logic.
 //
-// # Checkpoint protocol (DESIGN.md I1–I5)
+// # Checkpoint protocol
 //
 // Every checkpoint interval, for the partitions this process owns:
 //

@@ -625,7 +625,7 @@ const (
 // live partitions with records left to read, leaving out stalled ones (see
 // alignStall); a partition alone is never capped. It runs before and after
 // each poll's records are processed; the watermark is recorded in every
-// checkpoint, so a replay does not depend on when it ran (DESIGN.md I3).
+// checkpoint, so a replay does not depend on when it ran.
 func (pl *Pipeline) alignWatermarks(now time.Time) {
 	if !pl.opts.AlignWatermarks {
 		return
@@ -717,7 +717,7 @@ func (pl *Pipeline) maybeCheckpoint(ctx context.Context, now time.Time) error {
 
 // advanceIdle moves the watermark of caught-up partitions without records
 // for IdleTimeout to the wall clock minus the out-of-orderness. The result
-// is recorded in the next checkpoint row, so replays see it (DESIGN.md I3).
+// is recorded in the next checkpoint row, so replays see it.
 func (pl *Pipeline) advanceIdle(ctx context.Context, now time.Time) {
 	if pl.opts.IdleTimeout <= 0 {
 		return

@@ -20,7 +20,7 @@ import (
 const restoreTimeout = 30 * time.Second
 
 // onAssigned creates a task for each newly assigned partition and decides
-// where its consumption starts (DESIGN.md I4, I5). Runs gated by
+// where its consumption starts. Runs gated by
 // BlockRebalanceOnPoll.
 func (pl *Pipeline) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	pl.awaitJob(ctx)

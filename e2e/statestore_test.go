@@ -29,20 +29,14 @@ func TestDamagedStateRebuilds(t *testing.T) {
 			o := gen.Options{Count: 6_000, URLs: 2_000, Seed: 5, StartTime: time.Now().Add(-3 * time.Hour), EventRate: 2}
 			e.produce(ctx, o)
 			// NB: hour windows stay open in the store across the restart.
-			p := e.run("--state-dir", dir, "--windows", "1m,24h", "--exit-when-idle", "2s")
-			if code := p.wait(t, 2*time.Minute); code != 0 {
-				t.Fatalf("first run: exit code %d", code)
-			}
+			p := runOnState(t, e, dir, 0, "first run")
 			if file == ".sst" {
 				flushStore(t, dir)
 			}
 			damage(t, dir, file)
 			o.Seed, o.StartTime = 6, o.StartTime.Add(time.Hour)
 			e.produce(ctx, o)
-			p = e.run("--state-dir", dir, "--windows", "1m,24h", "--exit-when-idle", "2s")
-			if code := p.wait(t, 2*time.Minute); code != 0 {
-				t.Fatalf("run on the damaged store: exit code %d", code)
-			}
+			p = runOnState(t, e, dir, 0, "run on the damaged store")
 			if n := len(p.logEntries("state store damaged: moved to quarantine/ (replacing an older one); partitions rebuild from PostgreSQL")); n != 1 {
 				t.Errorf("%d 'state store damaged' lines, want 1", n)
 			}
@@ -65,10 +59,7 @@ func TestFullStateVolume(t *testing.T) {
 	dir := testutil.Tmpfs(t, 32<<20)
 	o := gen.Options{Count: 6_000, URLs: 2_000, Seed: 7, StartTime: time.Now().Add(-3 * time.Hour), EventRate: 2}
 	e.produce(ctx, o)
-	p := e.run("--state-dir", dir, "--windows", "1m,24h", "--exit-when-idle", "2s")
-	if code := p.wait(t, 2*time.Minute); code != 0 {
-		t.Fatalf("first run: exit code %d", code)
-	}
+	p := runOnState(t, e, dir, 0, "first run")
 	// Whatever fills the volume (here an old quarantined store) is not
 	// the aggregator's to keep.
 	if err := os.MkdirAll(filepath.Join(dir, state.QuarantineDir), 0o750); err != nil {
@@ -83,21 +74,26 @@ func TestFullStateVolume(t *testing.T) {
 	f.Close()
 	o.Seed, o.StartTime = 8, o.StartTime.Add(time.Hour)
 	e.produce(ctx, o)
-	p = e.run("--state-dir", dir, "--windows", "1m,24h", "--exit-when-idle", "2s")
-	if code := p.wait(t, 2*time.Minute); code != 3 {
-		t.Fatalf("run on a full volume: exit code %d, want 3", code)
-	}
+	p = runOnState(t, e, dir, 3, "run on a full volume")
 	if n := len(p.logEntries("state volume full: state store removed to free it; partitions rebuild from PostgreSQL")); n != 1 {
 		t.Errorf("%d 'state volume full' lines, want 1", n)
 	}
 	if lines := strings.Count(p.tail(1_000_000), "\n"); lines > 200 {
 		t.Errorf("%d log lines: a busy loop?", lines)
 	}
-	p = e.run("--state-dir", dir, "--windows", "1m,24h", "--exit-when-idle", "2s")
-	if code := p.wait(t, 2*time.Minute); code != 0 {
-		t.Fatalf("run after the volume was freed: exit code %d", code)
-	}
+	p = runOnState(t, e, dir, 0, "run after the volume was freed")
 	e.expectExact(ctx, e.records(ctx), time.Minute, 24*time.Hour)
+}
+
+// runOnState runs clickagg on the state folder dir until it exits when
+// idle, and checks its exit code.
+func runOnState(t *testing.T, e *env, dir string, want int, what string) *proc {
+	t.Helper()
+	p := e.run("--state-dir", dir, "--windows", "1m,24h", "--exit-when-idle", "2s")
+	if code := p.wait(t, 2*time.Minute); code != want {
+		t.Fatalf("%s: exit code %d, want %d", what, code, want)
+	}
+	return p
 }
 
 // damage damages the store's files whose names contain part.

@@ -1,9 +1,9 @@
 // Package sink owns the PostgreSQL side: the schema and its migrations, the
 // checkpoint transaction, and the read queries.
 //
-// The checkpoint transaction is the commit point of the whole pipeline
-// (DESIGN.md I1): in one transaction it compare-and-sets the checkpoints row
-// of every partition it covers (I2, fencing), adds the count deltas to
+// The checkpoint transaction is the commit point of the whole pipeline:
+// in one transaction it compare-and-sets the checkpoints row of every
+// partition it covers (fencing), adds the count deltas to
 // url_clicks and url_totals, and marks windows final. If any partition's
 // compare-and-set fails, nothing is written and Commit returns a
 // *FencedError naming those partitions.

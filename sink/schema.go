@@ -45,7 +45,7 @@ const MaxURLBytes = 2676
 // migrations are applied in order, each once, recorded in schema_migrations.
 // Never edit a released one; append.
 var migrations = []string{
-	// 1: the tables of DESIGN.md.
+	// 1: url_clicks, url_totals, checkpoints.
 	`
 CREATE TABLE {{s}}.url_clicks (
 	url          text        NOT NULL,

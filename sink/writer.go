@@ -84,7 +84,7 @@ type Result struct {
 var ErrFenced = errors.New("sink: fenced")
 
 // FencedError reports partitions whose checkpoints row no longer holds the
-// expected position: another writer moved it (DESIGN.md I2). The
+// expected position: another writer moved it (fencing). The
 // transaction was rolled back; the caller must re-sync those partitions.
 type FencedError struct {
 	Partitions []int32
@@ -284,7 +284,7 @@ func (w *Writer) ReadPositions(ctx context.Context, partitions []int32) (map[int
 }
 
 // InitPosition creates partition p's checkpoints row at pos unless a row
-// exists, and returns the row as it now is (DESIGN.md I5: a partition
+// exists, and returns the row as it now is (a partition
 // Postgres has never seen starts where start_offset says, recorded here so
 // that every later decision is replayable).
 func (w *Writer) InitPosition(ctx context.Context, p int32, pos Position) (Position, error) {
@@ -432,7 +432,7 @@ func (w *Writer) commitOnce(ctx context.Context, cp *Checkpoint) (res Result, er
 		}
 	}()
 
-	// 1. Fencing first: fail before writing anything (DESIGN.md I2).
+	// 1. Fencing first: fail before writing anything (fencing).
 	batch := &pgx.Batch{}
 	for _, u := range cp.Partitions {
 		batch.Queue(w.sqlCAS, w.opts.Group, w.opts.Topic, u.Partition,

@@ -7,7 +7,7 @@
 // offset, watermark, restart offset, dedup restart offset and clock) and,
 // with dedup on, the event ids seen and the dedup clock's history.
 //
-// The store is a cache of PostgreSQL (DESIGN.md I4): it is written after the
+// The store is a cache of PostgreSQL: it is written after the
 // Postgres commit, one atomic, synced batch per checkpoint (one fsync per
 // checkpoint, none per record). A crash between the two writes, or a lost
 // volume, never leaves half a batch; the caller then sees a tag that does

@@ -15,7 +15,7 @@ import (
 // seen for it), duplicates included, so what is remembered does not depend
 // on the decisions. The clock moves with the records only, never with the
 // wall clock or the idle-partition watermark, so a replay decides exactly as
-// the original run did (DESIGN.md I3).
+// the original run did.
 //
 // Restoring without local state replays from the dedup restart offset: the
 // first record that pushed the clock into the oldest event-time slot a

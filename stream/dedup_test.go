@@ -112,7 +112,7 @@ func (r *dedupRun) checkpoint(flush bool) (Plan, DedupState) {
 	return p, s.Dedup
 }
 
-// TestDedupRestoreDecidesAlike is the dedup form of DESIGN.md I3/I4: after
+// TestDedupRestoreDecidesAlike checks that dedup decisions replay alike: after
 // a crash at any checkpoint, both a local resume and a rebuild without
 // local state (replay from the dedup restart offset) make exactly the
 // decisions an uninterrupted run makes, for every record whose count is

@@ -7,8 +7,7 @@
 // watermark advances (AdvanceWatermark) and as caps from the other
 // partitions' progress (SetWatermarkCap), so a replay of the same records
 // from the same recorded watermark rebuilds exactly the same state, which is
-// what DESIGN.md invariant I3 (deterministic emission) and I4 (rebuild by
-// replay) rely on.
+// what deterministic emission and rebuilding state by replay rely on.
 //
 // The operator keeps only what changed since the last checkpoint: pending
 // on-time counts per open window and late counts per closed window. Counts

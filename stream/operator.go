@@ -297,7 +297,7 @@ const NoCap = int64(math.MaxInt64)
 // align partitions that are catching up (a window closes on a partition
 // only once the slowest of them passed it), so that a window's rows are
 // written once, complete. The watermark is recorded in each checkpoint, so
-// replays do not depend on the cap (DESIGN.md I3). Not allowed while
+// replays do not depend on the cap. Not allowed while
 // replaying; it reports whether the watermark moved.
 func (o *Operator) SetWatermarkCap(c int64) bool {
 	o.wmCap = c
@@ -317,7 +317,7 @@ func (o *Operator) raiseWatermark() bool {
 }
 
 // Replaying reports whether the operator is rebuilding state from records
-// below the checkpointed offset (DESIGN.md I4). It emits nothing meanwhile.
+// below the checkpointed offset. It emits nothing meanwhile.
 func (o *Operator) Replaying() bool { return o.replayUntil >= 0 }
 
 // ReplayUntil returns the checkpointed next offset the replay runs to, or -1.
@@ -496,7 +496,7 @@ func (o *Operator) Process(r Record) Outcome {
 			return Outcome{Reason: ReasonTimestampOutOfRange, Replayed: replaying}
 		}
 	} else {
-		// NB: against the record's own timestamp, never the clock (I3).
+		// NB: against the record's own timestamp, never the clock, so a replay decides the same way.
 		if o.maxAhead > 0 && ts-r.TimestampMs > o.maxAhead {
 			return Outcome{Reason: ReasonTimestampAhead, Replayed: replaying}
 		}

@@ -271,7 +271,7 @@ func (h *harness) resumeLocal(opts OperatorOptions) {
 	h.op.Resume(h.pos[0], h.pos[1], open, memFrom)
 }
 
-// TestReplayRebuildsExactly is the operator-level form of DESIGN.md I3/I4:
+// TestReplayRebuildsExactly checks deterministic emission and rebuild by replay:
 // crash after any checkpoint and restore, then carry on; the total emitted
 // per window and URL equals an uninterrupted run's, which equals the count
 // of valid records (late policy count). Restores either lose the local

@@ -4,7 +4,7 @@
 // the PostgreSQL tables.
 //
 // The oracle deliberately shares no code with package stream: it decodes
-// with encoding/json and applies the event-format rules of DESIGN.md on its
+// with encoding/json and applies the README's event-format rules on its
 // own, so a bug in the product's decoder or window code cannot hide itself.
 package clicktest
 
@@ -191,7 +191,7 @@ var (
 	maxTS = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
 )
 
-// oracleDecode applies DESIGN.md's event format with encoding/json.
+// oracleDecode applies the README's event format with encoding/json.
 // The id is returned as a string, a numeric one as its literal text.
 func oracleDecode(v []byte, recordTS int64, maxURL int) (string, int64, string, bool) {
 	if !utf8.Valid(v) {
