@@ -22,7 +22,7 @@ func TestAlignWatermarksCaps(t *testing.T) {
 		pollsAgo uint64        // polls since records last arrived
 	}
 	newPipeline := func(parts []part) *Pipeline {
-		pl := &Pipeline{opts: Options{AlignWatermarks: true}, tasks: map[int32]*task{}, polls: 100}
+		pl := &Pipeline{opts: Options{AlignWatermarks: true}, c: &Coordinator{tasks: map[int32]*task{}}, polls: 100}
 		for i, p := range parts {
 			op, err := stream.NewOperator(stream.OperatorOptions{Windows: []time.Duration{time.Minute}})
 			if err != nil {
@@ -35,7 +35,7 @@ func TestAlignWatermarksCaps(t *testing.T) {
 			if p.lagging {
 				end = 1000
 			}
-			pl.tasks[int32(i)] = &task{p: int32(i), op: op, end: end, lastRecord: now.Add(-p.fetchAgo), deliveredAt: pl.polls - p.pollsAgo}
+			pl.c.tasks[int32(i)] = &task{p: int32(i), op: op, end: end, lastRecord: now.Add(-p.fetchAgo), deliveredAt: pl.polls - p.pollsAgo}
 		}
 		return pl
 	}
@@ -61,7 +61,7 @@ func TestAlignWatermarksCaps(t *testing.T) {
 		pl := newPipeline(c.parts)
 		pl.alignWatermarks(now)
 		for i, w := range c.want {
-			got := pl.tasks[int32(i)].op.Watermark()
+			got := pl.c.tasks[int32(i)].op.Watermark()
 			if want := base.Add(w).UnixMilli(); got != want {
 				t.Errorf("%s: partition %d watermark %s, want %s", c.name, i, time.UnixMilli(got).UTC().Sub(base), w)
 			}

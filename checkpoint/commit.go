@@ -8,33 +8,28 @@ import (
 	"slices"
 	"time"
 
+	"github.com/clickagg/clickagg/base"
 	"github.com/clickagg/clickagg/sink"
 	"github.com/clickagg/clickagg/state"
 	"github.com/clickagg/clickagg/stream"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
 )
 
-// planned is one task's part of a checkpoint.
-type planned struct {
+// taken is one task's part of a checkpoint: the Ready its operator handed
+// over and, for a live task, the row the transaction moves it to.
+type taken struct {
 	t    *task
-	live bool // false: the task is replaying and takes no part in the transaction
-	plan stream.Plan
-	next sink.Position
-	// snap is what the plan took from the operator (live tasks), given
-	// back if the checkpoint fails.
-	snap *stream.Snapshot
-	// meta is set when the state store's tag must be written.
-	meta bool
+	rd   *stream.Ready
+	next sink.Row
+	tag  bool // the state store's tag must be written
 }
 
 // job is one checkpoint in flight: its PostgreSQL transaction and state
-// batch run on their own goroutine while the loop keeps processing records
-// into fresh buffers. At most one job is in flight; the next plan waits for
-// it, so it reads the state store as the job left it.
+// batch run on their own goroutine while the runner keeps processing
+// records into fresh buffers. At most one job is in flight; the next one
+// waits for it, so it reads the state store as the job left it.
 type job struct {
-	plans  []planned
+	parts  []taken
 	cp     *sink.Checkpoint
 	dl     *dlEpoch // dead-letter records to be acknowledged first
 	flush  bool
@@ -49,20 +44,20 @@ type job struct {
 	fenced *sink.FencedError
 }
 
-// checkpoint takes one checkpoint and waits for it (rebalances, the final
-// checkpoint). flush emits the partial counts of open windows too.
-func (pl *Pipeline) checkpoint(ctx context.Context, flush bool, reason string) error {
-	if err := pl.finishJob(ctx); err != nil {
+// Checkpoint takes one checkpoint and waits for it (rebalances, the final
+// checkpoint, the memory source). flush emits the partial counts of open
+// windows too. A fenced checkpoint re-syncs the fenced partitions and is
+// taken again for the others.
+func (c *Coordinator) Checkpoint(ctx context.Context, flush bool, reason string) error {
+	if err := c.finishJob(ctx); err != nil {
 		return err
 	}
-	// NB: a fenced checkpoint re-syncs the fenced partitions and leaves the
-	// others' counts in place: take it again for them.
 	for attempt := 0; ; attempt++ {
-		if err := pl.startJob(flush, reason); err != nil {
+		if err := c.startJob(flush, reason); err != nil {
 			return err
 		}
-		j := pl.job
-		if err := pl.finishJob(ctx); err != nil {
+		j := c.job
+		if err := c.finishJob(ctx); err != nil {
 			return err
 		}
 		if j.fenced == nil || attempt == 10 {
@@ -71,65 +66,165 @@ func (pl *Pipeline) checkpoint(ctx context.Context, flush bool, reason string) e
 	}
 }
 
-// startJob plans a checkpoint, takes the counts it covers from the
-// operators, and starts its transaction.
-func (pl *Pipeline) startJob(flush bool, reason string) error {
-	if pl.job != nil {
+// startJob takes every task's Ready, writes the replaying tasks' at once,
+// and starts the transaction of the live ones.
+func (c *Coordinator) startJob(flush bool, reason string) error {
+	if c.job != nil {
 		panic("checkpoint: a job is already in flight")
 	}
-	plans, cp, err := pl.plan(flush)
+	parts := c.take(flush)
+	cp, err := c.deltasOf(parts)
+	if err == nil {
+		// NB: replaying tasks' counts go to the store now: no
+		// transaction covers them.
+		err = c.spill(parts)
+	}
 	if err != nil {
-		pl.m.CheckpointFailures.WithLabelValues("state").Inc()
-		return err
-	}
-	holdUntil := pl.holdUntil(plans)
-	for i := range plans {
-		pp := &plans[i]
-		if pp.live {
-			pp.meta = pp.next != pp.t.committed || pp.t.metaDirty
-			pp.snap = pp.t.op.Take(pp.plan, holdUntil)
-		}
-	}
-	// Replaying tasks move their counts to the store now: no transaction
-	// covers them.
-	if err := pl.spillReplaying(plans); err != nil {
-		pl.restoreSnapshots(plans)
-		pl.m.CheckpointFailures.WithLabelValues("state").Inc()
+		c.abort(parts, true)
+		c.m.CheckpointFailures.WithLabelValues("state").Inc()
 		return err
 	}
 	now := time.Now()
-	pl.lastCheckpoint = now
+	c.lastCheckpoint = now
 	if flush {
-		pl.lastFlush = now
+		c.lastFlush = now
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	j := &job{plans: plans, cp: cp, flush: flush, reason: reason, start: now, cancel: cancel, done: make(chan struct{})}
-	if pl.dl != nil {
-		j.dl = pl.dl.cut()
+	j := &job{parts: parts, cp: cp, flush: flush, reason: reason, start: now, cancel: cancel, done: make(chan struct{})}
+	if c.dl != nil {
+		j.dl = c.dl.cut()
 	}
-	pl.job = j
+	c.job = j
 	go func() {
 		defer close(j.done)
-		j.res, j.err = pl.runJob(ctx, j)
+		j.res, j.err = c.runJob(ctx, j)
 	}()
 	return nil
 }
 
+// take takes every task's Ready, in partition order. Windows are held in
+// memory across the checkpoint within one budget for all tasks: those that
+// close first are held, up to MaxPendingKeys counters in all.
+func (c *Coordinator) take(flush bool) []taken {
+	keys := make(map[int64]int)
+	for _, t := range c.tasks {
+		t.op.Holdable(flush, func(end int64, n int) { keys[end] += n })
+	}
+	holdUntil, budget := stream.HoldAll, c.opts.MaxPendingKeys
+	for _, end := range slices.Sorted(maps.Keys(keys)) {
+		if budget -= keys[end]; budget < 0 {
+			holdUntil = end - 1
+			break
+		}
+	}
+	var parts []taken
+	for _, p := range slices.Sorted(maps.Keys(c.tasks)) {
+		t := c.tasks[p]
+		tk := taken{t: t, rd: t.op.Ready(flush, holdUntil)}
+		if !tk.rd.Replaying {
+			tk.next = c.nextRow(t, tk.rd.Position)
+			tk.tag = tk.next != t.committed || t.metaDirty
+		}
+		parts = append(parts, tk)
+	}
+	return parts
+}
+
+// nextRow is task t's checkpoints row at position pos: with a dead-letter
+// topic, a row that moves records where the partition's later dead letters
+// will land.
+func (c *Coordinator) nextRow(t *task, pos base.Position) sink.Row {
+	next := sink.Row{Position: pos, DeadLetterPartition: -1, DeadLetterOffset: -1}
+	if c.dl != nil {
+		next.DeadLetterPartition, next.DeadLetterOffset = t.committed.DeadLetterPartition, t.committed.DeadLetterOffset
+		if pos.NextOffset != t.committed.NextOffset || t.committed.DeadLetterOffset < 0 {
+			next.DeadLetterPartition, next.DeadLetterOffset = c.dl.position(t.p)
+		}
+	}
+	return next
+}
+
+// deltasOf translates the live Readies into the transaction, in the reused
+// delta buffer: every emitted window's counts (read back from the state
+// store when Stored, plus those the Ready carries) and the late counts. A
+// partition is in the transaction when it emits or its row moves.
+func (c *Coordinator) deltasOf(parts []taken) (*sink.Checkpoint, error) {
+	c.deltas.Reset()
+	cp := &sink.Checkpoint{TopicPartitions: c.topicPartitions, Deltas: &c.deltas,
+		TotalsWindow: slices.Min(c.opts.Operator.Windows).Milliseconds()}
+	d := cp.Deltas
+	for _, tk := range parts {
+		if tk.rd.Replaying {
+			continue
+		}
+		p, before := tk.t.p, d.Clicks()
+		// NB: the same URL may come from the store and from the Ready, and
+		// from other partitions: PostgreSQL sums them, and derives the
+		// url_totals deltas from the smallest windows' ones.
+		for _, e := range tk.rd.Emit {
+			start, end := e.Window.Start, e.Window.End()
+			if e.Stored {
+				if err := c.store.ScanWindow(p, e.Window, func(url []byte, n int64) error {
+					d.AddClickBytes(url, start, end, n, 0)
+					return nil
+				}); err != nil {
+					return nil, fmt.Errorf("read window %s of partition %d: %w", e.Window, p, err)
+				}
+			}
+			for url, n := range e.Counts.All() {
+				d.AddClick(url, start, end, n, 0)
+			}
+		}
+		for w, counts := range tk.rd.Late {
+			for url, n := range counts.All() {
+				d.AddClick(url, w.Start, w.End(), n, n)
+			}
+		}
+		if d.Clicks() > before || tk.next != tk.t.committed {
+			cp.Partitions = append(cp.Partitions, sink.PartitionUpdate{Partition: p, Expect: tk.t.committed, Next: tk.next})
+		}
+	}
+	return cp, d.Err()
+}
+
+// spill writes the replaying tasks' Readies to the state store (no tag:
+// those partitions are not restored yet) and advances their operators.
+func (c *Coordinator) spill(parts []taken) error {
+	b := c.store.NewBatch()
+	defer b.Close()
+	for _, tk := range parts {
+		if tk.rd.Replaying {
+			writeReady(b, tk.t.p, tk.rd, false)
+		}
+	}
+	if !b.Empty() {
+		if err := b.Commit(); err != nil {
+			return err
+		}
+	}
+	for _, tk := range parts {
+		if tk.rd.Replaying {
+			tk.t.op.Advance(tk.rd)
+		}
+	}
+	return nil
+}
+
 // runJob is the job's goroutine: the PostgreSQL transaction, then the state
-// batch. It touches no task: only the job's own plans, snapshots and deltas,
-// the store and the sink (both safe for concurrent use).
-func (pl *Pipeline) runJob(ctx context.Context, j *job) (sink.Result, error) {
+// batch. It touches no task: only the job's own Readies and deltas, the
+// store and the sink (both safe for concurrent use).
+func (c *Coordinator) runJob(ctx context.Context, j *job) (sink.Result, error) {
 	var res sink.Result
 	if j.dl != nil {
 		// NB: before the commit point: no record below a committed offset
 		// may be missing from the dead-letter topic.
-		if err := pl.dl.wait(ctx, j.dl); err != nil {
+		if err := c.dl.wait(ctx, j.dl); err != nil {
 			return res, err
 		}
 	}
 	if len(j.cp.Partitions) > 0 {
 		var err error
-		res, err = retryPG(ctx, pl, func() (sink.Result, error) { return pl.sink.Commit(ctx, j.cp) })
+		res, err = retryPG(ctx, c, func() (sink.Result, error) { return c.sink.Commit(ctx, j.cp) })
 		if errors.As(err, &j.fenced) {
 			return res, err
 		}
@@ -140,14 +235,55 @@ func (pl *Pipeline) runJob(ctx context.Context, j *job) (sink.Result, error) {
 	}
 	// NB: PostgreSQL committed before the state store is written: it is
 	// the commit point, and the store only a cache of it.
-	return res, pl.persist(j.plans)
+	b := c.store.NewBatch()
+	defer b.Close()
+	for _, tk := range j.parts {
+		if !tk.rd.Replaying {
+			writeReady(b, tk.t.p, tk.rd, tk.tag)
+		}
+	}
+	if b.Empty() {
+		return res, nil
+	}
+	return res, b.Commit()
+}
+
+// writeReady adds partition p's Ready to state batch b: the emitted windows
+// leave the store, the counts of windows left open that are not held go
+// in, the registry and the dedup sightings and clock are written, and with
+// tag the partition's new position.
+func writeReady(b *state.Batch, p int32, rd *stream.Ready, tag bool) {
+	if rd.Dedup != nil {
+		b.ExpireSeen(p, rd.ExpireBefore)
+	}
+	rd.Sightings(func(slot int64, id string, t int64) { b.SetSeen(p, slot, id, t) })
+	if rd.Dedup != nil {
+		b.SetDedup(p, *rd.Dedup)
+	}
+	for _, e := range rd.Emit {
+		b.DeleteWindow(p, e.Window, e.Stored)
+	}
+	// NB: in key order (by window, then URL): Pebble sorts a batch too
+	// large for its memtable, and applies sorted keys faster either way.
+	for _, w := range slices.SortedFunc(maps.Keys(rd.Keep), base.Compare) {
+		for url, n := range rd.Keep[w].Sorted() {
+			b.AddCount(p, w, url, n)
+		}
+	}
+	for w, e := range rd.Open {
+		b.SetWindow(p, w, e)
+	}
+	if tag {
+		b.SetMeta(p, rd.Position)
+	}
 }
 
 // finishJob waits for the job in flight (if any) and applies its outcome.
-// If ctx ends first the job is cancelled. On success the tasks' expected
-// positions move on; on failure their snapshots are given back.
-func (pl *Pipeline) finishJob(ctx context.Context) error {
-	j := pl.job
+// If ctx ends first the job is cancelled. On success the tasks' rows move
+// on and their operators advance; on failure the Readies are given back
+// (Abort), and fenced partitions are re-synced.
+func (c *Coordinator) finishJob(ctx context.Context) error {
+	j := c.job
 	if j == nil {
 		return nil
 	}
@@ -158,283 +294,69 @@ func (pl *Pipeline) finishJob(ctx context.Context) error {
 		<-j.done
 	}
 	j.cancel()
-	pl.job = nil
+	c.job = nil
 	switch {
 	case j.fenced != nil:
 		fe := j.fenced
-		pl.m.CheckpointFailures.WithLabelValues("fenced").Inc()
-		pl.m.Fenced.Add(float64(len(fe.Partitions)))
-		pl.log.Warn("checkpoint fenced: another writer moved these partitions; re-syncing from postgres",
+		c.m.CheckpointFailures.WithLabelValues("fenced").Inc()
+		c.m.Fenced.Add(float64(len(fe.Partitions)))
+		c.log.Warn("checkpoint fenced: another writer moved these partitions; re-syncing from postgres",
 			zap.Int32s("partitions", fe.Partitions), zap.Any("expected", fe.Expected), zap.Any("found", fe.Found))
-		pl.restoreSnapshots(j.plans)
-		if err := pl.resync(ctx, fe.Partitions); err != nil {
+		c.abort(j.parts, false)
+		if err := c.resync(ctx, fe.Partitions); err != nil {
 			return fmt.Errorf("re-sync fenced partitions: %w", err)
 		}
 		return nil
 	case j.err != nil:
-		pl.restoreSnapshots(j.plans)
+		c.abort(j.parts, false)
 		if errors.Is(j.err, context.Canceled) {
 			return fmt.Errorf("checkpoint interrupted: %w", j.err)
 		}
 		cause := "state"
 		if j.pgErr {
 			cause = "postgres"
-			pl.setPostgresOK(false, j.err)
+			c.board.setPostgresOK(false, j.err)
 		}
-		pl.m.CheckpointFailures.WithLabelValues(cause).Inc()
+		c.m.CheckpointFailures.WithLabelValues(cause).Inc()
 		return j.err
 	}
-	for _, pp := range j.plans {
-		if pp.live {
-			pp.t.committed = pp.next
-			pp.t.metaDirty = false
-			pp.t.op.Release(pp.snap)
+	for _, tk := range j.parts {
+		if !tk.rd.Replaying {
+			tk.t.committed = tk.next
+			tk.t.metaDirty = false
+			tk.t.op.Advance(tk.rd)
 		}
 	}
+	now, rows := time.Now(), int64(-1)
 	if len(j.cp.Partitions) > 0 {
-		res, now := j.res, time.Now()
-		pl.m.Checkpoints.Inc()
-		pl.m.CheckpointDuration.Observe(now.Sub(j.start).Seconds())
-		pl.m.CheckpointRows.Observe(float64(res.ClickRows + res.TotalRows))
-		pl.m.TxDuration.Observe(res.Duration.Seconds())
-		pl.m.RowsWritten.WithLabelValues("url_clicks").Add(float64(res.ClickRows))
-		pl.m.RowsWritten.WithLabelValues("url_totals").Add(float64(res.TotalRows))
-		pl.m.Finalized.Add(float64(res.Finalized))
-		pl.m.LastCheckpoint.Set(float64(now.UnixNano()) / 1e9)
-		pl.stats.checkpoints++
-		pl.stats.rows += res.ClickRows + res.TotalRows
-		pl.status.Lock()
-		pl.status.s.LastCheckpoint = now
-		pl.status.s.CheckpointsTotal++
-		pl.status.s.RowsWritten += res.ClickRows + res.TotalRows
-		pl.status.Unlock()
-		pl.log.Debug("checkpoint", zap.String("reason", j.reason), zap.Bool("flush", j.flush),
+		res := j.res
+		rows = res.ClickRows + res.TotalRows
+		c.m.Checkpoints.Inc()
+		c.m.CheckpointDuration.Observe(now.Sub(j.start).Seconds())
+		c.m.CheckpointRows.Observe(float64(rows))
+		c.m.TxDuration.Observe(res.Duration.Seconds())
+		c.m.RowsWritten.WithLabelValues("url_clicks").Add(float64(res.ClickRows))
+		c.m.RowsWritten.WithLabelValues("url_totals").Add(float64(res.TotalRows))
+		c.m.Finalized.Add(float64(res.Finalized))
+		c.m.LastCheckpoint.Set(float64(now.UnixNano()) / 1e9)
+		c.log.Debug("checkpoint", zap.String("reason", j.reason), zap.Bool("flush", j.flush),
 			zap.Int("partitions", len(j.cp.Partitions)), zap.Int64("click_rows", res.ClickRows),
 			zap.Int64("total_rows", res.TotalRows), zap.Int64("finalized", res.Finalized),
 			zap.Int("attempts", res.Attempts), zap.Bool("recovered", res.Recovered),
 			zap.Duration("took", now.Sub(j.start)))
-		if j.reason != "final" && j.reason != "revoke" {
-			pl.commitKafka(ctx, false)
-		}
 	}
-	pl.checkpointed(time.Now())
-	pl.publishTasks()
+	c.board.checkpointed(now, rows)
+	c.src.Checkpointed(ctx, j.reason, rows >= 0)
 	return nil
 }
 
-// holdUntil picks which windows a checkpoint keeps in memory (see
-// stream.Operator.Take): they are bounded like pending counts, so the
-// windows that close first are held, up to MaxPendingKeys counters in all,
-// and the rest move to the store.
-func (pl *Pipeline) holdUntil(plans []planned) int64 {
-	keys := make(map[int64]int)
-	for _, pp := range plans {
-		if pp.live {
-			pp.t.op.Holdable(pp.plan, func(end int64, n int) { keys[end] += n })
+// abort gives a failed checkpoint's Readies back to the operators of tasks
+// that still exist: the live ones' and, with spillFailed (the replaying
+// ones' were not written), the replaying ones' too.
+func (c *Coordinator) abort(parts []taken, spillFailed bool) {
+	for _, tk := range parts {
+		if c.tasks[tk.t.p] == tk.t && (spillFailed || !tk.rd.Replaying) {
+			tk.t.op.Abort(tk.rd)
 		}
-	}
-	budget := pl.opts.MaxPendingKeys
-	for _, end := range slices.Sorted(maps.Keys(keys)) {
-		if budget -= keys[end]; budget < 0 {
-			return end - 1
-		}
-	}
-	return stream.HoldAll
-}
-
-// restoreSnapshots gives the counts a failed checkpoint took back to the
-// operators of tasks that still exist.
-func (pl *Pipeline) restoreSnapshots(plans []planned) {
-	for _, pp := range plans {
-		if pp.snap != nil && pl.tasks[pp.t.p] == pp.t {
-			pp.t.op.Restore(pp.snap)
-		}
-	}
-}
-
-// plan computes every live task's plan and the PostgreSQL transaction that
-// emits it, into the reused delta buffer. It changes no task.
-func (pl *Pipeline) plan(flush bool) ([]planned, *sink.Checkpoint, error) {
-	pl.deltas.Reset()
-	cp := &sink.Checkpoint{TopicPartitions: pl.topicPartitions, Deltas: &pl.deltas,
-		TotalsWindow: slices.Min(pl.opts.Operator.Windows).Milliseconds()}
-	d := cp.Deltas
-	var plans []planned
-	for _, p := range slices.Sorted(maps.Keys(pl.tasks)) {
-		t := pl.tasks[p]
-		if !t.live() {
-			plans = append(plans, planned{t: t})
-			continue
-		}
-		plan := t.op.Plan(flush)
-		pp := planned{t: t, live: true, plan: plan,
-			next: sink.Position{NextOffset: plan.NextOffset, Watermark: plan.Watermark, RestartOffset: plan.RestartOffset,
-				DedupOffset: plan.DedupOffset, DedupClock: plan.DedupClock,
-				DeadLetterPartition: t.committed.DeadLetterPartition, DeadLetterOffset: t.committed.DeadLetterOffset}}
-		if pl.dl == nil {
-			pp.next.DeadLetterPartition, pp.next.DeadLetterOffset = -1, -1
-		} else if pp.next.NextOffset != t.committed.NextOffset || t.committed.DeadLetterOffset < 0 {
-			pp.next.DeadLetterPartition, pp.next.DeadLetterOffset = pl.dl.position(p)
-		}
-		before := d.Clicks()
-		// NB: the same URL may come from the store and from the pending
-		// counts, and from other partitions: PostgreSQL sums them, and
-		// derives the url_totals deltas from the smallest windows' ones.
-		for _, w := range plan.Emit {
-			start, end := w.Start, w.End()
-			// NB: a window not Stored has all its counts pending.
-			if t.op.Stored(w) {
-				if err := pl.store.ScanWindow(p, state.Window(w), func(url []byte, n int64) error {
-					d.AddClickBytes(url, start, end, n, 0)
-					return nil
-				}); err != nil {
-					return nil, nil, fmt.Errorf("read window %s of partition %d: %w", w, p, err)
-				}
-			}
-			for url, n := range t.op.Pending(w).All() {
-				d.AddClick(url, start, end, n, 0)
-			}
-		}
-		t.op.LateCounts(func(w stream.Window, c *stream.Counts) {
-			for url, n := range c.All() {
-				d.AddClick(url, w.Start, w.End(), n, n)
-			}
-		})
-		if d.Clicks() > before || pp.next != t.committed {
-			cp.Partitions = append(cp.Partitions, sink.PartitionUpdate{Partition: p, Expect: t.committed, Next: pp.next})
-		}
-		plans = append(plans, pp)
-	}
-	if err := d.Err(); err != nil {
-		return nil, nil, err
-	}
-	return plans, cp, nil
-}
-
-// spillReplaying moves the counts replaying tasks rebuilt since the last
-// checkpoint to the state store (no tag: the partition is not restored yet).
-func (pl *Pipeline) spillReplaying(plans []planned) error {
-	b := pl.store.NewBatch()
-	defer b.Close()
-	for _, pp := range plans {
-		if pp.live {
-			continue
-		}
-		t, p := pp.t, pp.t.p
-		pending := make(map[stream.Window]*stream.Counts)
-		t.op.PendingWindows(func(w stream.Window, c *stream.Counts) { pending[w] = c })
-		addCounts(b, p, pending, nil)
-		t.op.OpenWindows(func(w stream.Window, first, memFrom int64) { b.SetWindow(p, state.Window(w), first, memFrom) })
-		t.op.Sightings(func(slot int64, id string, ts int64) { b.SetSeen(p, slot, id, ts) })
-	}
-	if b.Empty() {
-		return nil
-	}
-	if err := b.Commit(); err != nil {
-		return err
-	}
-	for _, pp := range plans {
-		if !pp.live {
-			pp.t.op.DropPending()
-		}
-	}
-	return nil
-}
-
-// persist writes the state-store batch of a committed checkpoint for its
-// live tasks: counts of windows still open (but those held in memory), the
-// registry, and each partition's new tag. It reads only the job's
-// snapshots.
-func (pl *Pipeline) persist(plans []planned) error {
-	b := pl.store.NewBatch()
-	defer b.Close()
-	for _, pp := range plans {
-		if !pp.live {
-			continue
-		}
-		p := pp.t.p
-		if s := pp.snap; s.Seen != nil {
-			b.ExpireSeen(p, s.ExpireBefore)
-			for id, ts := range s.Seen {
-				if ts > s.Horizon {
-					b.SetSeen(p, s.SlotOf(ts), id, ts)
-				}
-			}
-			b.SetDedup(p, s.Dedup.Clock, marks(s.Dedup.Hist))
-		}
-		for w := range pp.snap.Emitted {
-			b.DeleteWindow(p, state.Window(w), pp.snap.Stored(w))
-		}
-		addCounts(b, p, pp.snap.Pending, pp.snap.Emitted)
-		for w, first := range pp.snap.Open {
-			memFrom, held := pp.snap.Held[w]
-			if !held {
-				memFrom = -1
-			}
-			b.SetWindow(p, state.Window(w), first, memFrom)
-		}
-		if pp.meta {
-			b.SetMeta(p, metaOf(pp.next))
-		}
-	}
-	if b.Empty() {
-		return nil
-	}
-	return b.Commit()
-}
-
-// addCounts adds partition p's counts, but those of windows in skip, to b
-// in key order (state.CompareWindows, then URLs in byte order): Pebble
-// sorts a batch too large for its memtable, and applies sorted keys faster
-// either way.
-func addCounts(b *state.Batch, p int32, counts map[stream.Window]*stream.Counts, skip map[stream.Window]int64) {
-	byKey := func(a, b stream.Window) int { return state.CompareWindows(state.Window(a), state.Window(b)) }
-	for _, w := range slices.SortedFunc(maps.Keys(counts), byKey) {
-		if _, ok := skip[w]; ok {
-			continue
-		}
-		for url, n := range counts[w].Sorted() {
-			b.AddCount(p, state.Window(w), url, n)
-		}
-	}
-}
-
-// metaOf is the state-store tag of a checkpoint position: what local state
-// must match to resume without a rebuild.
-func metaOf(pos sink.Position) state.PartitionMeta {
-	return state.PartitionMeta{NextOffset: pos.NextOffset, Watermark: pos.Watermark, RestartOffset: pos.RestartOffset,
-		DedupOffset: pos.DedupOffset, DedupClock: pos.DedupClock}
-}
-
-func marks(h []stream.ClockMark) [][3]int64 {
-	out := make([][3]int64, len(h))
-	for i, m := range h {
-		out[i] = [3]int64{m.Slot, m.Offset, m.Before}
-	}
-	return out
-}
-
-// commitKafka commits each live partition's next offset to the group, for
-// lag tools only (never the source of truth): restore never reads it.
-func (pl *Pipeline) commitKafka(ctx context.Context, sync bool) {
-	offsets := make(map[int32]kgo.EpochOffset, len(pl.tasks))
-	for p, t := range pl.tasks {
-		if t.live() {
-			offsets[p] = kgo.EpochOffset{Epoch: -1, Offset: t.committed.NextOffset}
-		}
-	}
-	if len(offsets) == 0 {
-		return
-	}
-	req := map[string]map[int32]kgo.EpochOffset{pl.opts.Consumer.Topic: offsets}
-	onDone := func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
-		if err != nil {
-			pl.log.Debug("commit offsets to kafka", zap.Error(err))
-		}
-	}
-	if sync {
-		pl.cl.CommitOffsetsSync(ctx, req, onDone)
-	} else {
-		pl.cl.CommitOffsets(ctx, req, onDone)
 	}
 }

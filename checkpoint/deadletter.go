@@ -324,7 +324,7 @@ func (d *deadLetters) position(p int32) (int32, int64) {
 // past their checkpoints: from each row's dead-letter position to the end
 // of that dead-letter partition. It returns, per source partition, the
 // offsets found (not to be sent again).
-func (d *deadLetters) scan(ctx context.Context, rows map[int32]sink.Position) (map[int32]map[int64]bool, error) {
+func (d *deadLetters) scan(ctx context.Context, rows map[int32]sink.Row) (map[int32]map[int64]bool, error) {
 	from := map[int32]int64{} // dead-letter partition → lowest position
 	for _, pos := range rows {
 		if pos.DeadLetterOffset < 0 || pos.DeadLetterPartition < 0 {

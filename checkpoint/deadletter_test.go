@@ -96,7 +96,7 @@ func (e *env) expectProgress(ctx context.Context, end int64) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	pos, err := w.ReadPositions(ctx, []int32{0})
+	pos, err := w.ReadRows(ctx, []int32{0})
 	if err != nil {
 		e.t.Fatal(err)
 	}

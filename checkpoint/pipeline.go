@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/clickagg/clickagg/sink"
@@ -22,201 +20,28 @@ import (
 	"go.uber.org/zap"
 )
 
-// Options configure a Pipeline. Zero values are documented per field.
-type Options struct {
-	Kafka    stream.KafkaOptions
-	Consumer stream.ConsumerOptions
-	Operator stream.OperatorOptions
-
-	// CheckpointInterval is the time between checkpoints; zero means 1s.
-	CheckpointInterval time.Duration
-	// EarlyInterval, when positive, flushes the partial counts of open
-	// windows at that interval (early results, final = false).
-	EarlyInterval time.Duration
-	// IdleTimeout, when positive, advances the watermark of a caught-up
-	// partition that has had no record for that long to the wall clock
-	// minus the out-of-orderness, so its windows close.
-	IdleTimeout time.Duration
-	// ExitWhenIdle, when positive, makes Run take a final checkpoint and
-	// return once the process owns partitions, all are restored and caught
-	// up, and no record arrived for that long.
-	ExitWhenIdle time.Duration
-	// DeadLetterTopic, when set, receives every invalid record and (late
-	// policy dead-letter) every late one, unchanged plus headers. It must
-	// exist.
-	DeadLetterTopic string
-	// StartOffset is where a partition PostgreSQL has never seen starts:
-	// "earliest" (default) or "latest".
-	StartOffset string
-	// MaxPendingKeys triggers a checkpoint before the interval when this
-	// many (window, URL) counters are buffered; zero means 250,000 (a checkpoint in flight holds as many again).
-	MaxPendingKeys int
-	// SpillDir holds temporary files of checkpoints too large for memory;
-	// "" keeps them in memory.
-	SpillDir string
-	// MaxPollRecords bounds the records processed per poll; zero means 10,000.
-	MaxPollRecords int
-	// AlignWatermarks caps the watermark of each partition at the lowest
-	// own watermark among this process's other partitions that are
-	// catching up (records left to read), like a Flink source that reads
-	// several partitions. A window then closes on every partition at
-	// about the same time, once its records are all in, so its rows are
-	// written once and final instead of once per partition and once more
-	// by the finalizer, and fewer records are late. A caught-up partition
-	// is held back by the others but never holds them back, nor does one
-	// that stopped delivering records (10 polls and 10s). Ignored with late
-	// policy dead-letter: which records are late then depends on other
-	// partitions' progress, so a run after a crash could count a record
-	// the crashed run had dead-lettered past its checkpoint.
-	AlignWatermarks bool
-	// StallTimeout is how long a process that owns partitions may go
-	// without a successful checkpoint before it is not ready
-	// (NotReadyStalled); zero means 10 checkpoint intervals, at least 30s.
-	StallTimeout time.Duration
-	// ShutdownTimeout bounds the final checkpoint; zero means 30s.
-	ShutdownTimeout time.Duration
-	// StatsInterval is the period of the progress log line; zero means 10s,
-	// negative disables it.
-	StatsInterval time.Duration
-
-	Logger  *zap.Logger // nil: no logs
-	Metrics *Metrics    // nil: unregistered series
-}
-
-func (o *Options) setDefaults() error {
-	if o.CheckpointInterval == 0 {
-		o.CheckpointInterval = time.Second
-	}
-	if o.CheckpointInterval < 10*time.Millisecond {
-		return fmt.Errorf("checkpoint interval %s: must be at least 10ms", o.CheckpointInterval)
-	}
-	if o.StallTimeout == 0 {
-		o.StallTimeout = max(stallIntervals*o.CheckpointInterval, minStallTimeout)
-	}
-	if o.StallTimeout < 0 {
-		return fmt.Errorf("stall timeout %s: must not be negative", o.StallTimeout)
-	}
-	switch o.StartOffset {
-	case "":
-		o.StartOffset = "earliest"
-	case "earliest", "latest":
-	default:
-		return fmt.Errorf("start offset %q: must be earliest or latest", o.StartOffset)
-	}
-	if o.MaxPendingKeys == 0 {
-		o.MaxPendingKeys = 250_000
-	}
-	if o.MaxPollRecords == 0 {
-		o.MaxPollRecords = 10_000
-	}
-	if o.Operator.Late == stream.LateDeadLetter {
-		o.AlignWatermarks = false
-	}
-	if o.ShutdownTimeout == 0 {
-		o.ShutdownTimeout = 30 * time.Second
-	}
-	if o.StatsInterval == 0 {
-		o.StatsInterval = 10 * time.Second
-	}
-	if o.Logger == nil {
-		o.Logger = zap.NewNop()
-	}
-	if o.Metrics == nil {
-		o.Metrics = NewMetrics(nil)
-	}
-	if o.Operator.MaxURLBytes > sink.MaxURLBytes {
-		// NB: a longer URL would fail every checkpoint that carries it.
-		return fmt.Errorf("max URL bytes %d: must be at most %d (the longest URL the schema holds)", o.Operator.MaxURLBytes, sink.MaxURLBytes)
-	}
-	if o.Consumer.Topic == "" {
-		return errors.New("topic: must not be empty")
-	}
-	if o.Consumer.Group == "" {
-		return errors.New("group: must not be empty")
-	}
-	return nil
-}
-
-// ValidateOptions returns the error New would return for opts.
-func ValidateOptions(opts Options) error { return opts.validate() }
-
-// validate fills in opts' defaults and checks them.
-func (o *Options) validate() error {
-	if err := o.setDefaults(); err != nil {
-		return err
-	}
-	_, err := stream.NewOperator(o.Operator)
-	return err
-}
-
-// task is one owned partition.
-type task struct {
-	p  int32
-	op *stream.Operator
-	// committed is the partition's checkpoints row as this task last read
-	// or wrote it: the compare-and-set expectation of the next checkpoint.
-	committed sink.Position
-	// metaDirty is set when the state store's tag must be rewritten even
-	// if the position does not move (after a rebuild).
-	metaDirty bool
-	// end is the partition's last known end offset (last stable offset);
-	// -1 when unknown.
-	end          int64
-	lastRecord   time.Time // processing time of the last live record, or of the restore
-	assignedAt   time.Time
-	restoredOnce bool
-	// seenKey is scratch space for dedup lookups in the state store.
-	seenKey []byte
-	// deadLettered are offsets past the checkpoint that an earlier run
-	// dead-lettered already (found at restore): not sent again.
-	deadLettered map[int64]bool
-	// deliveredAt is the loop's poll at which records of the partition
-	// last arrived (or it was restored).
-	deliveredAt uint64
-}
-
-func (t *task) live() bool { return !t.op.Replaying() }
-
-// Pipeline is the aggregator of one process. Create with New, run with Run.
+// Pipeline is the aggregator of one process reading the Kafka topic: the
+// Kafka runner. It owns the consumer group client, the poll loop, the
+// rebalance callbacks, watermark alignment, idle advance, exit-when-idle,
+// out-of-range recovery, dead letters, status and metrics; the checkpoint
+// protocol itself is its Coordinator's. Create with New, run with Run.
 type Pipeline struct {
-	// storeErr is the first state-store error a dedup lookup met: the
-	// loop stops on it.
-	storeErr error
-	dl       *deadLetters // nil: no dead-letter topic
-	opts     Options
-	log      *zap.Logger
-	m        *Metrics
-	store    *state.Store
-	sink     *sink.Writer
+	c     *Coordinator
+	board *board
+	dl    *deadLetters // nil: no dead-letter topic
+	opts  Options
+	log   *zap.Logger
+	m     *Metrics
+	store *state.Store
 
 	cl  *kgo.Client
 	adm *kadm.Client
 
 	// Owned by the loop and the group callbacks (see the package doc).
-	tasks           map[int32]*task
-	topicPartitions int
-	lastCheckpoint  time.Time
-	lastFlush       time.Time
-	lastMetadata    time.Time
-	polls           uint64 // the loop's polls so far
-	closing         bool
-	stats           progress
-
-	// deltas is reused by every checkpoint (its memory, and a spill file
-	// in the state folder for very large ones); the job in flight owns it.
-	deltas sink.Deltas
-	// job is the checkpoint in flight, if any (see commit.go).
-	job *job
-
-	startMu sync.Mutex
-	starts  map[int32]int64
-
-	status struct {
-		sync.Mutex
-		s Status
-	}
-	consumed atomic.Int64
-	replayed atomic.Int64
+	lastMetadata time.Time
+	polls        uint64 // the loop's polls so far
+	closing      bool
+	stats        progress
 }
 
 // New returns a pipeline over an open state store and sink writer; Run
@@ -225,17 +50,9 @@ func New(opts Options, store *state.Store, w *sink.Writer) (*Pipeline, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	pl := &Pipeline{
-		opts:   opts,
-		log:    opts.Logger,
-		m:      opts.Metrics,
-		store:  store,
-		sink:   w,
-		tasks:  make(map[int32]*task),
-		starts: make(map[int32]int64),
-	}
-	pl.deltas.SpillDir = opts.SpillDir
-	pl.status.s.PostgresOK = true
+	pl := &Pipeline{opts: opts, log: opts.Logger, m: opts.Metrics, store: store}
+	pl.board = newBoard(&pl.opts)
+	pl.c = newCoordinator(&pl.opts, store, w, pl, pl.board)
 	return pl, nil
 }
 
@@ -244,8 +61,8 @@ func (pl *Pipeline) publishTasks() {
 	var parts, restoring []int32
 	var lag int64
 	open, pending := 0, 0
-	for _, p := range slices.Sorted(maps.Keys(pl.tasks)) {
-		t := pl.tasks[p]
+	for _, p := range slices.Sorted(maps.Keys(pl.c.tasks)) {
+		t := pl.c.tasks[p]
 		parts = append(parts, p)
 		if !t.live() {
 			restoring = append(restoring, p)
@@ -259,7 +76,7 @@ func (pl *Pipeline) publishTasks() {
 			pl.m.Watermark.WithLabelValues(strconv.Itoa(int(p))).Set(float64(wm) / 1000)
 			pl.m.WatermarkLag.WithLabelValues(strconv.Itoa(int(p))).Set(float64(time.Now().UnixMilli()-wm) / 1000)
 		}
-		t.op.OpenWindows(func(stream.Window, int64, int64) { open++ })
+		open += t.op.OpenWindows()
 		pending += t.op.PendingKeys() + t.op.HeldKeys()
 	}
 	pl.m.Partitions.Set(float64(len(parts)))
@@ -268,14 +85,7 @@ func (pl *Pipeline) publishTasks() {
 	if pl.store != nil {
 		pl.m.StateBytes.Set(float64(pl.store.DiskUsage()))
 	}
-	now := time.Now()
-	pl.status.Lock()
-	defer pl.status.Unlock()
-	if len(pl.status.s.Partitions) == 0 && len(parts) > 0 {
-		pl.status.s.Progress = now // NB: a fresh owner is not stalled
-	}
-	pl.status.s.Partitions, pl.status.s.Restoring, pl.status.s.Lag = parts, restoring, lag
-	pl.readinessLocked(now)
+	pl.board.setPartitions(parts, restoring, lag, time.Now())
 }
 
 // forgetPartitionSeries drops the per-partition series of partitions this
@@ -349,9 +159,10 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 		// NB: closed when Run returns: the final checkpoint, and a job
 		// still in flight, wait for its dead letters first.
 		defer pl.dl.close()
+		pl.c.dl = pl.dl
 	}
 	now := time.Now()
-	pl.lastCheckpoint, pl.lastFlush = now, now
+	pl.c.lastCheckpoint, pl.c.lastFlush = now, now
 	pl.stats.reset(now)
 	// NB: start consuming only now: from here on the group callbacks may
 	// run, and they use the fields set above.
@@ -360,7 +171,7 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 	stopWatch, watching := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(watching)
-		pl.watchReadiness(stopWatch, readinessPeriod)
+		pl.board.watch(stopWatch, readinessPeriod)
 	}()
 	defer func() {
 		close(stopWatch)
@@ -383,16 +194,16 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 		if idle {
 			fctx, cancel = context.WithCancel(ctx)
 		}
-		finalErr = pl.checkpoint(fctx, true /* flush */, "final")
+		finalErr = pl.c.Checkpoint(fctx, true /* flush */, "final")
 		if finalErr == nil {
 			pl.commitKafka(fctx, true /* sync */)
 		}
 		cancel()
 	}
-	if pl.job != nil {
+	if pl.c.job != nil {
 		// NB: never leave a job writing to a store the caller closes next.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pl.opts.ShutdownTimeout)
-		if err := pl.finishJob(cctx); err != nil && finalErr == nil && loopErr == nil {
+		if err := pl.c.finishJob(cctx); err != nil && finalErr == nil && loopErr == nil {
 			finalErr = err
 		}
 		cancel()
@@ -402,8 +213,8 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 	cl.Close() // leaves the group; revoke callbacks only drop tasks now
 	pl.logProgress(time.Now(), true)
 	st := pl.Status()
-	pl.log.Info("pipeline stopped", zap.Int64("records_consumed", pl.consumed.Load()),
-		zap.Int64("records_replayed", pl.replayed.Load()), zap.Int64("checkpoints", st.CheckpointsTotal),
+	pl.log.Info("pipeline stopped", zap.Int64("records_consumed", pl.board.consumed.Load()),
+		zap.Int64("records_replayed", pl.board.replayed.Load()), zap.Int64("checkpoints", st.CheckpointsTotal),
 		zap.Int64("rows_written", st.RowsWritten), zap.Int64("peak_rss_bytes", peakRSS()),
 		zap.Bool("exit_when_idle", idle), zap.NamedError("loop_error", loopErr),
 		zap.NamedError("final_checkpoint_error", finalErr))
@@ -431,11 +242,10 @@ func (pl *Pipeline) loop(ctx context.Context) error {
 		now := time.Now()
 		pl.polls++
 		pl.alignWatermarks(now)
-		pl.process(fetches, now)
-		pl.alignWatermarks(now)
-		if err := pl.storeErr; err != nil {
-			return fmt.Errorf("dedup lookup: %w", err)
+		if err := pl.process(fetches, now); err != nil {
+			return err
 		}
+		pl.alignWatermarks(now)
 		if err := pl.store.Err(); err != nil {
 			// NB: a flush or compaction the volume refused; the next
 			// write would fail or stall.
@@ -454,7 +264,7 @@ func (pl *Pipeline) loop(ctx context.Context) error {
 		pl.logProgress(now, false)
 		// NB: computed before AllowRebalance: from there until the next
 		// poll returns, group callbacks may run and checkpoint.
-		wait = pl.lastCheckpoint.Add(pl.opts.CheckpointInterval).Sub(time.Now())
+		wait = pl.c.lastCheckpoint.Add(pl.opts.CheckpointInterval).Sub(time.Now())
 		pl.cl.AllowRebalance()
 	}
 }
@@ -470,7 +280,7 @@ func (pl *Pipeline) handleFetchErrors(ctx context.Context, fetches kgo.Fetches) 
 			fatal = err
 		case errors.Is(err, kerr.FencedInstanceID):
 			// Reported once by groupHook; the client retries the join.
-		case errors.Is(err, kerr.OffsetOutOfRange) && topic == pl.opts.Consumer.Topic && pl.tasks[p] != nil:
+		case errors.Is(err, kerr.OffsetOutOfRange) && topic == pl.opts.Consumer.Topic && pl.c.tasks[p] != nil:
 			outOfRange = append(outOfRange, p)
 		default:
 			pl.log.Warn("fetch error", zap.String("topic", topic), zap.Int32("partition", p), zap.Error(err))
@@ -487,14 +297,14 @@ func (pl *Pipeline) handleFetchErrors(ctx context.Context, fetches kgo.Fetches) 
 // truncated). The loss is logged and counted, never silent; consumption
 // goes on from the nearest offset that exists.
 func (pl *Pipeline) recoverOutOfRange(ctx context.Context, parts []int32) error {
-	starts, ends, err := pl.logBounds(ctx, parts)
+	starts, ends, err := pl.Bounds(ctx, parts)
 	if err != nil {
 		return err
 	}
 	seek := make(map[int32]kgo.EpochOffset, len(parts))
 	now := time.Now()
 	for _, p := range parts {
-		t := pl.tasks[p]
+		t := pl.c.tasks[p]
 		next := t.op.NextOffset()
 		to := min(max(next, starts[p]), ends[p])
 		if t.op.Replaying() && to >= t.op.ReplayUntil() {
@@ -504,7 +314,7 @@ func (pl *Pipeline) recoverOutOfRange(ctx context.Context, parts []int32) error 
 				zap.Int32("partition", p), zap.Int64("from_offset", next), zap.Int64("checkpoint_offset", t.op.ReplayUntil()),
 				zap.Int64("log_start_offset", starts[p]), zap.Int64("end_offset", ends[p]))
 			t.op.EndReplay()
-			pl.restored(t, now)
+			pl.c.caughtUp(t, now)
 			next = t.op.NextOffset()
 			to = min(max(next, starts[p]), ends[p])
 		}
@@ -528,10 +338,10 @@ func (pl *Pipeline) recoverOutOfRange(ctx context.Context, parts []int32) error 
 }
 
 // process feeds polled records to their partitions' operators.
-func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) {
+func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) (perr error) {
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-		t := pl.tasks[fp.Partition]
-		if t == nil || fp.Topic != pl.opts.Consumer.Topic {
+		t := pl.c.tasks[fp.Partition]
+		if t == nil || fp.Topic != pl.opts.Consumer.Topic || perr != nil {
 			return
 		}
 		end := fp.HighWatermark
@@ -545,13 +355,19 @@ func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) {
 		wasReplaying := t.op.Replaying()
 		var live, replayed, accepted int64
 		for _, r := range fp.Records {
-			out := t.op.Process(stream.Record{
+			out, err := t.op.Process(stream.Record{
 				Offset:      r.Offset,
 				Key:         r.Key,
 				TimestampMs: r.Timestamp.UnixMilli(),
 				Value:       r.Value,
 				Control:     r.Attrs.IsControl(),
 			})
+			if err != nil {
+				// NB: the state store failed under a dedup lookup: the
+				// run stops, and the partition is opened afresh.
+				perr = fmt.Errorf("partition %d: %w", t.p, err)
+				return
+			}
 			if out.Replayed {
 				replayed++
 				continue
@@ -595,19 +411,20 @@ func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) {
 		}
 		if replayed > 0 {
 			pl.m.Replayed.Add(float64(replayed))
-			pl.replayed.Add(replayed)
+			pl.board.replayed.Add(replayed)
 		}
 		if live > 0 {
 			t.lastRecord = now
 			pl.m.Accepted.Add(float64(accepted))
 			pl.m.Consumed.Add(float64(live))
-			pl.consumed.Add(live)
+			pl.board.consumed.Add(live)
 			pl.stats.consumed += live
 		}
 		if wasReplaying && t.live() {
-			pl.restored(t, now)
+			pl.c.caughtUp(t, now)
 		}
 	})
+	return perr
 }
 
 // A partition with records left to read that delivered none for
@@ -632,7 +449,7 @@ func (pl *Pipeline) alignWatermarks(now time.Time) {
 	}
 	lo, next := stream.NoCap, stream.NoCap // the two lowest
 	var slowest *task
-	for _, t := range pl.tasks {
+	for _, t := range pl.c.tasks {
 		stalled := pl.polls-t.deliveredAt >= alignStallPolls && now.Sub(t.lastRecord) >= alignStall
 		if !t.live() || t.end <= t.op.NextOffset() || stalled {
 			continue
@@ -646,7 +463,7 @@ func (pl *Pipeline) alignWatermarks(now time.Time) {
 			next = own
 		}
 	}
-	for _, t := range pl.tasks {
+	for _, t := range pl.c.tasks {
 		if t == slowest {
 			t.op.SetWatermarkCap(next)
 		} else {
@@ -669,21 +486,12 @@ func (pl *Pipeline) deadLetter(t *task, r *kgo.Record, reason, lateWindows strin
 	pl.m.DeadLetters.WithLabelValues(reason).Inc()
 }
 
-// restored records the end of a rebuild.
-func (pl *Pipeline) restored(t *task, now time.Time) {
-	t.metaDirty = true
-	t.lastRecord = now
-	pl.m.RestoreDuration.Observe(now.Sub(t.assignedAt).Seconds())
-	pl.log.Info("partition restored", zap.Int32("partition", t.p),
-		zap.Int64("next_offset", t.op.NextOffset()), zap.Duration("took", now.Sub(t.assignedAt)))
-}
-
 func (pl *Pipeline) maybeCheckpoint(ctx context.Context, now time.Time) error {
 	pending := 0
-	for _, t := range pl.tasks {
+	for _, t := range pl.c.tasks {
 		pending += t.op.PendingKeys()
 	}
-	if j := pl.job; j != nil {
+	if j := pl.c.job; j != nil {
 		select {
 		case <-j.done:
 		default:
@@ -692,11 +500,11 @@ func (pl *Pipeline) maybeCheckpoint(ctx context.Context, now time.Time) error {
 			}
 			// NB: memory bound: wait for the job before buffering more.
 		}
-		if err := pl.finishJob(ctx); err != nil {
+		if err := pl.c.finishJob(ctx); err != nil {
 			return err
 		}
 	}
-	due := now.Sub(pl.lastCheckpoint) >= pl.opts.CheckpointInterval
+	due := now.Sub(pl.c.lastCheckpoint) >= pl.opts.CheckpointInterval
 	if !due && pending < pl.opts.MaxPendingKeys {
 		return nil
 	}
@@ -707,12 +515,12 @@ func (pl *Pipeline) maybeCheckpoint(ctx context.Context, now time.Time) error {
 		}
 		pl.advanceIdle(ctx, now)
 	}
-	flush := pl.opts.EarlyInterval > 0 && now.Sub(pl.lastFlush) >= pl.opts.EarlyInterval
+	flush := pl.opts.EarlyInterval > 0 && now.Sub(pl.c.lastFlush) >= pl.opts.EarlyInterval
 	reason := "interval"
 	if !due {
 		reason = "pending"
 	}
-	return pl.startJob(flush, reason)
+	return pl.c.startJob(flush, reason)
 }
 
 // advanceIdle moves the watermark of caught-up partitions without records
@@ -723,7 +531,7 @@ func (pl *Pipeline) advanceIdle(ctx context.Context, now time.Time) {
 		return
 	}
 	var idle []*task
-	for _, t := range pl.tasks {
+	for _, t := range pl.c.tasks {
 		if t.live() && now.Sub(t.lastRecord) >= pl.opts.IdleTimeout {
 			idle = append(idle, t)
 		}
@@ -753,23 +561,8 @@ func (pl *Pipeline) refreshPartitionCount(ctx context.Context) {
 		return
 	}
 	if td, ok := md.Topics[pl.opts.Consumer.Topic]; ok && td.Err == nil && len(td.Partitions) > 0 {
-		pl.topicPartitions = max(pl.topicPartitions, len(td.Partitions))
+		pl.c.topicPartitions = max(pl.c.topicPartitions, len(td.Partitions))
 	}
-}
-
-// StateIdentity is the identity of the local state store for these
-// options: the consumer group, the topic, and every setting that changes
-// what the stored counts mean. A store written under another identity is
-// wiped and rebuilt from PostgreSQL.
-func StateIdentity(o Options) string {
-	sizes := make([]string, 0, len(o.Operator.Windows))
-	for _, w := range o.Operator.Windows {
-		sizes = append(sizes, w.String())
-	}
-	slices.Sort(sizes)
-	return fmt.Sprintf("v2\x00%s\x00%s\x00windows=%v ooo=%s late=%s max_url=%d skew=%s/%s dedup=%s normalize=%v",
-		o.Consumer.Group, o.Consumer.Topic, sizes, o.Operator.OutOfOrder, o.Operator.Late, o.Operator.MaxURLBytes,
-		o.Operator.MaxFutureSkew, o.Operator.MaxPastSkew, o.Operator.DedupWindow, o.Operator.NormalizeURLs)
 }
 
 // refreshEnds reads the partitions' last stable offsets (the end a
@@ -788,12 +581,12 @@ func (pl *Pipeline) refreshEnds(ctx context.Context) bool {
 			return
 		}
 		n++
-		if t := pl.tasks[o.Partition]; t != nil {
+		if t := pl.c.tasks[o.Partition]; t != nil {
 			t.end = o.Offset
 		}
 	})
 	if n > 0 {
-		pl.topicPartitions = max(pl.topicPartitions, n)
+		pl.c.topicPartitions = max(pl.c.topicPartitions, n)
 	}
 	return true
 }
@@ -801,10 +594,10 @@ func (pl *Pipeline) refreshEnds(ctx context.Context) bool {
 // maybeExit implements ExitWhenIdle.
 func (pl *Pipeline) maybeExit(ctx context.Context, now time.Time) error {
 	d := pl.opts.ExitWhenIdle
-	if d <= 0 || len(pl.tasks) == 0 {
+	if d <= 0 || len(pl.c.tasks) == 0 {
 		return nil
 	}
-	for _, t := range pl.tasks {
+	for _, t := range pl.c.tasks {
 		if !t.live() || now.Sub(t.lastRecord) < d {
 			return nil
 		}
@@ -812,7 +605,7 @@ func (pl *Pipeline) maybeExit(ctx context.Context, now time.Time) error {
 	if !pl.refreshEnds(ctx) {
 		return nil
 	}
-	for _, t := range pl.tasks {
+	for _, t := range pl.c.tasks {
 		if t.end < 0 || t.op.NextOffset() < t.end {
 			return nil
 		}
@@ -846,7 +639,7 @@ func (pl *Pipeline) logProgress(now time.Time, force bool) {
 		zap.Int64("duplicates", s.duplicates),
 		zap.Int64("checkpoints", s.checkpoints),
 		zap.Int64("rows_written", s.rows),
-		zap.Int("partitions", len(pl.tasks)),
+		zap.Int("partitions", len(pl.c.tasks)),
 	}
 	var rejected []zap.Field
 	for _, r := range stream.Reasons() {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -125,75 +127,120 @@ func (s Status) Explain(r NotReady, now time.Time) string {
 	return string(r)
 }
 
-// Status returns a snapshot of the pipeline's state and refreshes the
-// readiness gauges. Safe for concurrent use.
-func (pl *Pipeline) Status() Status {
-	pl.status.Lock()
-	defer pl.status.Unlock()
-	s := pl.readinessLocked(time.Now())
+// board is the process's Status, shared by the runner and the
+// coordinator, and the readiness gauges that follow it.
+type board struct {
+	sync.Mutex
+	s          Status
+	stall      time.Duration // Options.StallTimeout
+	instanceID string
+	m          *Metrics
+	log        *zap.Logger
+	consumed   atomic.Int64
+	replayed   atomic.Int64
+}
+
+func newBoard(opts *Options) *board {
+	b := &board{stall: opts.StallTimeout, instanceID: opts.Consumer.InstanceID, m: opts.Metrics, log: opts.Logger}
+	b.s.PostgresOK = true
+	return b
+}
+
+// Status returns the pipeline's current status.
+func (pl *Pipeline) Status() Status { return pl.board.snapshot() }
+
+func (b *board) snapshot() Status {
+	b.Lock()
+	defer b.Unlock()
+	s := b.readinessLocked(time.Now())
 	s.Partitions = slices.Clone(s.Partitions)
 	s.Restoring = slices.Clone(s.Restoring)
-	s.Consumed = pl.consumed.Load()
-	s.Replayed = pl.replayed.Load()
+	s.Consumed = b.consumed.Load()
+	s.Replayed = b.replayed.Load()
 	return s
 }
 
-// readinessLocked returns the status at now, its stall flag computed, and
-// sets the readiness gauges from it. The caller holds pl.status.
-func (pl *Pipeline) readinessLocked(now time.Time) Status {
-	s := &pl.status.s
-	s.Stalled = len(s.Partitions) > 0 && now.Sub(s.Progress) > pl.opts.StallTimeout
+// readinessLocked recomputes the stall flag and the readiness gauges; the
+// caller holds the lock.
+func (b *board) readinessLocked(now time.Time) Status {
+	s := &b.s
+	s.Stalled = len(s.Partitions) > 0 && now.Sub(s.Progress) > b.stall
 	reasons := s.NotReady()
-	pl.m.Ready.Set(b2f(len(reasons) == 0))
+	b.m.Ready.Set(b2f(len(reasons) == 0))
 	for _, r := range NotReadyReasons() {
-		pl.m.NotReady.WithLabelValues(string(r)).Set(b2f(slices.Contains(reasons, r)))
+		b.m.NotReady.WithLabelValues(string(r)).Set(b2f(slices.Contains(reasons, r)))
 	}
 	return *s
 }
 
-func (pl *Pipeline) setPostgresOK(ok bool, err error) {
-	pl.status.Lock()
-	defer pl.status.Unlock()
-	pl.status.s.PostgresOK = ok
-	pl.m.PostgresUp.Set(b2f(ok))
+// setPostgresOK records whether the last PostgreSQL operation succeeded.
+func (b *board) setPostgresOK(ok bool, err error) {
+	b.Lock()
+	defer b.Unlock()
+	b.s.PostgresOK = ok
+	b.m.PostgresUp.Set(b2f(ok))
 	if err != nil {
-		pl.status.s.LastError = err.Error()
+		b.s.LastError = err.Error()
 	}
-	pl.readinessLocked(time.Now())
+	b.readinessLocked(time.Now())
 }
 
-// SetStoreUnusable makes the process not ready (NotReadyStore) for the
-// reason why, or ready again as far as the store goes when why is empty.
-// Safe for concurrent use.
-func (pl *Pipeline) SetStoreUnusable(why string) {
-	pl.status.Lock()
-	defer pl.status.Unlock()
-	if why != "" && pl.status.s.StoreUnusable == "" {
-		pl.log.Error("local state store unusable; not ready", zap.String("reason", why))
+// SetStoreUnusable marks the local state store unusable (why) or usable
+// again (""): the process is not ready meanwhile.
+func (pl *Pipeline) SetStoreUnusable(why string) { pl.board.setStoreUnusable(why) }
+
+func (b *board) setStoreUnusable(why string) {
+	b.Lock()
+	defer b.Unlock()
+	if why != "" && b.s.StoreUnusable == "" {
+		b.log.Error("local state store unusable; not ready", zap.String("reason", why))
 	}
-	pl.status.s.StoreUnusable = why
-	pl.readinessLocked(time.Now())
+	b.s.StoreUnusable = why
+	b.readinessLocked(time.Now())
 }
 
-// setFenced records whether the group refuses this process's instance id.
-func (pl *Pipeline) setFenced(fenced bool, err error) {
-	pl.status.Lock()
-	defer pl.status.Unlock()
-	if fenced && !pl.status.s.Fenced {
-		pl.log.Error("fenced out of the consumer group: another process runs with the same instance id; "+
-			"this one owns no partitions until one of them stops", zap.String("instance_id", pl.opts.Consumer.InstanceID), zap.Error(err))
+func (b *board) setFenced(fenced bool, err error) {
+	b.Lock()
+	defer b.Unlock()
+	if fenced && !b.s.Fenced {
+		b.log.Error("fenced out of the consumer group: another process runs with the same instance id; "+
+			"this one owns no partitions until one of them stops", zap.String("instance_id", b.instanceID), zap.Error(err))
 	}
-	pl.status.s.Fenced = fenced
-	pl.readinessLocked(time.Now())
+	b.s.Fenced = fenced
+	b.readinessLocked(time.Now())
 }
 
-// checkpointed records a successful checkpoint at now: the stall clock
-// starts again.
-func (pl *Pipeline) checkpointed(now time.Time) {
-	pl.status.Lock()
-	defer pl.status.Unlock()
-	pl.status.s.Progress = now
-	pl.readinessLocked(now)
+// setJoined records an assignment: the group took this process (back).
+func (b *board) setJoined() {
+	b.Lock()
+	defer b.Unlock()
+	b.s.Joined, b.s.Fenced = true, false
+	b.readinessLocked(time.Now())
+}
+
+// checkpointed records a successful checkpoint at now, and what it wrote
+// (rows < 0: it wrote nothing to PostgreSQL): the stall clock starts again.
+func (b *board) checkpointed(now time.Time, rows int64) {
+	b.Lock()
+	defer b.Unlock()
+	if rows >= 0 {
+		b.s.LastCheckpoint = now
+		b.s.CheckpointsTotal++
+		b.s.RowsWritten += rows
+	}
+	b.s.Progress = now
+	b.readinessLocked(now)
+}
+
+// setPartitions records the owned and restoring partitions and the lag.
+func (b *board) setPartitions(parts, restoring []int32, lag int64, now time.Time) {
+	b.Lock()
+	defer b.Unlock()
+	if len(b.s.Partitions) == 0 && len(parts) > 0 {
+		b.s.Progress = now // NB: a fresh owner is not stalled
+	}
+	b.s.Partitions, b.s.Restoring, b.s.Lag = parts, restoring, lag
+	b.readinessLocked(now)
 }
 
 // groupHook learns from the Kafka client when the group fences this
@@ -207,14 +254,14 @@ var _ kgo.HookGroupManageError = groupHook{}
 // assignment clears the flag (onAssigned).
 func (h groupHook) OnGroupManageError(err error) {
 	if errors.Is(err, kerr.FencedInstanceID) {
-		h.pl.setFenced(true, err)
+		h.pl.board.setFenced(true, err)
 	}
 }
 
 // watchReadiness refreshes the readiness gauges every period until stop is
 // closed: the stall reason turns on with time alone, while the loop may be
 // blocked waiting for the very checkpoint that hangs.
-func (pl *Pipeline) watchReadiness(stop <-chan struct{}, period time.Duration) {
+func (b *board) watch(stop <-chan struct{}, period time.Duration) {
 	tick := time.NewTicker(period)
 	defer tick.Stop()
 	for {
@@ -222,9 +269,9 @@ func (pl *Pipeline) watchReadiness(stop <-chan struct{}, period time.Duration) {
 		case <-stop:
 			return
 		case now := <-tick.C:
-			pl.status.Lock()
-			pl.readinessLocked(now)
-			pl.status.Unlock()
+			b.Lock()
+			b.readinessLocked(now)
+			b.Unlock()
 		}
 	}
 }

@@ -302,7 +302,7 @@ func (e *env) endOffsets(ctx context.Context) int64 {
 }
 
 // positions returns the checkpoints rows of the test's group by partition.
-func (e *env) positions(ctx context.Context) map[int32]sink.Position {
+func (e *env) positions(ctx context.Context) map[int32]sink.Row {
 	e.t.Helper()
 	w, err := sink.NewWriter(e.pool, sink.Options{Group: e.group, Topic: e.topic})
 	if err != nil {
@@ -312,7 +312,7 @@ func (e *env) positions(ctx context.Context) map[int32]sink.Position {
 	for i := range parts {
 		parts[i] = int32(i)
 	}
-	pos, err := w.ReadPositions(ctx, parts)
+	pos, err := w.ReadRows(ctx, parts)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -345,7 +345,7 @@ func (e *env) expectExact(ctx context.Context, recs []*kgo.Record, sizes ...time
 // waitFor polls cond until it holds or the deadline passes.
 var waitFor = clicktest.WaitFor
 
-func sumNext(pos map[int32]sink.Position) int64 {
+func sumNext(pos map[int32]sink.Row) int64 {
 	var n int64
 	for _, p := range pos {
 		n += p.NextOffset

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/clickagg/clickagg/base"
 	"io"
-	"math"
 	"net"
 	"slices"
 	"syscall"
@@ -16,19 +16,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// NoWatermark is the watermark of a partition that has none yet (SQL NULL).
-const NoWatermark int64 = math.MinInt64
+// NoWatermark is base.NoWatermark, stored as SQL NULL.
+const NoWatermark = base.NoWatermark
 
-// Position is what the checkpoints row records for one partition.
-type Position struct {
-	NextOffset    int64 // the next offset to process
-	Watermark     int64 // Unix ms, or NoWatermark
-	RestartOffset int64 // the lowest offset whose record is not yet emitted
-	// DedupOffset is where a replay starts to rebuild dedup sightings (at
-	// most RestartOffset); DedupClock is the dedup clock just before it
-	// (Unix ms, or NoWatermark).
-	DedupOffset int64
-	DedupClock  int64
+// Row is one partition's checkpoints row: how far its results go, and
+// where its dead letters land.
+type Row struct {
+	base.Position
 	// DeadLetterPartition and DeadLetterOffset are where in the
 	// dead-letter topic this partition's records past NextOffset can be:
 	// at or after that offset of that partition. -1: nowhere (no
@@ -40,8 +34,8 @@ type Position struct {
 // PartitionUpdate moves one partition's row from Expect to Next.
 type PartitionUpdate struct {
 	Partition int32
-	Expect    Position
-	Next      Position
+	Expect    Row
+	Next      Row
 }
 
 // ClickDelta adds to one url_clicks row.
@@ -90,7 +84,7 @@ type FencedError struct {
 	Partitions []int32
 	// Expected and Found are the rows' positions as the writer expected
 	// them and as they were, for the logs.
-	Expected, Found map[int32]Position
+	Expected, Found map[int32]Row
 }
 
 func (e *FencedError) Error() string {
@@ -255,18 +249,18 @@ func tsScan(t *time.Time) int64 {
 	return t.UnixMilli()
 }
 
-// ReadPositions returns the checkpoints rows of the given partitions; a
+// ReadRows returns the checkpoints rows of the given partitions; a
 // partition without a row is absent from the map.
-func (w *Writer) ReadPositions(ctx context.Context, partitions []int32) (map[int32]Position, error) {
+func (w *Writer) ReadRows(ctx context.Context, partitions []int32) (map[int32]Row, error) {
 	rows, err := w.pool.Query(ctx, w.sqlRead, w.opts.Group, w.opts.Topic, partitions)
 	if err != nil {
 		return nil, fmt.Errorf("read checkpoints: %w", err)
 	}
-	out := make(map[int32]Position, len(partitions))
+	out := make(map[int32]Row, len(partitions))
 	for rows.Next() {
 		var (
 			p       int32
-			pos     Position
+			pos     Row
 			wm, clk *time.Time
 		)
 		if err := rows.Scan(&p, &pos.NextOffset, &wm, &pos.RestartOffset, &pos.DedupOffset, &clk,
@@ -283,23 +277,23 @@ func (w *Writer) ReadPositions(ctx context.Context, partitions []int32) (map[int
 	return out, nil
 }
 
-// InitPosition creates partition p's checkpoints row at pos unless a row
+// InitRow creates partition p's checkpoints row at pos unless a row
 // exists, and returns the row as it now is (a partition
 // Postgres has never seen starts where start_offset says, recorded here so
 // that every later decision is replayable).
-func (w *Writer) InitPosition(ctx context.Context, p int32, pos Position) (Position, error) {
+func (w *Writer) InitRow(ctx context.Context, p int32, pos Row) (Row, error) {
 	if _, err := w.pool.Exec(ctx, w.sqlInit, w.opts.Group, w.opts.Topic, p,
 		pos.NextOffset, tsArg(pos.Watermark), pos.RestartOffset, pos.DedupOffset, tsArg(pos.DedupClock),
 		pos.DeadLetterPartition, pos.DeadLetterOffset); err != nil {
-		return Position{}, fmt.Errorf("create checkpoint row for partition %d: %w", p, err)
+		return Row{}, fmt.Errorf("create checkpoint row for partition %d: %w", p, err)
 	}
-	got, err := w.ReadPositions(ctx, []int32{p})
+	got, err := w.ReadRows(ctx, []int32{p})
 	if err != nil {
-		return Position{}, err
+		return Row{}, err
 	}
 	cur, ok := got[p]
 	if !ok {
-		return Position{}, fmt.Errorf("checkpoint row for partition %d vanished", p)
+		return Row{}, fmt.Errorf("checkpoint row for partition %d vanished", p)
 	}
 	return cur, nil
 }
@@ -403,7 +397,7 @@ func (w *Writer) alreadyCommitted(ctx context.Context, cp *Checkpoint) (bool, er
 	for i, u := range cp.Partitions {
 		parts[i] = u.Partition
 	}
-	cur, err := w.ReadPositions(ctx, parts)
+	cur, err := w.ReadRows(ctx, parts)
 	if err != nil {
 		return false, err
 	}
@@ -457,14 +451,14 @@ func (w *Writer) commitOnce(ctx context.Context, cp *Checkpoint) (res Result, er
 		return res, fmt.Errorf("update checkpoints: %w", err)
 	}
 	if len(fenced) > 0 {
-		fe := &FencedError{Partitions: fenced, Expected: map[int32]Position{}}
+		fe := &FencedError{Partitions: fenced, Expected: map[int32]Row{}}
 		for _, u := range cp.Partitions {
 			if slices.Contains(fenced, u.Partition) {
 				fe.Expected[u.Partition] = u.Expect
 			}
 		}
 		_ = tx.Rollback(ctx)
-		fe.Found, _ = w.ReadPositions(ctx, fenced)
+		fe.Found, _ = w.ReadRows(ctx, fenced)
 		return res, fe
 	}
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/clickagg/clickagg/base"
 	"math/rand/v2"
 	"os"
 	"syscall"
@@ -45,8 +46,8 @@ const (
 	m1 = int64(60_000)
 )
 
-func pos(next, wm, restart int64) Position {
-	return Position{NextOffset: next, Watermark: wm, RestartOffset: restart}
+func pos(next, wm, restart int64) Row {
+	return Row{Position: base.Position{NextOffset: next, Watermark: wm, RestartOffset: restart}}
 }
 
 func TestMigrateRefusesNewerSchema(t *testing.T) {
@@ -70,14 +71,14 @@ func TestCommitAddsDeltasAndFencesStaleWriters(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := pos(0, NoWatermark, 0)
-	if got, err := w.InitPosition(ctx, 0, start); err != nil || got != start {
-		t.Fatalf("InitPosition = %+v, %v", got, err)
+	if got, err := w.InitRow(ctx, 0, start); err != nil || got != start {
+		t.Fatalf("InitRow = %+v, %v", got, err)
 	}
 	// Init never overwrites an existing row.
-	if got, err := w.InitPosition(ctx, 0, pos(99, 1, 99)); err != nil || got != start {
-		t.Fatalf("second InitPosition = %+v, %v; want the existing row", got, err)
+	if got, err := w.InitRow(ctx, 0, pos(99, 1, 99)); err != nil || got != start {
+		t.Fatalf("second InitRow = %+v, %v; want the existing row", got, err)
 	}
-	cp := func(expect, next Position, clicks int64) *Checkpoint {
+	cp := func(expect, next Row, clicks int64) *Checkpoint {
 		return &Checkpoint{
 			Partitions: []PartitionUpdate{{Partition: 0, Expect: expect, Next: next}},
 			Clicks: []ClickDelta{{URL: "/a", WindowStart: t0, WindowEnd: t0 + m1, Clicks: clicks}, {URL: "/b", WindowStart: t0, WindowEnd: t0 + m1, Clicks: 1, LateClicks: 1},
@@ -127,9 +128,9 @@ func TestCommitAddsDeltasAndFencesStaleWriters(t *testing.T) {
 	if clicksA != 7 || hourA != 14 || clicksB != 2 || lateB != 2 || totalA != 7 {
 		t.Fatalf("clicks /a %d (1h %d) /b %d late /b %d total /a %d; want 7 (14) 2 2 7", clicksA, hourA, clicksB, lateB, totalA)
 	}
-	got, err := w.ReadPositions(ctx, []int32{0, 1})
+	got, err := w.ReadRows(ctx, []int32{0, 1})
 	if err != nil || len(got) != 1 || got[0] != b {
-		t.Fatalf("ReadPositions = %v, %v", got, err)
+		t.Fatalf("ReadRows = %v, %v", got, err)
 	}
 }
 
@@ -138,7 +139,7 @@ func TestWindowsBecomeFinalWhenEveryPartitionPassed(t *testing.T) {
 	ctx := context.Background()
 	w, _ := NewWriter(pool, Options{Group: "g", Topic: "clicks"})
 	for p := range int32(2) {
-		if _, err := w.InitPosition(ctx, p, pos(0, NoWatermark, 0)); err != nil {
+		if _, err := w.InitRow(ctx, p, pos(0, NoWatermark, 0)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -181,7 +182,7 @@ func TestWindowsBecomeFinalWhenEveryPartitionPassed(t *testing.T) {
 	}
 	// A topic with more partitions than rows finalizes nothing.
 	w3, _ := NewWriter(pool, Options{Group: "g3", Topic: "clicks"})
-	w3.InitPosition(ctx, 0, pos(0, NoWatermark, 0))
+	w3.InitRow(ctx, 0, pos(0, NoWatermark, 0))
 	if _, err := w3.Commit(ctx, &Checkpoint{TopicPartitions: 3,
 		Partitions: []PartitionUpdate{{Partition: 0, Expect: pos(0, NoWatermark, 0), Next: pos(1, t0+9*m1, 1)}},
 		Clicks:     []ClickDelta{{URL: "/d", WindowStart: t0, WindowEnd: t0 + m1, Clicks: 1}}}); err != nil {
@@ -233,7 +234,7 @@ func TestCommitSurvivesPostgresRestart(t *testing.T) {
 	}
 	conn.Release()
 	w, _ := NewWriter(pool, Options{Group: "g", Topic: "t"})
-	w.InitPosition(ctx, 0, pos(0, NoWatermark, 0))
+	w.InitRow(ctx, 0, pos(0, NoWatermark, 0))
 	cp := &Checkpoint{Partitions: []PartitionUpdate{{Partition: 0, Expect: pos(0, NoWatermark, 0), Next: pos(1, t0, 1)}},
 		Clicks: []ClickDelta{{URL: "/a", WindowStart: t0, WindowEnd: t0 + m1, Clicks: 1}}}
 	if err := srv.Pause(); err != nil {
@@ -266,7 +267,7 @@ func BenchmarkCommit(b *testing.B) {
 	ctx := context.Background()
 	w, _ := NewWriter(pool, Options{Group: "g", Topic: "t"})
 	cur := pos(0, NoWatermark, 0)
-	if _, err := w.InitPosition(ctx, 0, cur); err != nil {
+	if _, err := w.InitRow(ctx, 0, cur); err != nil {
 		b.Fatal(err)
 	}
 	const rows = 10_000
@@ -295,7 +296,7 @@ func TestCommitSpilledDeltas(t *testing.T) {
 	pool := newPool(t)
 	ctx := context.Background()
 	w, _ := NewWriter(pool, Options{Group: "g", Topic: "t"})
-	w.InitPosition(ctx, 0, pos(0, NoWatermark, 0))
+	w.InitRow(ctx, 0, pos(0, NoWatermark, 0))
 	dir := t.TempDir()
 	d := &Deltas{SpillDir: dir, SpillBytes: 4096}
 	for i := range 5000 {
@@ -331,17 +332,17 @@ func TestDedupPositionRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := Position{NextOffset: 0, Watermark: NoWatermark, RestartOffset: 0, DedupOffset: 0, DedupClock: NoWatermark}
-	if got, err := w.InitPosition(ctx, 0, start); err != nil || got != start {
-		t.Fatalf("InitPosition = %+v, %v", got, err)
+	start := Row{Position: base.Position{NextOffset: 0, Watermark: NoWatermark, RestartOffset: 0, DedupOffset: 0, DedupClock: NoWatermark}}
+	if got, err := w.InitRow(ctx, 0, start); err != nil || got != start {
+		t.Fatalf("InitRow = %+v, %v", got, err)
 	}
-	next := Position{NextOffset: 50, Watermark: t0, RestartOffset: 40, DedupOffset: 12, DedupClock: t0 - 5000}
+	next := Row{Position: base.Position{NextOffset: 50, Watermark: t0, RestartOffset: 40, DedupOffset: 12, DedupClock: t0 - 5000}}
 	if _, err := w.Commit(ctx, &Checkpoint{Partitions: []PartitionUpdate{{Partition: 0, Expect: start, Next: next}}}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := w.ReadPositions(ctx, []int32{0})
+	got, err := w.ReadRows(ctx, []int32{0})
 	if err != nil || got[0] != next {
-		t.Fatalf("ReadPositions = %+v, %v; want %+v", got[0], err, next)
+		t.Fatalf("ReadRows = %+v, %v; want %+v", got[0], err, next)
 	}
 	// Same offsets and watermark, another dedup position: fenced.
 	stale, later := next, next
@@ -352,9 +353,9 @@ func TestDedupPositionRoundTrips(t *testing.T) {
 	if _, err := pool.Exec(ctx, `UPDATE clickagg.checkpoints SET dedup_offset = NULL, dedup_clock = NULL WHERE topic = 'dedup'`); err != nil {
 		t.Fatal(err)
 	}
-	old := Position{NextOffset: 50, Watermark: t0, RestartOffset: 40, DedupOffset: 40, DedupClock: NoWatermark}
-	if got, err := w.ReadPositions(ctx, []int32{0}); err != nil || got[0] != old {
-		t.Fatalf("ReadPositions of a pre-dedup row = %+v, %v; want %+v", got[0], err, old)
+	old := Row{Position: base.Position{NextOffset: 50, Watermark: t0, RestartOffset: 40, DedupOffset: 40, DedupClock: NoWatermark}}
+	if got, err := w.ReadRows(ctx, []int32{0}); err != nil || got[0] != old {
+		t.Fatalf("ReadRows of a pre-dedup row = %+v, %v; want %+v", got[0], err, old)
 	}
 	if _, err := w.Commit(ctx, &Checkpoint{Partitions: []PartitionUpdate{{Partition: 0, Expect: old, Next: next}}}); err != nil {
 		t.Fatalf("commit over a pre-dedup row: %v", err)
@@ -381,11 +382,11 @@ func TestMaxURLBytesFitsIndex(t *testing.T) {
 		return string(b)
 	}
 	start := pos(0, NoWatermark, 0)
-	if _, err := w.InitPosition(ctx, 0, start); err != nil {
+	if _, err := w.InitRow(ctx, 0, start); err != nil {
 		t.Fatal(err)
 	}
 	fits := url(MaxURLBytes)
-	cp := func(expect, next Position, u string) *Checkpoint {
+	cp := func(expect, next Row, u string) *Checkpoint {
 		return &Checkpoint{
 			Partitions:   []PartitionUpdate{{Partition: 0, Expect: expect, Next: next}},
 			Clicks:       []ClickDelta{{URL: u, WindowStart: t0, WindowEnd: t0 + m1, Clicks: 1}},

@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"github.com/clickagg/clickagg/base"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -16,9 +17,9 @@ func fill(t *testing.T, s *Store, n int) error {
 	t.Helper()
 	b := s.NewBatch()
 	for i := range n {
-		b.AddCount(0, Window{Size: 60_000}, fmt.Sprintf("https://example.com/%08d", i), 1)
+		b.AddCount(0, base.Window{Size: 60_000}, fmt.Sprintf("https://example.com/%08d", i), 1)
 	}
-	b.SetMeta(0, PartitionMeta{NextOffset: int64(n)})
+	b.SetMeta(0, base.Position{NextOffset: int64(n)})
 	return b.Commit()
 }
 
@@ -71,7 +72,7 @@ func TestCorruptStoreIsReportedAndDiscarded(t *testing.T) {
 				// A damaged table is found when it is read.
 				_, _, err = s.Meta(0)
 				if err == nil {
-					err = s.ScanWindow(0, Window{Size: 60_000}, func([]byte, int64) error { return nil })
+					err = s.ScanWindow(0, base.Window{Size: 60_000}, func([]byte, int64) error { return nil })
 				}
 				if err != nil && s.Err() == nil {
 					t.Errorf("read error %v, but Err() = nil", err)

@@ -1,10 +1,10 @@
 package state
 
 import (
-	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/clickagg/clickagg/base"
 )
 
 // Key kinds; the first byte of every key.
@@ -22,11 +22,6 @@ var kinds = []byte{kindMeta, kindWindow, kindCount, kindSeen, kindDedup}
 
 var identityKey = []byte{kindIdentity, 'i', 'd', 'e', 'n', 't', 'i', 't', 'y'}
 
-// Window identifies one tumbling window: size and start in milliseconds.
-type Window struct {
-	Size, Start int64
-}
-
 // partitionKey returns kind|partition.
 func partitionKey(dst []byte, kind byte, p int32) []byte {
 	dst = append(dst, kind)
@@ -34,22 +29,14 @@ func partitionKey(dst []byte, kind byte, p int32) []byte {
 }
 
 // windowKey returns kind|partition|size|start.
-func windowKey(dst []byte, kind byte, p int32, w Window) []byte {
+func windowKey(dst []byte, kind byte, p int32, w base.Window) []byte {
 	dst = partitionKey(dst, kind, p)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(w.Size))
 	return binary.BigEndian.AppendUint64(dst, uint64(w.Start)^(1<<63))
 }
 
-// CompareWindows orders windows as their keys sort: by size, then start.
-func CompareWindows(a, b Window) int {
-	if c := cmp.Compare(a.Size, b.Size); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.Start, b.Start)
-}
-
 // countKey returns the key of one URL's count in window w.
-func countKey(dst []byte, p int32, w Window, url string) []byte {
+func countKey(dst []byte, p int32, w base.Window, url string) []byte {
 	dst = windowKey(dst, kindCount, p, w)
 	return append(dst, url...)
 }
@@ -79,9 +66,9 @@ var errBadKey = errors.New("state: malformed key")
 
 // decodeWindowKey parses a registry or count key and returns the window and
 // the rest of the key (the URL of a count key).
-func decodeWindowKey(k []byte) (p int32, w Window, rest []byte, err error) {
+func decodeWindowKey(k []byte) (p int32, w base.Window, rest []byte, err error) {
 	if len(k) < windowKeyLen {
-		return 0, Window{}, nil, fmt.Errorf("%w: %x", errBadKey, k)
+		return 0, base.Window{}, nil, fmt.Errorf("%w: %x", errBadKey, k)
 	}
 	p = int32(binary.BigEndian.Uint32(k[1:5]))
 	w.Size = int64(binary.BigEndian.Uint64(k[5:13]))

@@ -2,12 +2,13 @@ package state
 
 import (
 	"bytes"
+	"github.com/clickagg/clickagg/base"
 	"slices"
 	"testing"
 )
 
 func TestWindowKeyRoundTripAndOrder(t *testing.T) {
-	windows := []Window{
+	windows := []base.Window{
 		{Size: 60_000, Start: -120_000},
 		{Size: 60_000, Start: -60_000},
 		{Size: 60_000, Start: 0},
@@ -48,9 +49,9 @@ func TestPrefixEnd(t *testing.T) {
 		}
 	}
 	// A window's URL range must not include the next window's keys.
-	w := Window{Size: 60_000, Start: 0}
+	w := base.Window{Size: 60_000, Start: 0}
 	p := windowKey(nil, kindCount, 1, w)
-	next := countKey(nil, 1, Window{Size: 60_000, Start: 60_000}, "")
+	next := countKey(nil, 1, base.Window{Size: 60_000, Start: 60_000}, "")
 	if bytes.Compare(next, prefixEnd(p)) < 0 {
 		t.Fatal("the next window's keys fall inside the prefix range")
 	}

@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"github.com/clickagg/clickagg/base"
 	"io"
 	"math"
 	"sync"
@@ -70,15 +71,6 @@ type Options struct {
 	// read back within minutes and do better with a tidy L0. Their blocks
 	// are not compressed either: about twice the disk, a tenth less CPU.
 	LongWindows bool
-}
-
-// PartitionMeta is the checkpoint tag of one partition's local state.
-type PartitionMeta struct {
-	NextOffset    int64
-	Watermark     int64
-	RestartOffset int64
-	DedupOffset   int64
-	DedupClock    int64
 }
 
 // Store is the local state store of one consumer group and topic.
@@ -272,17 +264,17 @@ func (s *Store) Close() error {
 
 // Meta returns partition p's checkpoint tag; ok is false when the partition
 // has no usable local state.
-func (s *Store) Meta(p int32) (m PartitionMeta, ok bool, err error) {
+func (s *Store) Meta(p int32) (m base.Position, ok bool, err error) {
 	v, closer, err := s.db.Get(partitionKey(nil, kindMeta, p))
 	if errors.Is(err, pebble.ErrNotFound) {
-		return PartitionMeta{}, false, nil
+		return base.Position{}, false, nil
 	}
 	if err != nil {
-		return PartitionMeta{}, false, fmt.Errorf("read partition %d tag: %w", p, err)
+		return base.Position{}, false, fmt.Errorf("read partition %d tag: %w", p, err)
 	}
 	defer closer.Close()
 	if len(v) != 24 && len(v) != 40 {
-		return PartitionMeta{}, false, nil // unknown format: rebuild
+		return base.Position{}, false, nil // unknown format: rebuild
 	}
 	m.NextOffset, _ = decodeInt64(v[0:8])
 	m.Watermark, _ = decodeInt64(v[8:16])
@@ -295,30 +287,21 @@ func (s *Store) Meta(p int32) (m PartitionMeta, ok bool, err error) {
 	return m, true, nil
 }
 
-// OpenWindow is one entry of a partition's open-window registry.
-type OpenWindow struct {
-	First int64 // the lowest offset of a record not yet emitted
-	// MemFrom is, for a window whose newest counts were held in memory
-	// only, the offset from which the store lacks its records; -1 when
-	// the store has them all.
-	MemFrom int64
-}
-
 // Windows returns partition p's open-window registry.
-func (s *Store) Windows(p int32) (map[Window]OpenWindow, error) {
+func (s *Store) Windows(p int32) (map[base.Window]base.OpenWindow, error) {
 	prefix := partitionKey(nil, kindWindow, p)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return nil, err
 	}
 	defer it.Close()
-	out := make(map[Window]OpenWindow)
+	out := make(map[base.Window]base.OpenWindow)
 	for ok := it.First(); ok; ok = it.Next() {
 		_, w, _, err := decodeWindowKey(it.Key())
 		if err != nil {
 			return nil, err
 		}
-		v, e := it.Value(), OpenWindow{MemFrom: -1}
+		v, e := it.Value(), base.OpenWindow{MemFrom: -1}
 		if len(v) == 16 {
 			e.MemFrom, err = decodeInt64(v[8:])
 			v = v[:8]
@@ -336,7 +319,7 @@ func (s *Store) Windows(p int32) (map[Window]OpenWindow, error) {
 
 // ScanWindow calls fn with every URL count stored for window w of partition
 // p, in URL byte order. url is only valid during the call.
-func (s *Store) ScanWindow(p int32, w Window, fn func(url []byte, count int64) error) error {
+func (s *Store) ScanWindow(p int32, w base.Window, fn func(url []byte, count int64) error) error {
 	prefix := windowKey(nil, kindCount, p, w)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
@@ -401,27 +384,27 @@ func (s *Store) ScanSeen(p int32, fromSlot int64, fn func(slot int64, id []byte,
 
 // Dedup returns partition p's stored dedup clock and history (ok false
 // when there is none).
-func (s *Store) Dedup(p int32) (clock int64, hist [][3]int64, ok bool, err error) {
+func (s *Store) Dedup(p int32) (d base.DedupState, ok bool, err error) {
 	v, closer, err := s.db.Get(partitionKey(nil, kindDedup, p))
 	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil, false, nil
+		return d, false, nil
 	}
 	if err != nil {
-		return 0, nil, false, fmt.Errorf("read partition %d dedup clock: %w", p, err)
+		return d, false, fmt.Errorf("read partition %d dedup clock: %w", p, err)
 	}
 	defer closer.Close()
 	if len(v) < 8 || (len(v)-8)%24 != 0 {
-		return 0, nil, false, fmt.Errorf("partition %d dedup clock: %w", p, errBadKey)
+		return d, false, fmt.Errorf("partition %d dedup clock: %w", p, errBadKey)
 	}
-	clock, _ = decodeInt64(v[:8])
+	d.Clock, _ = decodeInt64(v[:8])
 	for b := v[8:]; len(b) > 0; b = b[24:] {
-		var m [3]int64
-		for i := range m {
-			m[i], _ = decodeInt64(b[8*i : 8*i+8])
-		}
-		hist = append(hist, m)
+		var m base.ClockMark
+		m.Slot, _ = decodeInt64(b[0:8])
+		m.Offset, _ = decodeInt64(b[8:16])
+		m.Before, _ = decodeInt64(b[16:24])
+		d.Hist = append(d.Hist, m)
 	}
-	return clock, hist, true, nil
+	return d, true, nil
 }
 
 // DiskUsage returns the store's size on disk in bytes.
@@ -450,19 +433,17 @@ func (b *Batch) keep(err error) {
 }
 
 // AddCount adds n to url's count in window w of partition p.
-func (b *Batch) AddCount(p int32, w Window, url string, n int64) {
+func (b *Batch) AddCount(p int32, w base.Window, url string, n int64) {
 	b.key = countKey(b.key[:0], p, w, url)
 	b.keep(b.b.Merge(b.key, encodeInt64(b.val[:0], n), nil))
 }
 
-// SetWindow records window w of partition p as open with lowest pending
-// offset first and, when memFrom >= 0, counts from offset memFrom on held
-// in memory only (see OpenWindow).
-func (b *Batch) SetWindow(p int32, w Window, first, memFrom int64) {
+// SetWindow records window w of partition p in the open-window registry.
+func (b *Batch) SetWindow(p int32, w base.Window, e base.OpenWindow) {
 	b.key = windowKey(b.key[:0], kindWindow, p, w)
-	v := encodeInt64(b.val[:0], first)
-	if memFrom >= 0 {
-		v = encodeInt64(v, memFrom)
+	v := encodeInt64(b.val[:0], e.First)
+	if e.MemFrom >= 0 {
+		v = encodeInt64(v, e.MemFrom)
 	}
 	b.keep(b.b.Set(b.key, v, nil))
 }
@@ -470,7 +451,7 @@ func (b *Batch) SetWindow(p int32, w Window, first, memFrom int64) {
 // DeleteWindow removes window w of partition p: its registry entry and,
 // when stored (the store may hold counts of it), its counts. A window with
 // none leaves no range deletion for later reads to step over.
-func (b *Batch) DeleteWindow(p int32, w Window, stored bool) {
+func (b *Batch) DeleteWindow(p int32, w base.Window, stored bool) {
 	if stored {
 		prefix := windowKey(nil, kindCount, p, w)
 		b.keep(b.b.DeleteRange(prefix, prefixEnd(prefix), nil))
@@ -492,21 +473,20 @@ func (b *Batch) ExpireSeen(p int32, beforeSlot int64) {
 	b.keep(b.b.DeleteRange(partitionKey(nil, kindSeen, p), seenKey(nil, p, beforeSlot, ""), nil))
 }
 
-// SetDedup records partition p's dedup clock and history (each mark:
-// slot, offset, clock before).
-func (b *Batch) SetDedup(p int32, clock int64, hist [][3]int64) {
-	v := make([]byte, 0, 8+24*len(hist))
-	v = encodeInt64(v, clock)
-	for _, m := range hist {
-		for _, x := range m {
-			v = encodeInt64(v, x)
-		}
+// SetDedup records partition p's dedup clock and history.
+func (b *Batch) SetDedup(p int32, d base.DedupState) {
+	v := make([]byte, 0, 8+24*len(d.Hist))
+	v = encodeInt64(v, d.Clock)
+	for _, m := range d.Hist {
+		v = encodeInt64(v, m.Slot)
+		v = encodeInt64(v, m.Offset)
+		v = encodeInt64(v, m.Before)
 	}
 	b.keep(b.b.Set(partitionKey(nil, kindDedup, p), v, nil))
 }
 
 // SetMeta tags partition p's state with its checkpoint.
-func (b *Batch) SetMeta(p int32, m PartitionMeta) {
+func (b *Batch) SetMeta(p int32, m base.Position) {
 	v := make([]byte, 0, 40)
 	v = encodeInt64(v, m.NextOffset)
 	v = encodeInt64(v, m.Watermark)

@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"github.com/clickagg/clickagg/base"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -16,7 +17,7 @@ func openMem(t *testing.T, fs vfs.FS, identity string) *Store {
 	return s
 }
 
-func scan(t *testing.T, s *Store, p int32, w Window) string {
+func scan(t *testing.T, s *Store, p int32, w base.Window) string {
 	t.Helper()
 	out := ""
 	if err := s.ScanWindow(p, w, func(url []byte, n int64) error {
@@ -31,15 +32,15 @@ func scan(t *testing.T, s *Store, p int32, w Window) string {
 func TestStoreCountsMergeAndWindowsDelete(t *testing.T) {
 	fs := vfs.NewMem()
 	s := openMem(t, fs, "g\x00t")
-	w1, w2 := Window{Size: 60_000, Start: 0}, Window{Size: 60_000, Start: 60_000}
+	w1, w2 := base.Window{Size: 60_000, Start: 0}, base.Window{Size: 60_000, Start: 60_000}
 	b := s.NewBatch()
 	b.AddCount(3, w1, "/a", 2)
 	b.AddCount(3, w1, "/b", 1)
 	b.AddCount(3, w2, "/a", 5)
 	b.AddCount(4, w1, "/a", 9)
-	b.SetWindow(3, w1, 10, -1)
-	b.SetWindow(3, w2, 12, 15) // held in memory from offset 15
-	b.SetMeta(3, PartitionMeta{NextOffset: 20, Watermark: 30, RestartOffset: 10, DedupOffset: 5, DedupClock: 25})
+	b.SetWindow(3, w1, base.OpenWindow{First: 10, MemFrom: -1})
+	b.SetWindow(3, w2, base.OpenWindow{First: 12, MemFrom: 15}) // held in memory from offset 15
+	b.SetMeta(3, base.Position{NextOffset: 20, Watermark: 30, RestartOffset: 10, DedupOffset: 5, DedupClock: 25})
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func TestStoreCountsMergeAndWindowsDelete(t *testing.T) {
 		t.Fatalf("window 1 = %q", got)
 	}
 	reg, err := s.Windows(3)
-	if err != nil || len(reg) != 2 || reg[w1] != (OpenWindow{10, -1}) || reg[w2] != (OpenWindow{12, 15}) {
+	if err != nil || len(reg) != 2 || reg[w1] != (base.OpenWindow{First: 10, MemFrom: -1}) || reg[w2] != (base.OpenWindow{First: 12, MemFrom: 15}) {
 		t.Fatalf("registry = %v %v", reg, err)
 	}
 	b = s.NewBatch()
@@ -78,7 +79,7 @@ func TestStoreCountsMergeAndWindowsDelete(t *testing.T) {
 	}
 	s = openMem(t, fs, "g\x00t")
 	m, ok, err := s.Meta(3)
-	if err != nil || !ok || m != (PartitionMeta{20, 30, 10, 5, 25}) {
+	if err != nil || !ok || m != (base.Position{NextOffset: 20, Watermark: 30, RestartOffset: 10, DedupOffset: 5, DedupClock: 25}) {
 		t.Fatalf("Meta after reopen = %+v %v %v", m, ok, err)
 	}
 	// DropPartition removes one partition, tag included.
@@ -103,8 +104,8 @@ func TestStoreWipedForAnotherIdentity(t *testing.T) {
 	fs := vfs.NewMem()
 	s := openMem(t, fs, "g1\x00clicks")
 	b := s.NewBatch()
-	b.SetMeta(0, PartitionMeta{NextOffset: 5})
-	b.AddCount(0, Window{Size: 1000, Start: 0}, "/a", 1)
+	b.SetMeta(0, base.Position{NextOffset: 5})
+	b.AddCount(0, base.Window{Size: 1000, Start: 0}, "/a", 1)
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +115,7 @@ func TestStoreWipedForAnotherIdentity(t *testing.T) {
 	if _, ok, _ := s.Meta(0); ok {
 		t.Fatal("state of another group and topic was kept")
 	}
-	if got := scan(t, s, 0, Window{Size: 1000, Start: 0}); got != "" {
+	if got := scan(t, s, 0, base.Window{Size: 1000, Start: 0}); got != "" {
 		t.Fatalf("counts kept: %q", got)
 	}
 }
@@ -129,7 +130,7 @@ func BenchmarkBatchAddCount(b *testing.B) {
 	for i := range urls {
 		urls[i] = fmt.Sprintf("https://example.com/page/%d", i)
 	}
-	w := Window{Size: 60_000, Start: 0}
+	w := base.Window{Size: 60_000, Start: 0}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i += len(urls) {
@@ -151,7 +152,7 @@ func TestSeenSightingsExpire(t *testing.T) {
 	b.SetSeen(1, 3, "c", 300)
 	b.SetSeen(1, -4, "n", -350) // negative slots sort before the others
 	b.SetSeen(2, 1, "a", 100)   // another partition: untouched
-	b.SetDedup(1, 300, [][3]int64{{1, 7, -5}, {2, 9, 150}})
+	b.SetDedup(1, base.DedupState{Clock: 300, Hist: []base.ClockMark{{Slot: 1, Offset: 7, Before: -5}, {Slot: 2, Offset: 9, Before: 150}}})
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -195,16 +196,16 @@ func TestSeenSightingsExpire(t *testing.T) {
 	if seen(2, 1, "a") != 100 {
 		t.Fatal("expiry touched another partition")
 	}
-	clock, hist, ok, err := s.Dedup(1)
-	if err != nil || !ok || clock != 300 || len(hist) != 2 || hist[1] != [3]int64{2, 9, 150} {
-		t.Fatalf("Dedup = %d %v %v %v", clock, hist, ok, err)
+	d, ok, err := s.Dedup(1)
+	if err != nil || !ok || d.Clock != 300 || len(d.Hist) != 2 || d.Hist[1] != (base.ClockMark{Slot: 2, Offset: 9, Before: 150}) {
+		t.Fatalf("Dedup = %+v %v %v", d, ok, err)
 	}
 	b = s.NewBatch()
 	b.DropPartition(1)
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, ok, _ := s.Dedup(1); ok || scan(1, -10) != "" || seen(2, 1, "a") != 100 {
+	if _, ok, _ := s.Dedup(1); ok || scan(1, -10) != "" || seen(2, 1, "a") != 100 {
 		t.Fatal("DropPartition left dedup state behind, or touched another partition")
 	}
 }

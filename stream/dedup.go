@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"github.com/clickagg/clickagg/base"
 	"math"
 	"slices"
 )
@@ -23,14 +24,6 @@ import (
 // to the window restart offset only reload sightings; the clock at the
 // dedup restart offset is recorded with it, so the replay's clock is exact.
 
-// ClockMark records where the dedup clock entered a slot of event time:
-// the record at Offset moved it from Before into Slot.
-type ClockMark struct {
-	Slot   int64
-	Offset int64
-	Before int64
-}
-
 // noSlot is the slot of NoWatermark: before every real slot.
 const noSlot int64 = math.MinInt64
 
@@ -41,16 +34,16 @@ const dedupSlots = 8
 // Lookup returns the event time the state store holds for id in slot (of
 // event time), if any. The store keeps each sighting under the slot of its
 // event time, so that sightings expire a slot at a time; an id seen again
-// later also has an entry in a later slot. Errors are the caller's to
-// keep: the operator treats them as "not found" and the pipeline stops.
-type Lookup func(slot int64, id []byte) (t int64, ok bool)
+// later also has an entry in a later slot. An error stops the record's
+// processing: Operator.Process returns it.
+type Lookup func(slot int64, id []byte) (t int64, ok bool, err error)
 
 type dedup struct {
 	window int64 // W, ms
 	slot   int64 // slot width, ms
 	span   int64 // slots that cover W
 	clock  int64 // highest event time so far; NoWatermark when none
-	hist   []ClockMark
+	hist   []base.ClockMark
 	// seen holds the sightings since the last Take; inflight those of the
 	// checkpoint being written; lookup reads the store beneath both.
 	seen     map[string]int64
@@ -90,7 +83,7 @@ func (d *dedup) slotOf(t int64) int64 {
 // the start of a replay).
 func (d *dedup) start(off, before int64) {
 	d.clock = before
-	d.hist = append(d.hist[:0], ClockMark{Slot: d.slotOf(before), Offset: off, Before: before})
+	d.hist = append(d.hist[:0], base.ClockMark{Slot: d.slotOf(before), Offset: off, Before: before})
 	clear(d.seen)
 	d.inflight = nil
 	// NB: a fresh start or a rebuild begins with no stored sightings.
@@ -98,7 +91,7 @@ func (d *dedup) start(off, before int64) {
 }
 
 // resume restores the clock and its history from local state.
-func (d *dedup) resume(clock int64, hist []ClockMark) {
+func (d *dedup) resume(clock int64, hist []base.ClockMark) {
 	d.clock = clock
 	d.hist = append(d.hist[:0], hist...)
 	clear(d.seen)
@@ -134,16 +127,16 @@ func (d *dedup) horizon() int64 {
 // get returns the latest live event time of id (filter hash h), if any:
 // from the sightings not yet written, else from the store's live slots,
 // newest first (a later slot holds a later event time).
-func (d *dedup) get(id []byte, h uint64) (int64, bool) {
+func (d *dedup) get(id []byte, h uint64) (int64, bool, error) {
 	if t, ok := d.seen[string(id)]; ok {
-		return t, true
+		return t, true, nil
 	}
 	if t, ok := d.inflight[string(id)]; ok {
-		return t, true
+		return t, true, nil
 	}
 	if d.lookup == nil || d.clock == NoWatermark {
 		// NB: no clock, no record seen: nothing stored either.
-		return 0, false
+		return 0, false, nil
 	}
 	lo, hi := d.liveSlot(), d.slotOf(d.clock)
 	d.probe = d.probe[:0]
@@ -155,19 +148,23 @@ func (d *dedup) get(id []byte, h uint64) (int64, bool) {
 		}
 	}
 	for _, s := range d.probe {
-		if t, ok := d.lookup(s, id); ok {
-			return t, true
+		if t, ok, err := d.lookup(s, id); ok || err != nil {
+			return t, ok, err
 		}
 	}
-	return 0, false
+	return 0, false, nil
 }
 
 // observe applies one valid record (offset off, event time ts) and reports
 // whether it is a duplicate. Records without an id are never duplicates.
-func (d *dedup) observe(off, ts int64, id []byte) (dup bool) {
+// A lookup error leaves the sightings and the clock as they were.
+func (d *dedup) observe(off, ts int64, id []byte) (dup bool, err error) {
 	if len(id) > 0 {
 		h, hash := d.horizon(), d.filter.hash(id)
-		t, ok := d.get(id, hash)
+		t, ok, err := d.get(id, hash)
+		if err != nil {
+			return false, err
+		}
 		dup = ok && t > h
 		if (!ok || ts > t) && ts > h {
 			d.seen[string(id)] = ts
@@ -178,10 +175,10 @@ func (d *dedup) observe(off, ts int64, id []byte) (dup bool) {
 		before := d.clock
 		d.clock = ts
 		if s := d.slotOf(ts); len(d.hist) == 0 || s > d.hist[len(d.hist)-1].Slot {
-			d.hist = append(d.hist, ClockMark{Slot: s, Offset: off, Before: before})
+			d.hist = append(d.hist, base.ClockMark{Slot: s, Offset: off, Before: before})
 		}
 	}
-	return dup
+	return dup, nil
 }
 
 // restart returns where a replay must start so that the records from
@@ -223,7 +220,7 @@ func (d *dedup) take() map[string]int64 {
 }
 
 // giveBack merges sightings of a failed checkpoint back.
-func (d *dedup) giveBack(s map[string]int64, dropped []ClockMark) {
+func (d *dedup) giveBack(s map[string]int64, dropped []base.ClockMark) {
 	for id, t := range s {
 		if cur, ok := d.seen[id]; !ok || t > cur {
 			d.seen[id] = t
@@ -233,10 +230,4 @@ func (d *dedup) giveBack(s map[string]int64, dropped []ClockMark) {
 	if len(dropped) > 0 {
 		d.hist = append(slices.Clone(dropped), d.hist...)
 	}
-}
-
-// DedupState is what the state store keeps of a partition's dedup clock.
-type DedupState struct {
-	Clock int64
-	Hist  []ClockMark
 }

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"fmt"
+	"github.com/clickagg/clickagg/base"
 	"maps"
 	"math/rand/v2"
 	"strings"
@@ -82,34 +83,29 @@ type slotID struct {
 
 func newDedupRun(op *Operator, store map[slotID]int64) *dedupRun {
 	r := &dedupRun{op: op, store: store, dup: map[int64]bool{}}
-	op.SetLookup(func(slot int64, id []byte) (int64, bool) {
+	op.SetLookup(func(slot int64, id []byte) (int64, bool, error) {
 		t, ok := r.store[slotID{slot, string(id)}]
-		return t, ok
+		return t, ok, nil
 	})
 	return r
 }
 
 func (r *dedupRun) process(rec Record) {
-	if out := r.op.Process(rec); out.Duplicate {
+	if out := r.op.proc(rec); out.Duplicate {
 		r.dup[rec.Offset] = true
 	}
 }
 
-func (r *dedupRun) checkpoint(flush bool) (Plan, DedupState) {
-	p := r.op.Plan(flush)
-	s := r.op.Take(p, HoldNone)
+func (r *dedupRun) checkpoint(flush bool) *Ready {
+	rd := r.op.Ready(flush, HoldNone)
 	for k := range r.store {
-		if k.slot < s.ExpireBefore {
+		if k.slot < rd.ExpireBefore {
 			delete(r.store, k)
 		}
 	}
-	for id, t := range s.Seen {
-		if t > s.Horizon {
-			r.store[slotID{s.SlotOf(t), id}] = t
-		}
-	}
-	r.op.Release(s)
-	return p, s.Dedup
+	rd.Sightings(func(slot int64, id string, t int64) { r.store[slotID{slot, id}] = t })
+	r.op.Advance(rd)
+	return rd
 }
 
 // TestDedupRestoreDecidesAlike checks that dedup decisions replay alike: after
@@ -129,10 +125,10 @@ func TestDedupRestoreDecidesAlike(t *testing.T) {
 
 			a := newDedupRun(newOp(t, opts), map[slotID]int64{})
 			type ckpt struct {
-				p     Plan
+				p     base.Position
 				store map[slotID]int64
-				dd    DedupState
-				open  map[Window]int64
+				dd    base.DedupState
+				open  map[base.Window]base.OpenWindow
 			}
 			var ckpts []ckpt
 			for i, rec := range recs {
@@ -141,10 +137,9 @@ func TestDedupRestoreDecidesAlike(t *testing.T) {
 					if rng.IntN(10) == 0 {
 						a.op.AdvanceWatermark(rec.TimestampMs + int64(rng.IntN(100))*sec)
 					}
-					p, dd := a.checkpoint(rng.IntN(6) == 0)
-					open := map[Window]int64{}
-					a.op.OpenWindows(func(w Window, first, _ int64) { open[w] = first })
-					ckpts = append(ckpts, ckpt{p: p, store: maps.Clone(a.store), dd: dd, open: open})
+					rd := a.checkpoint(rng.IntN(6) == 0)
+					p := rd.Position
+					ckpts = append(ckpts, ckpt{p: p, store: maps.Clone(a.store), dd: *rd.Dedup, open: rd.Open})
 					if p.NextOffset != int64(i+1) || p.DedupOffset > p.RestartOffset {
 						t.Fatalf("plan %+v after record %d", p, i)
 					}
@@ -159,7 +154,7 @@ func TestDedupRestoreDecidesAlike(t *testing.T) {
 				p := c.p
 				// Local resume: the state store as it was at the checkpoint.
 				local := newDedupRun(newOp(t, opts), maps.Clone(c.store))
-				local.op.Resume(p.NextOffset, p.Watermark, maps.Clone(c.open), nil)
+				local.op.Resume(p.NextOffset, p.Watermark, c.open)
 				local.op.ResumeDedup(c.dd)
 				if k%2 == 0 {
 					// As the pipeline does: the stored sightings fill the
@@ -204,29 +199,29 @@ func TestDedupFailedCheckpointGivesSightingsBack(t *testing.T) {
 	rec := func(off int64, id string, ts int64) Record {
 		return Record{Offset: off, TimestampMs: ts, Value: fmt.Appendf(nil, `{"url":"/a","ts":%d,"id":%q}`, ts, id)}
 	}
-	if out := op.Process(rec(0, "x", t0)); out.Duplicate {
+	if out := op.proc(rec(0, "x", t0)); out.Duplicate {
 		t.Fatal("first sighting is a duplicate")
 	}
-	s := op.Take(op.Plan(false), HoldNone)
-	if out := op.Process(rec(1, "x", t0)); !out.Duplicate {
+	s := op.Ready(false, HoldNone)
+	if out := op.proc(rec(1, "x", t0)); !out.Duplicate {
 		t.Fatal("retry while the checkpoint is in flight was not caught")
 	}
-	op.Restore(s) // the checkpoint failed
-	if out := op.Process(rec(2, "x", t0+sec)); !out.Duplicate {
+	op.Abort(s) // the checkpoint failed
+	if out := op.proc(rec(2, "x", t0+sec)); !out.Duplicate {
 		t.Fatal("retry after a failed checkpoint was not caught")
 	}
-	if out := op.Process(rec(3, "", t0+sec)); out.Duplicate {
+	if out := op.proc(rec(3, "", t0+sec)); out.Duplicate {
 		t.Fatal("a record without id was deduplicated")
 	}
-	if out := op.Process(rec(4, "x", t0+2*time.Minute.Milliseconds())); !out.Duplicate {
+	if out := op.proc(rec(4, "x", t0+2*time.Minute.Milliseconds())); !out.Duplicate {
 		t.Fatal("a retry within the window of the clock was not caught")
 	}
 	// The clock is now t0+2m: the sighting at t0+2m is live, the rule
 	// forgets one older than the window.
-	if out := op.Process(rec(5, "y", t0)); out.Duplicate {
+	if out := op.proc(rec(5, "y", t0)); out.Duplicate {
 		t.Fatal("new id is a duplicate")
 	}
-	if out := op.Process(rec(6, "y", t0)); out.Duplicate {
+	if out := op.proc(rec(6, "y", t0)); out.Duplicate {
 		t.Fatal("an id last seen more than the window behind the clock is still remembered")
 	}
 }
@@ -241,16 +236,16 @@ func TestDedupScopeGlobalFlagsMisroutedRecords(t *testing.T) {
 		// NB: a fresh id each time, so none is a duplicate.
 		val := []byte(strings.Replace(string(v), "x1", fmt.Sprint("x", i), 1))
 		key := strings.Replace(tc.key, "x1", fmt.Sprint("x", i), 1)
-		if out := op.Process(Record{Offset: int64(i), Key: []byte(key), Value: val}); out.Misrouted != tc.misrouted || out.Duplicate {
+		if out := op.proc(Record{Offset: int64(i), Key: []byte(key), Value: val}); out.Misrouted != tc.misrouted || out.Duplicate {
 			t.Errorf("key %q: %+v, want misrouted %v", key, out, tc.misrouted)
 		}
 	}
 	// Records without an id are never misrouted; scope partition checks nothing.
-	if out := op.Process(Record{Offset: 10, Key: []byte("k"), Value: click("/a", t0)}); out.Misrouted {
+	if out := op.proc(Record{Offset: 10, Key: []byte("k"), Value: click("/a", t0)}); out.Misrouted {
 		t.Error("a record without id was flagged")
 	}
 	op = newOp(t, OperatorOptions{Windows: []time.Duration{time.Minute}, DedupWindow: time.Minute})
-	if out := op.Process(Record{Offset: 0, Key: []byte("k"), Value: v}); out.Misrouted {
+	if out := op.proc(Record{Offset: 0, Key: []byte("k"), Value: v}); out.Misrouted {
 		t.Error("scope partition flagged a record")
 	}
 }
@@ -271,9 +266,9 @@ func BenchmarkOperatorProcessDedup(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		op.Process(Record{Offset: int64(i), Value: vals[i%len(vals)]})
+		op.proc(Record{Offset: int64(i), Value: vals[i%len(vals)]})
 		if i%100_000 == 99_999 {
-			op.Release(op.Take(op.Plan(false), HoldNone))
+			op.Advance(op.Ready(false, HoldNone))
 		}
 	}
 }

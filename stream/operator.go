@@ -2,7 +2,8 @@ package stream
 
 import (
 	"bytes"
-	"maps"
+	"fmt"
+	"github.com/clickagg/clickagg/base"
 	"math"
 	"slices"
 )
@@ -65,9 +66,9 @@ type Operator struct {
 	// lowest offset of a record pending in it. Pending counts from earlier
 	// checkpoints live in the state store; the part added since the last
 	// checkpoint lives in pending.
-	open    map[Window]int64
-	pending map[Window]*Counts
-	lateBuf map[Window]*Counts
+	open    map[base.Window]int64
+	pending map[base.Window]*Counts
+	lateBuf map[base.Window]*Counts
 	// last caches, per window size, the window the previous record went to
 	// and its pending counts: consecutive records mostly share a window.
 	last []lastWindow
@@ -78,7 +79,7 @@ type Operator struct {
 	// offsets >= base, the next offset of the last checkpoint taken.
 	holdMax    int64 // ms; 0: off
 	holdRecs   int64
-	memFrom    map[Window]int64
+	memFrom    map[base.Window]int64
 	base       int64
 	heldKeys   int  // keys in held windows when the last checkpoint was taken
 	heldReplay bool // replaying held windows over local state: count a record only into a window of memFrom, from its offset there
@@ -89,7 +90,7 @@ type Operator struct {
 }
 
 type lastWindow struct {
-	w      Window
+	w      base.Window
 	counts *Counts // nil: nothing cached
 }
 
@@ -120,7 +121,7 @@ func NewOperator(opts OperatorOptions) (*Operator, error) {
 	return &Operator{
 		holdMax:     holdMax,
 		holdRecs:    holdRecs,
-		memFrom:     make(map[Window]int64),
+		memFrom:     make(map[base.Window]int64),
 		dd:          dd,
 		keyed:       opts.DedupKeyed && dd != nil,
 		normalize:   opts.NormalizeURLs,
@@ -134,9 +135,9 @@ func NewOperator(opts OperatorOptions) (*Operator, error) {
 		own:         NoWatermark,
 		wmCap:       NoCap,
 		replayUntil: -1,
-		open:        make(map[Window]int64),
-		pending:     make(map[Window]*Counts),
-		lateBuf:     make(map[Window]*Counts),
+		open:        make(map[base.Window]int64),
+		pending:     make(map[base.Window]*Counts),
+		lateBuf:     make(map[base.Window]*Counts),
 		last:        make([]lastWindow, len(sizes)),
 	}, nil
 }
@@ -193,34 +194,26 @@ func (o *Operator) Replaying() bool { return o.replayUntil >= 0 }
 func (o *Operator) ReplayUntil() int64 { return o.replayUntil }
 
 // Resume starts the operator from local state that matches the
-// checkpoint: next offset, watermark, the open-window registry (window →
-// lowest pending offset) and the held windows (window → offset from which
-// its counts were in memory only; nil for none). Without held windows it is
-// live at once; with them it first replays from the lowest of those
-// offsets to next, counting records into the held windows only. It takes
-// ownership of open and memFrom.
-func (o *Operator) Resume(next, wm int64, open, memFrom map[Window]int64) {
+// checkpoint: next offset, watermark and the open-window registry. Without
+// held windows (every MemFrom -1) it is live at once; with them it first
+// replays from the lowest MemFrom to next, counting records into the held
+// windows only.
+func (o *Operator) Resume(next, wm int64, reg map[base.Window]base.OpenWindow) {
 	o.reset()
 	o.next, o.wm, o.own, o.base = next, wm, wm, next
-	if open != nil {
-		o.open = open
-	}
 	if o.dd != nil {
 		o.dd.start(next, NoWatermark)
 	}
-	if len(memFrom) == 0 {
-		return
-	}
 	from := next
-	for w, f := range memFrom {
-		if f >= next {
-			// NB: never written so (Take holds from below its checkpoint):
-			// a window the store has every record of.
-			delete(memFrom, w)
+	for w, e := range reg {
+		o.open[w] = e.First
+		// NB: a MemFrom at or past the checkpoint is never written (Ready
+		// holds from below it): a window the store has every record of.
+		if e.MemFrom >= 0 && e.MemFrom < next {
+			o.memFrom[w] = e.MemFrom
+			from = min(from, e.MemFrom)
 		}
-		from = min(from, f)
 	}
-	o.memFrom = memFrom
 	if from < next {
 		o.heldReplay = true
 		o.next, o.replayUntil = from, next
@@ -229,7 +222,7 @@ func (o *Operator) Resume(next, wm int64, open, memFrom map[Window]int64) {
 
 // ResumeDedup restores the dedup clock and its history from local state,
 // after Resume.
-func (o *Operator) ResumeDedup(s DedupState) {
+func (o *Operator) ResumeDedup(s base.DedupState) {
 	if o.dd != nil && len(s.Hist) > 0 {
 		o.dd.resume(s.Clock, s.Hist)
 	}
@@ -328,9 +321,9 @@ func (o *Operator) finishReplay() {
 
 // Process applies one record. Records must come in offset order; a record
 // below NextOffset (a duplicate delivery) is ignored.
-func (o *Operator) Process(r Record) Outcome {
+func (o *Operator) Process(r Record) (Outcome, error) {
 	if r.Offset < o.next {
-		return Outcome{Replayed: true}
+		return Outcome{Replayed: true}, nil
 	}
 	if o.replayUntil >= 0 && r.Offset >= o.replayUntil {
 		// NB: the record at replayUntil-1 was not delivered (deleted or a
@@ -344,17 +337,17 @@ func (o *Operator) Process(r Record) Outcome {
 		defer o.finishReplay()
 	}
 	if r.Control {
-		return Outcome{Replayed: replaying}
+		return Outcome{Replayed: replaying}, nil
 	}
 	c, reason := o.dec.Decode(r.Value)
 	if reason != ReasonNone {
-		return Outcome{Reason: reason, Replayed: replaying}
+		return Outcome{Reason: reason, Replayed: replaying}, nil
 	}
 	rawURL := c.URL
 	if o.normalize {
 		o.urlBuf = NormalizeURL(o.urlBuf[:0], c.URL)
 		if len(o.urlBuf) == 0 {
-			return Outcome{Reason: ReasonEmptyURL, Replayed: replaying}
+			return Outcome{Reason: ReasonEmptyURL, Replayed: replaying}, nil
 		}
 		c.URL = o.urlBuf
 	}
@@ -362,26 +355,30 @@ func (o *Operator) Process(r Record) Outcome {
 	if !c.HasTime {
 		ts = r.TimestampMs
 		if !ValidEventTime(ts) {
-			return Outcome{Reason: ReasonTimestampOutOfRange, Replayed: replaying}
+			return Outcome{Reason: ReasonTimestampOutOfRange, Replayed: replaying}, nil
 		}
 	} else {
 		// NB: against the record's own timestamp, never the clock, so a replay decides the same way.
 		if o.maxAhead > 0 && ts-r.TimestampMs > o.maxAhead {
-			return Outcome{Reason: ReasonTimestampAhead, Replayed: replaying}
+			return Outcome{Reason: ReasonTimestampAhead, Replayed: replaying}, nil
 		}
 		if o.maxBehind > 0 && r.TimestampMs-ts > o.maxBehind {
-			return Outcome{Reason: ReasonTimestampBehind, Replayed: replaying}
+			return Outcome{Reason: ReasonTimestampBehind, Replayed: replaying}, nil
 		}
 	}
 	if o.dd != nil {
 		// NB: before the window logic, and also for late records: the
 		// sightings must not depend on the watermark.
-		if dup := o.dd.observe(r.Offset, ts, c.ID); dup && !loadOnly {
-			return Outcome{Duplicate: true, Replayed: replaying}
+		dup, err := o.dd.observe(r.Offset, ts, c.ID)
+		if err != nil {
+			return Outcome{}, fmt.Errorf("dedup lookup at offset %d: %w", r.Offset, err)
+		}
+		if dup && !loadOnly {
+			return Outcome{Duplicate: true, Replayed: replaying}, nil
 		}
 	}
 	if loadOnly {
-		return Outcome{Replayed: true}
+		return Outcome{Replayed: true}, nil
 	}
 	out := Outcome{Replayed: replaying}
 	if o.keyed && len(c.ID) > 0 && !bytes.Equal(r.Key, c.ID) && !bytes.Equal(r.Key, rawURL) {
@@ -426,14 +423,14 @@ func (o *Operator) Process(r Record) Outcome {
 		// (say, after out_of_orderness changed between runs) would close
 		// windows early and skip records never emitted.
 		out.Late = 0
-		return out
+		return out, nil
 	}
 	o.own = nextWatermark(o.own, ts, o.outOfOrder)
 	o.raiseWatermark()
-	return out
+	return out, nil
 }
 
-func add(m map[Window]*Counts, w Window, url []byte) {
+func add(m map[base.Window]*Counts, w base.Window, url []byte) {
 	c := m[w]
 	if c == nil {
 		c = NewCounts()
@@ -463,340 +460,5 @@ func (o *Operator) SkipTo(off int64) {
 	if !o.Replaying() {
 		o.next = max(o.next, off)
 		o.logFloor = max(o.logFloor, off)
-	}
-}
-
-// Plan is what one checkpoint of one partition emits and records.
-type Plan struct {
-	NextOffset    int64
-	Watermark     int64
-	RestartOffset int64 // lowest offset whose record is not yet emitted
-	// DedupOffset is where a replay must start to rebuild the dedup
-	// sightings the open windows' records need (at most RestartOffset),
-	// and DedupClock the dedup clock just before it. Without dedup:
-	// RestartOffset and NoWatermark.
-	DedupOffset int64
-	DedupClock  int64
-	histKeep    int // dedup history marks before DedupOffset's, dropped by Take
-	// Emit lists the windows whose pending counts this checkpoint emits,
-	// ordered by end then size: the windows the watermark closed, plus every
-	// open window when Flush is set. Closed ones become final.
-	Emit  []Window
-	Flush bool
-}
-
-// Plan computes the next checkpoint without changing the operator. With
-// flush, every open window's partial counts are emitted too (early results,
-// final checkpoint). Must not be called while replaying.
-func (o *Operator) Plan(flush bool) Plan {
-	if o.Replaying() {
-		panic("stream: Plan called while replaying")
-	}
-	p := Plan{NextOffset: o.next, Watermark: o.wm, RestartOffset: o.next, Flush: flush}
-	for w, first := range o.open {
-		if flush || w.ClosedBy(o.wm) {
-			p.Emit = append(p.Emit, w)
-			continue
-		}
-		p.RestartOffset = min(p.RestartOffset, first)
-	}
-	slices.SortFunc(p.Emit, compareWindows)
-	p.DedupOffset, p.DedupClock = p.RestartOffset, NoWatermark
-	if o.dd != nil && len(o.dd.hist) > 0 {
-		p.DedupOffset, p.DedupClock, p.histKeep = o.dd.restart(p.RestartOffset)
-	}
-	return p
-}
-
-func compareWindows(a, b Window) int {
-	if a.End() != b.End() {
-		if a.End() < b.End() {
-			return -1
-		}
-		return 1
-	}
-	switch {
-	case a.Size < b.Size:
-		return -1
-	case a.Size > b.Size:
-		return 1
-	}
-	return 0
-}
-
-// Pending returns the counts added to window w since the last checkpoint
-// (nil if none). The counts are owned by the operator until Take moves them
-// to a snapshot or DropPending forgets them.
-func (o *Operator) Pending(w Window) *Counts { return o.pending[w] }
-
-// PendingWindows calls fn for every window with counts added since the last
-// checkpoint.
-func (o *Operator) PendingWindows(fn func(w Window, c *Counts)) {
-	for w, c := range o.pending {
-		fn(w, c)
-	}
-}
-
-// LateCounts calls fn for every closed window that received late records
-// since the last checkpoint (policy count).
-func (o *Operator) LateCounts(fn func(w Window, c *Counts)) {
-	for w, c := range o.lateBuf {
-		fn(w, c)
-	}
-}
-
-// OpenWindows calls fn for every open window with its lowest pending
-// offset and, for a held window, the offset from which its counts are in
-// memory only once the pending counts are in the state store (DropPending);
-// -1 for the others.
-func (o *Operator) OpenWindows(fn func(w Window, first, memFrom int64)) {
-	for w, first := range o.open {
-		mf, held := o.memFrom[w]
-		switch {
-		case !held:
-			mf = -1
-		case o.pending[w] != nil:
-			mf = o.next
-		}
-		fn(w, first, mf)
-	}
-}
-
-// DropPending forgets the pending counts after the caller has moved them
-// to the state store (used while replaying, to bound memory). The
-// open-window registry is kept.
-func (o *Operator) DropPending() {
-	for w := range o.pending {
-		if _, held := o.memFrom[w]; held {
-			o.memFrom[w] = o.next
-		}
-	}
-	if !o.heldReplay {
-		// NB: replaying held windows, the other windows' records up to
-		// replayUntil are in the store, and none of them is pending.
-		o.base = o.next
-	}
-	clear(o.pending)
-	clear(o.lateBuf)
-	clear(o.last)
-	o.heldKeys = 0
-	if o.dd != nil {
-		clear(o.dd.seen)
-	}
-}
-
-// Sightings calls fn for every dedup sighting (id, latest event time) since
-// the last checkpoint (used while replaying to move them to the store).
-func (o *Operator) Sightings(fn func(slot int64, id string, t int64)) {
-	if o.dd == nil {
-		return
-	}
-	for id, t := range o.dd.seen {
-		fn(o.dd.slotOf(t), id, t)
-	}
-}
-
-// PendingKeys returns about how many (window, URL) counters were added
-// since the last checkpoint (not counting those held since before it); the
-// runner uses it to checkpoint early under load.
-func (o *Operator) PendingKeys() int {
-	n := -o.heldKeys
-	for _, c := range o.pending {
-		n += c.Len()
-	}
-	for _, c := range o.lateBuf {
-		n += c.Len()
-	}
-	if o.dd != nil {
-		n += len(o.dd.seen)
-	}
-	return max(n, 0)
-}
-
-// HeldKeys returns how many (window, URL) counters held windows kept in
-// memory when the last checkpoint was taken.
-func (o *Operator) HeldKeys() int { return o.heldKeys }
-
-// HoldNone and HoldAll are Take's holdUntil for holding no window and
-// every holdable one.
-const (
-	HoldNone = NoWatermark
-	HoldAll  = NoCap
-)
-
-// Holdable calls fn for each window Take(p, HoldAll) would keep in memory
-// (the open windows p does not emit that are no longer than HoldWindows),
-// with the window's end and its number of pending counters.
-func (o *Operator) Holdable(p Plan, fn func(end int64, keys int)) {
-	for w, c := range o.pending {
-		if o.holdable(p, w) {
-			fn(w.End(), c.Len())
-		}
-	}
-}
-
-// holdable reports whether Take(p, HoldAll) keeps window w's pending
-// counts in memory: p does not emit it, and holds allows it.
-func (o *Operator) holdable(p Plan, w Window) bool {
-	return !p.Flush && !w.ClosedBy(p.Watermark) && o.holds(w, p.NextOffset)
-}
-
-// Stored reports whether the state store may hold counts of open window
-// w: false when every record of it since its first pending one was held in
-// memory (the store then has nothing to read back or delete).
-func (o *Operator) Stored(w Window) bool { return stored(o.memFrom, w, o.open[w]) }
-
-// stored reports whether the store may hold counts of window w, whose first
-// pending record is at offset first: unless memFrom says they were all in
-// memory since then.
-func stored(memFrom map[Window]int64, w Window, first int64) bool {
-	mf, held := memFrom[w]
-	return !held || mf > first
-}
-
-// holds reports whether a checkpoint at offset next may keep window w's
-// pending counts in memory.
-func (o *Operator) holds(w Window, next int64) bool {
-	from, held := o.memFrom[w]
-	if !held {
-		from = o.base
-	}
-	return w.Size <= o.holdMax && next-from <= o.holdRecs && from >= o.logFloor
-}
-
-// Snapshot is what one checkpoint takes from the operator: the counts added
-// since the previous checkpoint, the registry of windows left open, and the
-// windows the plan emitted. Processing goes on into fresh buffers while the
-// checkpoint commits; Restore gives everything back if it fails.
-type Snapshot struct {
-	Pending map[Window]*Counts // on-time counts, including emitted windows'
-	Late    map[Window]*Counts
-	Open    map[Window]int64 // open windows after the plan, with their lowest pending offset
-	Emitted map[Window]int64 // emitted windows, with their lowest pending offset
-	// Seen are the dedup sightings since the previous checkpoint (id →
-	// latest event time), Dedup the clock and history to store, and
-	// Horizon the event time sightings must exceed to be kept. dropped are
-	// the history marks the plan made unnecessary.
-	Seen  map[string]int64
-	Dedup DedupState
-	// ExpireBefore is the first slot of event time (see SlotOf) with live
-	// sightings: the store may drop those before it.
-	ExpireBefore int64
-	dd           *dedup
-	Horizon      int64
-	dropped      []ClockMark
-	// Held are the windows whose counts Take kept in memory, with the
-	// offset from which the state store does not have them: the registry
-	// must say so.
-	Held map[Window]int64
-	// memFrom, base and heldKeys are the operator's before Take, for
-	// Restore.
-	memFrom  map[Window]int64
-	base     int64
-	heldKeys int
-}
-
-// Take applies plan p as if its checkpoint committed (emitted windows leave
-// the registry) and moves the counts added since the previous checkpoint
-// into the returned snapshot. Open windows no longer than HoldWindows that
-// end at or before holdUntil keep their counts in memory instead (see
-// Holdable).
-func (o *Operator) Take(p Plan, holdUntil int64) *Snapshot {
-	s := &Snapshot{Pending: o.pending, Late: o.lateBuf, Emitted: make(map[Window]int64, len(p.Emit)),
-		memFrom: maps.Clone(o.memFrom), base: o.base, heldKeys: o.heldKeys}
-	for _, w := range p.Emit {
-		if first, ok := o.open[w]; ok {
-			s.Emitted[w] = first
-			delete(o.open, w)
-		}
-	}
-	kept := make(map[Window]*Counts, len(o.pending))
-	o.heldKeys = 0
-	if holdUntil != HoldNone { // NB: a flush emits every window: none is held
-		for w, c := range o.pending {
-			if w.End() > holdUntil || !o.holdable(p, w) {
-				continue
-			}
-			kept[w] = c
-			delete(s.Pending, w) // NB: s.Pending is o.pending, replaced below
-			o.heldKeys += c.Len()
-			if _, held := o.memFrom[w]; !held {
-				// NB: none of its records below its first pending one
-				// is in memory.
-				o.memFrom[w] = max(o.base, o.open[w])
-			}
-		}
-	}
-	for w := range o.memFrom {
-		if _, ok := kept[w]; !ok {
-			// Its counts go to the store with this checkpoint (or it had
-			// none in memory).
-			delete(o.memFrom, w)
-		}
-	}
-	s.Held = maps.Clone(o.memFrom)
-	o.base = p.NextOffset
-	s.Open = maps.Clone(o.open)
-	if d := o.dd; d != nil {
-		s.Horizon = d.horizon()
-		s.dd = d
-		s.ExpireBefore = d.liveSlot()
-		d.filter.expire(s.ExpireBefore)
-		// NB: the history marks before the plan's dedup restart are no
-		// longer needed (given back if the checkpoint fails).
-		s.dropped = slices.Clone(d.hist[:p.histKeep])
-		d.hist = slices.Delete(d.hist, 0, p.histKeep)
-		s.Dedup = DedupState{Clock: d.clock, Hist: slices.Clone(d.hist)}
-		s.Seen = d.take()
-	}
-	o.pending = kept
-	o.lateBuf = make(map[Window]*Counts)
-	clear(o.last)
-	return s
-}
-
-// Restore gives a snapshot back after its checkpoint failed: counts are
-// added to what arrived since, emitted windows are open again. The
-// operator is then as if Take had not happened, plus the newer records.
-func (o *Operator) Restore(s *Snapshot) {
-	merge := func(dst map[Window]*Counts, src map[Window]*Counts) {
-		for w, c := range src {
-			d := dst[w]
-			if d == nil {
-				dst[w] = c
-				continue
-			}
-			for url, n := range c.All() {
-				d.AddString(url, n)
-			}
-		}
-	}
-	merge(o.pending, s.Pending)
-	merge(o.lateBuf, s.Late)
-	for w, first := range s.Emitted {
-		if cur, ok := o.open[w]; !ok || first < cur {
-			o.open[w] = first
-		}
-	}
-	o.memFrom, o.base, o.heldKeys = s.memFrom, s.base, s.heldKeys
-	if o.dd != nil {
-		o.dd.giveBack(s.Seen, s.dropped)
-	}
-	clear(o.last)
-}
-
-// Stored reports whether the state store may hold counts of window w,
-// which this snapshot emitted (see Operator.Stored).
-func (s *Snapshot) Stored(w Window) bool { return stored(s.memFrom, w, s.Emitted[w]) }
-
-// SlotOf returns the slot of event time t where the state store keeps a
-// sighting of this snapshot. Safe to call concurrently with the operator.
-func (s *Snapshot) SlotOf(t int64) int64 { return s.dd.slotOf(t) }
-
-// Release tells the operator that snapshot s's checkpoint committed and
-// its sightings are in the state store.
-func (o *Operator) Release(s *Snapshot) {
-	if o.dd != nil && s != nil {
-		o.dd.inflight = nil
 	}
 }

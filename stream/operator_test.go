@@ -2,6 +2,7 @@ package stream
 
 import (
 	"fmt"
+	"github.com/clickagg/clickagg/base"
 	"maps"
 	"math/rand/v2"
 	"slices"
@@ -71,7 +72,7 @@ func TestOperatorScenario(t *testing.T) {
 	op := newOp(t, OperatorOptions{Windows: []time.Duration{time.Minute}, OutOfOrder: 10 * time.Second})
 	off := int64(0)
 	process := func(v []byte, recTS int64) Outcome {
-		out := op.Process(Record{Offset: off, TimestampMs: recTS, Value: v})
+		out := op.proc(Record{Offset: off, TimestampMs: recTS, Value: v})
 		off++
 		return out
 	}
@@ -92,60 +93,78 @@ func TestOperatorScenario(t *testing.T) {
 	expect("absurd record timestamp", process([]byte(`{"url":"/c"}`), 12), Outcome{Reason: ReasonTimestampOutOfRange})
 
 	// Checkpoint 1: watermark t0+55s has not closed [t0, t0+60s).
-	p := op.Plan(false)
-	expect("plan 1", fmt.Sprint(p.NextOffset, p.Watermark-t0, p.RestartOffset, len(p.Emit)), fmt.Sprint(6, 55*sec, 0, 0))
-	op.Release(op.Take(p, HoldNone))
+	p := op.Ready(false, HoldNone)
+	expect("checkpoint 1", fmt.Sprint(p.NextOffset, p.Watermark-t0, p.RestartOffset, len(p.Emit)), fmt.Sprint(6, 55*sec, 0, 0))
+	op.Advance(p)
 
 	expect("closes the first window", process(click("/b", t0+75*sec), 0), Outcome{})
 	expect("late for [t0, t0+60s)", process(click("/a", t0+1*sec), 0), Outcome{Late: 1})
 
-	p = op.Plan(false)
-	expect("plan 2 emits", p.Emit, []Window{{Size: minute, Start: t0}})
-	expect("plan 2 restart offset: first pending record of the open window", p.RestartOffset, int64(2))
+	p = op.Ready(false, HoldNone)
+	expect("checkpoint 2 emits: its counts went to the store at checkpoint 1", emitted(p), []string{"0: map[] stored"})
+	expect("checkpoint 2 restart offset: first pending record of the open window", p.RestartOffset, int64(2))
 	var late []string
-	op.LateCounts(func(w Window, c *Counts) { late = append(late, fmt.Sprint(w.Start-t0, c)) })
+	for w, c := range p.Late {
+		late = append(late, fmt.Sprint(w.Start-t0, c))
+	}
 	expect("late counts", late, []string{"0 map[/a:1]"})
-	op.Release(op.Take(p, HoldNone))
-	expect("open after commit", openWindows(op), []string{"60000@2"})
+	expect("open after checkpoint 2", openWindows(p), []string{"60000@2"})
+	expect("store: counts of the open window since checkpoint 1", fmt.Sprint(p.Keep), fmt.Sprintf("map[%v:map[/b:1]]", base.Window{Size: minute, Start: t0 + minute}))
+	op.Advance(p)
 
 	// A flush emits the open window too and moves the restart offset.
-	p = op.Plan(true)
-	expect("flush emits", p.Emit, []Window{{Size: minute, Start: t0 + minute}})
+	p = op.Ready(true, HoldNone)
+	expect("flush emits", emitted(p), []string{"60000: map[] stored"})
 	expect("flush restart offset", p.RestartOffset, p.NextOffset)
+	expect("open after the flush", openWindows(p), []string(nil))
 }
 
-func openWindows(op *Operator) []string {
+// emitted lists a Ready's emissions as "start-t0: pending counts [stored]".
+func emitted(rd *Ready) []string {
 	var out []string
-	op.OpenWindows(func(w Window, first, _ int64) { out = append(out, fmt.Sprintf("%d@%d", w.Start-t0, first)) })
+	for _, e := range rd.Emit {
+		s := fmt.Sprintf("%d: %v", e.Window.Start-t0, e.Counts)
+		if e.Stored {
+			s += " stored"
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// openWindows lists a Ready's registry as "start-t0@first offset".
+func openWindows(rd *Ready) []string {
+	var out []string
+	for w, e := range rd.Open {
+		out = append(out, fmt.Sprintf("%d@%d", w.Start-t0, e.First))
+	}
 	slices.Sort(out)
 	return out
 }
 
 func TestLateDropAndMultipleSizes(t *testing.T) {
 	op := newOp(t, OperatorOptions{Windows: []time.Duration{time.Hour, time.Minute}, Late: LateDrop})
-	op.Process(Record{Offset: 0, Value: click("/a", t0+2*minute)})
+	op.proc(Record{Offset: 0, Value: click("/a", t0+2*minute)})
 	// Late for the minute window only: bit 0 is the smallest size (1m).
-	out := op.Process(Record{Offset: 1, Value: click("/a", t0+30*sec)})
+	out := op.proc(Record{Offset: 1, Value: click("/a", t0+30*sec)})
 	if out.Late != 1 {
 		t.Fatalf("Late = %b, want 1 (the 1m window only)", out.Late)
 	}
-	n := 0
-	op.LateCounts(func(Window, *Counts) { n++ })
-	if n != 0 {
+	if len(op.lateBuf) != 0 {
 		t.Fatal("policy drop kept late counts")
 	}
-	if got := op.Pending(Window{Size: 60 * minute, Start: t0}).Get("/a"); got != 2 {
+	if got := op.pending[base.Window{Size: 60 * minute, Start: t0}].Get("/a"); got != 2 {
 		t.Fatalf("hour window pending = %d, want 2 (the late-for-1m record is on time for 1h)", got)
 	}
 }
 
 func TestControlRecordsAndDuplicatesAdvanceOnly(t *testing.T) {
 	op := newOp(t, OperatorOptions{Windows: []time.Duration{time.Minute}})
-	op.Process(Record{Offset: 0, Value: click("/a", t0)})
-	if out := op.Process(Record{Offset: 0, Value: click("/a", t0)}); !out.Replayed {
+	op.proc(Record{Offset: 0, Value: click("/a", t0)})
+	if out := op.proc(Record{Offset: 0, Value: click("/a", t0)}); !out.Replayed {
 		t.Fatal("a record below the next offset must be ignored")
 	}
-	op.Process(Record{Offset: 5, Control: true})
+	op.proc(Record{Offset: 5, Control: true})
 	if op.NextOffset() != 6 {
 		t.Fatalf("next offset %d after a marker at 5, want 6", op.NextOffset())
 	}
@@ -154,30 +173,32 @@ func TestControlRecordsAndDuplicatesAdvanceOnly(t *testing.T) {
 	}
 }
 
-// harness runs an operator through the checkpoint protocol the way package
-// checkpoint does, with maps standing in for the state store, and records
-// everything it emits.
+// harness runs an operator through checkpoints, writing each Ready into
+// maps that stand in for PostgreSQL and the state store, and records
+// everything it emits. It checks the operator's side of the protocol (what
+// a Ready says to write); package checkpoint's datadriven tests run the
+// same protocol against the real store and database.
 type harness struct {
 	op      *Operator
-	hold    bool                        // Take holds windows (HoldWindows)
-	rng     *rand.Rand                  // non-nil: Take sometimes holds only some (holdArg)
-	store   map[Window]map[string]int64 // counts carried over from earlier checkpoints
-	reg     map[Window][2]int64         // the stored registry: first pending offset, held from (-1: not held)
-	emitted map[string]int64            // window@url -> clicks emitted
+	hold    bool                             // Ready holds windows (HoldWindows)
+	rng     *rand.Rand                       // non-nil: sometimes holds only some (holdArg)
+	store   map[base.Window]map[string]int64 // counts carried over from earlier checkpoints
+	reg     map[base.Window]base.OpenWindow  // the stored registry
+	emitted map[string]int64                 // window@url -> clicks emitted
 	late    map[string]int64
 	totals  map[string]int64
-	pos     [3]int64 // the last checkpoint: next offset, watermark, restart offset
+	pos     base.Position // the last checkpoint
 }
 
-// holdArg is Take's holdUntil: nothing without hold; with hold, every
+// holdArg is Ready's holdUntil: nothing without hold; with hold, every
 // holdable window or, with rng, sometimes only those up to a random one's
-// end, as checkpoint.holdUntil does past its budget.
-func holdArg(op *Operator, p Plan, hold bool, rng *rand.Rand) int64 {
+// end, as the coordinator does past its memory budget.
+func holdArg(op *Operator, flush, hold bool, rng *rand.Rand) int64 {
 	if !hold {
 		return HoldNone
 	}
 	var ends []int64
-	op.Holdable(p, func(end int64, _ int) { ends = append(ends, end) })
+	op.Holdable(flush, func(end int64, _ int) { ends = append(ends, end) })
 	if rng == nil || len(ends) == 0 || rng.IntN(2) == 0 {
 		return HoldAll
 	}
@@ -185,62 +206,55 @@ func holdArg(op *Operator, p Plan, hold bool, rng *rand.Rand) int64 {
 }
 
 func newHarness(op *Operator) *harness {
-	return &harness{op: op, store: map[Window]map[string]int64{}, reg: map[Window][2]int64{},
+	return &harness{op: op, store: map[base.Window]map[string]int64{}, reg: map[base.Window]base.OpenWindow{},
 		emitted: map[string]int64{}, late: map[string]int64{}, totals: map[string]int64{}}
 }
 
 func (h *harness) checkpoint(flush bool) {
-	p := h.op.Plan(flush)
+	rd := h.op.Ready(flush, holdArg(h.op, flush, h.hold, h.rng))
+	h.write(rd)
+	h.op.Advance(rd)
+}
+
+// write applies a Ready: the emission (PostgreSQL) unless replaying, then
+// the state batch.
+func (h *harness) write(rd *Ready) {
 	smallest := h.op.Sizes()[0]
-	emit := func(w Window, url string, n int64) {
+	emit := func(w base.Window, url string, n int64) {
 		h.emitted[fmt.Sprintf("%d/%d@%s", w.Size, w.Start, url)] += n
 		if w.Size == smallest {
 			h.totals[url] += n
 		}
 	}
-	for _, w := range p.Emit {
-		if !h.op.Stored(w) && len(h.store[w]) > 0 {
-			panic(fmt.Sprintf("window %v: not Stored, but the store holds %v", w, h.store[w]))
+	for _, e := range rd.Emit {
+		if !e.Stored && len(h.store[e.Window]) > 0 {
+			panic(fmt.Sprintf("window %v: not Stored, but the store holds %v", e.Window, h.store[e.Window]))
 		}
-		for url, n := range h.store[w] {
-			emit(w, url, n)
+		for url, n := range h.store[e.Window] {
+			emit(e.Window, url, n)
 		}
-		for url, n := range h.op.Pending(w).All() {
-			emit(w, url, n)
+		for url, n := range e.Counts.All() {
+			emit(e.Window, url, n)
 		}
+		delete(h.store, e.Window)
+		delete(h.reg, e.Window)
 	}
-	h.op.LateCounts(func(w Window, c *Counts) {
+	for w, c := range rd.Late {
 		for url, n := range c.All() {
 			emit(w, url, n)
 			h.late[url] += n
 		}
-	})
-	// The state batch, as checkpoint.persist writes it.
-	snap := h.op.Take(p, holdArg(h.op, p, h.hold, h.rng))
-	for w := range snap.Emitted {
-		if !snap.Stored(w) && len(h.store[w]) > 0 {
-			panic(fmt.Sprintf("emitted window %v: not Stored, but the store holds %v", w, h.store[w]))
-		}
-		delete(h.store, w)
-		delete(h.reg, w)
 	}
-	for w, c := range snap.Pending {
-		if _, emitted := snap.Emitted[w]; !emitted {
-			h.addToStore(w, c)
-		}
+	for w, c := range rd.Keep {
+		h.addToStore(w, c)
 	}
-	for w, first := range snap.Open {
-		memFrom, held := snap.Held[w]
-		if !held {
-			memFrom = -1
-		}
-		h.reg[w] = [2]int64{first, memFrom}
+	maps.Copy(h.reg, rd.Open)
+	if !rd.Replaying {
+		h.pos = rd.Position
 	}
-	h.op.Release(snap)
-	h.pos = [3]int64{p.NextOffset, p.Watermark, p.RestartOffset}
 }
 
-func (h *harness) addToStore(w Window, c *Counts) {
+func (h *harness) addToStore(w base.Window, c *Counts) {
 	if h.store[w] == nil {
 		h.store[w] = map[string]int64{}
 	}
@@ -249,26 +263,22 @@ func (h *harness) addToStore(w Window, c *Counts) {
 	}
 }
 
-// spill moves a replaying operator's counts to the store, as
-// checkpoint.spillReplaying does.
+// spill moves a replaying operator's counts to the store, as a checkpoint
+// during a replay does.
 func (h *harness) spill() {
-	h.op.PendingWindows(h.addToStore)
-	h.op.OpenWindows(func(w Window, first, memFrom int64) { h.reg[w] = [2]int64{first, memFrom} })
-	h.op.DropPending()
+	rd := h.op.Ready(false, HoldNone)
+	if !rd.Replaying || len(rd.Emit) > 0 || len(rd.Late) > 0 {
+		panic("a replaying operator's Ready emits")
+	}
+	h.write(rd)
+	h.op.Advance(rd)
 }
 
-// resumeLocal restarts from the stored state, as checkpoint.restoreOne
-// does when the local state matches the checkpoint.
+// resumeLocal restarts from the stored state, as a partition whose local
+// state matches its checkpoint is opened.
 func (h *harness) resumeLocal(opts OperatorOptions) {
 	h.op, _ = NewOperator(opts)
-	open, memFrom := map[Window]int64{}, map[Window]int64{}
-	for w, r := range h.reg {
-		open[w] = r[0]
-		if r[1] >= 0 {
-			memFrom[w] = r[1]
-		}
-	}
-	h.op.Resume(h.pos[0], h.pos[1], open, memFrom)
+	h.op.Resume(h.pos.NextOffset, h.pos.Watermark, maps.Clone(h.reg))
 }
 
 // TestReplayRebuildsExactly checks deterministic emission and rebuild by replay:
@@ -319,7 +329,7 @@ func TestReplayRebuildsExactly(t *testing.T) {
 			// the checkpoint; spillAt >= 0 spills once at that record, and
 			// crash then restores again from the stored state.
 			replay := func(h *harness, spillAt int64, crash func()) {
-				for i := h.op.NextOffset(); i < h.pos[0]; i++ {
+				for i := h.op.NextOffset(); i < h.pos.NextOffset; i++ {
 					if i == spillAt && h.op.Replaying() {
 						h.spill()
 						if crash != nil {
@@ -329,12 +339,12 @@ func TestReplayRebuildsExactly(t *testing.T) {
 							continue
 						}
 					}
-					if out := h.op.Process(recs[i]); !out.Replayed {
+					if out := h.op.proc(recs[i]); !out.Replayed {
 						t.Fatalf("record %d processed live during replay", i)
 					}
 				}
-				if h.op.Replaying() || h.op.NextOffset() != h.pos[0] || h.op.Watermark() != h.pos[1] {
-					t.Fatalf("after replay: replaying %v next %d wm %d, want %d %d", h.op.Replaying(), h.op.NextOffset(), h.op.Watermark(), h.pos[0], h.pos[1])
+				if h.op.Replaying() || h.op.NextOffset() != h.pos.NextOffset || h.op.Watermark() != h.pos.Watermark {
+					t.Fatalf("after replay: replaying %v next %d wm %d, want %d %d", h.op.Replaying(), h.op.NextOffset(), h.op.Watermark(), h.pos.NextOffset, h.pos.Watermark)
 				}
 			}
 			// run crashes after the checkpoints in crashes: the first as v
@@ -354,7 +364,7 @@ func TestReplayRebuildsExactly(t *testing.T) {
 				next := 0
 				for si, s := range steps {
 					for ; next < s.at; next++ {
-						h.op.Process(recs[next])
+						h.op.proc(recs[next])
 					}
 					if s.idle != 0 {
 						h.op.AdvanceWatermark(s.idle)
@@ -363,12 +373,11 @@ func TestReplayRebuildsExactly(t *testing.T) {
 					if s.fail {
 						// A checkpoint that fails after the loop processed
 						// a few more records.
-						p := h.op.Plan(s.flush)
-						snap := h.op.Take(p, holdArg(h.op, p, v.hold && rng.IntN(2) == 0, rng))
+						rd := h.op.Ready(s.flush, holdArg(h.op, s.flush, v.hold && rng.IntN(2) == 0, rng))
 						for end := min(len(recs), next+rng.IntN(50)); next < end; next++ {
-							h.op.Process(recs[next])
+							h.op.proc(recs[next])
 						}
-						h.op.Restore(snap)
+						h.op.Abort(rd)
 					}
 					h.checkpoint(s.flush)
 					nth := slices.Index(crashes, si)
@@ -378,36 +387,35 @@ func TestReplayRebuildsExactly(t *testing.T) {
 					// Some replays spill to the store midway, as checkpoints
 					// during a replay do.
 					spillAt := int64(-1)
-					if h.pos[0] > h.pos[2] && rng.IntN(2) == 0 {
-						spillAt = h.pos[2] + rng.Int64N(h.pos[0]-h.pos[2])
+					if h.pos.NextOffset > h.pos.RestartOffset && rng.IntN(2) == 0 {
+						spillAt = h.pos.RestartOffset + rng.Int64N(h.pos.NextOffset-h.pos.RestartOffset)
 					}
 					if nth == 0 && !v.local {
 						// Crash: lose the operator and the store, keep what
 						// was emitted and the recorded position; rebuild by
-						// replay, moving the counts to the store without
-						// emitting (the checkpoint code does so).
+						// replay (spilling midway as checkpoints during a
+						// replay do); the next checkpoint writes the rest.
 						op2, _ := NewOperator(o)
-						op2.StartReplay(h.pos[2], h.pos[0], h.pos[1])
-						h.op, h.store, h.reg = op2, map[Window]map[string]int64{}, map[Window][2]int64{}
+						op2.StartReplay(h.pos.RestartOffset, h.pos.NextOffset, h.pos.Watermark)
+						h.op, h.store, h.reg = op2, map[base.Window]map[string]int64{}, map[base.Window]base.OpenWindow{}
 						replay(h, spillAt, nil)
-						h.spill()
 						continue
 					}
 					// Crash: lose the operator, keep the store.
 					h.resumeLocal(o)
 					// NB: checkpoints come at most 250 records apart.
-					if n := h.pos[0] - h.op.NextOffset(); v.recs > 0 && n > v.recs+250 {
+					if n := h.pos.NextOffset - h.op.NextOffset(); v.recs > 0 && n > v.recs+250 {
 						t.Fatalf("%s: a local restart replays %d records, more than HoldRecords %d allows", v.name, n, v.recs)
 					}
 					var crash func()
 					if nth == 0 && v.twice && h.op.Replaying() {
-						spillAt = h.op.NextOffset() + rng.Int64N(h.pos[0]-h.op.NextOffset())
+						spillAt = h.op.NextOffset() + rng.Int64N(h.pos.NextOffset-h.op.NextOffset())
 						crash = func() { h.resumeLocal(o) }
 					}
 					replay(h, spillAt, crash)
 				}
 				for ; next < len(recs); next++ {
-					h.op.Process(recs[next])
+					h.op.proc(recs[next])
 				}
 				h.checkpoint(true)
 				return h
@@ -510,7 +518,7 @@ func BenchmarkOperatorProcess(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		op.Process(Record{Offset: int64(i), Value: vals[i%len(vals)]})
+		op.proc(Record{Offset: int64(i), Value: vals[i%len(vals)]})
 	}
 }
 
@@ -526,18 +534,18 @@ func TestReplayKeepsRecordedWatermark(t *testing.T) {
 	live, _ := NewOperator(OperatorOptions{Windows: []time.Duration{time.Minute}, OutOfOrder: 10 * time.Second})
 	live.StartReplay(0, 0, NoWatermark)
 	for _, r := range recs {
-		live.Process(r)
+		live.proc(r)
 	}
-	p := live.Plan(false)
+	p := live.Ready(false, HoldNone)
 	replay, _ := NewOperator(OperatorOptions{Windows: []time.Duration{time.Minute}, OutOfOrder: 2 * time.Second})
 	replay.StartReplay(p.RestartOffset, p.NextOffset, p.Watermark)
 	for _, r := range recs {
-		replay.Process(r)
+		replay.proc(r)
 	}
 	if replay.Watermark() != p.Watermark {
 		t.Fatalf("watermark after replay %d, want the recorded %d", replay.Watermark(), p.Watermark)
 	}
-	if got := replay.Pending(Window{Size: minute, Start: t0}).Get("/a"); got != 2 {
+	if got := replay.pending[base.Window{Size: minute, Start: t0}].Get("/a"); got != 2 {
 		t.Fatalf("rebuilt window holds %d clicks, want 2", got)
 	}
 }
@@ -549,19 +557,19 @@ func TestWatermarkCap(t *testing.T) {
 	op, _ := NewOperator(OperatorOptions{Windows: []time.Duration{time.Minute}})
 	op.StartReplay(0, 0, NoWatermark)
 	op.SetWatermarkCap(NoWatermark) // held until the runner aligns it
-	op.Process(Record{Offset: 0, Value: click("/a", t0+10*sec)})
+	op.proc(Record{Offset: 0, Value: click("/a", t0+10*sec)})
 	if op.Watermark() != NoWatermark || op.OwnWatermark() != t0+10*sec {
 		t.Fatalf("held: watermark %d own %d, want none and %d", op.Watermark(), op.OwnWatermark(), t0+10*sec)
 	}
 	if !op.SetWatermarkCap(t0+5*sec) || op.Watermark() != t0+5*sec {
 		t.Fatalf("cap below own: watermark %d, want the cap %d", op.Watermark(), t0+5*sec)
 	}
-	op.Process(Record{Offset: 1, Value: click("/a", t0+90*sec)})
+	op.proc(Record{Offset: 1, Value: click("/a", t0+90*sec)})
 	if op.Watermark() != t0+5*sec {
 		t.Fatalf("own passed the cap: watermark %d, want the cap %d", op.Watermark(), t0+5*sec)
 	}
-	// Window [t0, t0+1m) is not closed by the capped watermark: on time.
-	if out := op.Process(Record{Offset: 2, Value: click("/b", t0+20*sec)}); out.Late != 0 {
+	// base.Window [t0, t0+1m) is not closed by the capped watermark: on time.
+	if out := op.proc(Record{Offset: 2, Value: click("/b", t0+20*sec)}); out.Late != 0 {
 		t.Fatal("a record the cap keeps on time counted as late")
 	}
 	if op.SetWatermarkCap(t0) || op.Watermark() != t0+5*sec {
@@ -570,7 +578,7 @@ func TestWatermarkCap(t *testing.T) {
 	if !op.SetWatermarkCap(NoCap) || op.Watermark() != t0+90*sec {
 		t.Fatalf("uncapped: watermark %d, want own %d", op.Watermark(), t0+90*sec)
 	}
-	if out := op.Process(Record{Offset: 3, Value: click("/b", t0+30*sec)}); out.Late == 0 {
+	if out := op.proc(Record{Offset: 3, Value: click("/b", t0+30*sec)}); out.Late == 0 {
 		t.Fatal("record of a closed window not late")
 	}
 	op.SetWatermarkCap(t0 + 120*sec)
@@ -583,7 +591,7 @@ func TestWatermarkCap(t *testing.T) {
 	if op.NextOffset() != 100 || op.Watermark() != t0+200*sec {
 		t.Fatalf("skip: next %d watermark %d, want 100 and %d", op.NextOffset(), op.Watermark(), t0+200*sec)
 	}
-	p := op.Plan(false)
+	p := op.Ready(false, HoldNone)
 	replay, _ := NewOperator(OperatorOptions{Windows: []time.Duration{time.Minute}})
 	replay.StartReplay(p.RestartOffset, p.NextOffset, p.Watermark)
 	replay.SetWatermarkCap(NoWatermark)
@@ -599,25 +607,25 @@ func TestSkipToReleasesHeldWindows(t *testing.T) {
 	op, _ := NewOperator(OperatorOptions{Windows: []time.Duration{time.Minute}, HoldWindows: time.Minute})
 	op.StartReplay(0, 0, NoWatermark)
 	for i := range 10 {
-		op.Process(Record{Offset: int64(i), Value: click("/a", t0+int64(i)*sec)})
+		op.proc(Record{Offset: int64(i), Value: click("/a", t0+int64(i)*sec)})
 	}
-	w := Window{Size: minute, Start: t0}
-	if snap := op.Take(op.Plan(false), HoldAll); snap.Held[w] != 0 {
-		t.Fatalf("first checkpoint: held %v, want %v from 0", snap.Held, w)
+	w := base.Window{Size: minute, Start: t0}
+	if rd := op.Ready(false, HoldAll); rd.Open[w].MemFrom != 0 || rd.Keep[w] != nil {
+		t.Fatalf("first checkpoint: registry %v, kept %v; want %v held from 0", rd.Open, rd.Keep, w)
 	}
-	op.Process(Record{Offset: 10, Value: click("/a", t0+20*sec)})
+	op.proc(Record{Offset: 10, Value: click("/a", t0+20*sec)})
 	op.SkipTo(100) // records 11..99 deleted by retention
 	n := 0
-	op.Holdable(op.Plan(false), func(int64, int) { n++ })
-	if snap := op.Take(op.Plan(false), HoldAll); n != 0 || len(snap.Held) != 0 {
-		t.Fatalf("after SkipTo: %d holdable, held %v; want none", n, snap.Held)
+	op.Holdable(false, func(int64, int) { n++ })
+	if rd := op.Ready(false, HoldAll); n != 0 || rd.Open[w].MemFrom != -1 || rd.Keep[w] == nil {
+		t.Fatalf("after SkipTo: %d holdable, registry %v; want none held", n, rd.Open)
 	}
 }
 
-// TestTakeRestoreLosesNothing: a checkpoint that takes the counts, lets
+// TestAbortLosesNothing: a checkpoint that takes the counts, lets
 // processing go on, then fails and gives them back, leaves the operator as
 // if it had never been taken; emissions stay exact.
-func TestTakeRestoreLosesNothing(t *testing.T) {
+func TestAbortLosesNothing(t *testing.T) {
 	for seed := range uint64(20) {
 		rng := rand.New(rand.NewPCG(seed, 11))
 		recs := randomRecords(rng, 2000)
@@ -633,15 +641,15 @@ func TestTakeRestoreLosesNothing(t *testing.T) {
 		for i := 0; i < len(recs); {
 			// Process a stretch, then either checkpoint or fail one.
 			for end := min(len(recs), i+1+rng.IntN(150)); i < end; i++ {
-				h.op.Process(recs[i])
+				h.op.proc(recs[i])
 			}
 			if rng.IntN(3) == 0 {
-				p := h.op.Plan(rng.IntN(4) == 0)
-				snap := h.op.Take(p, holdArg(h.op, p, h.hold, rng))
+				flush := rng.IntN(4) == 0
+				rd := h.op.Ready(flush, holdArg(h.op, flush, h.hold, rng))
 				for end := min(len(recs), i+rng.IntN(80)); i < end; i++ {
-					h.op.Process(recs[i]) // processing while the job runs
+					h.op.proc(recs[i]) // processing while the job runs
 				}
-				h.op.Restore(snap) // the job failed
+				h.op.Abort(rd) // the job failed
 				continue
 			}
 			h.checkpoint(rng.IntN(6) == 0)
@@ -668,7 +676,7 @@ func TestSkewAgainstRecordTimestamp(t *testing.T) {
 		{rec - 24*60*minute - 1, ReasonTimestampBehind},
 	}
 	for i, c := range cases {
-		out := op.Process(Record{Offset: int64(i), TimestampMs: rec, Value: click("/a", c.ts)})
+		out := op.proc(Record{Offset: int64(i), TimestampMs: rec, Value: click("/a", c.ts)})
 		if out.Reason != c.want {
 			t.Errorf("ts %+d ms from the record: reason %v, want %v", c.ts-rec, out.Reason, c.want)
 		}
@@ -678,7 +686,7 @@ func TestSkewAgainstRecordTimestamp(t *testing.T) {
 		t.Fatalf("watermark %d, want %d (from the last accepted event)", wm-t0, rec+60*minute-t0)
 	}
 	// Without a ts the record timestamp is the event time: never skewed.
-	if out := op.Process(Record{Offset: 10, TimestampMs: rec, Value: []byte(`{"url":"/b"}`)}); out.Reason != ReasonNone {
+	if out := op.proc(Record{Offset: 10, TimestampMs: rec, Value: []byte(`{"url":"/b"}`)}); out.Reason != ReasonNone {
 		t.Fatalf("no ts: %v", out.Reason)
 	}
 }
@@ -742,20 +750,20 @@ func TestCountsAgainstMap(t *testing.T) {
 // checkpoint, and EndReplay gives up a replay whose records are gone.
 func TestResumeHeldWindows(t *testing.T) {
 	opts := OperatorOptions{Windows: []time.Duration{time.Minute}, HoldWindows: time.Minute}
-	w1, w2 := Window{Size: minute, Start: t0}, Window{Size: minute, Start: t0 + minute}
+	w1, w2 := base.Window{Size: minute, Start: t0}, base.Window{Size: minute, Start: t0 + minute}
 	op := newOp(t, opts)
-	op.Resume(100, t0, map[Window]int64{w1: 40, w2: 70}, map[Window]int64{w1: 60, w2: 100})
+	op.Resume(100, t0, map[base.Window]base.OpenWindow{w1: {First: 40, MemFrom: 60}, w2: {First: 70, MemFrom: 100}})
 	if !op.Replaying() || op.NextOffset() != 60 || op.ReplayUntil() != 100 {
 		t.Fatalf("replaying %v from %d until %d, want from 60 until 100", op.Replaying(), op.NextOffset(), op.ReplayUntil())
 	}
-	if !op.Stored(w2) {
+	if !stored(op.memFrom, w2, op.open[w2]) {
 		t.Fatal("a held offset at the checkpoint must leave the window stored")
 	}
 	op.EndReplay()
 	if op.Replaying() || op.NextOffset() != 100 {
 		t.Fatalf("after EndReplay: replaying %v, next %d; want live at 100", op.Replaying(), op.NextOffset())
 	}
-	op.Resume(100, t0, map[Window]int64{w2: 70}, map[Window]int64{w2: 100})
+	op.Resume(100, t0, map[base.Window]base.OpenWindow{w2: {First: 70, MemFrom: 100}})
 	if op.Replaying() || op.NextOffset() != 100 {
 		t.Fatalf("nothing held below the checkpoint: replaying %v, next %d; want live at 100", op.Replaying(), op.NextOffset())
 	}
@@ -808,4 +816,13 @@ func BenchmarkCountsSorted(b *testing.B) {
 			n++
 		}
 	}
+}
+
+// proc is Process for tests whose operators have no store to fail.
+func (o *Operator) proc(r Record) Outcome {
+	out, err := o.Process(r)
+	if err != nil {
+		panic(err)
+	}
+	return out
 }

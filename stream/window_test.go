@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"github.com/clickagg/clickagg/base"
 	"testing"
 	"time"
 )
@@ -47,7 +48,7 @@ func TestAssignProperties(t *testing.T) {
 }
 
 func TestWindowClosedBy(t *testing.T) {
-	w := Window{Size: 60_000, Start: 120_000}
+	w := base.Window{Size: 60_000, Start: 120_000}
 	cases := []struct {
 		wm   int64
 		want bool
@@ -83,7 +84,7 @@ func TestNextWatermark(t *testing.T) {
 }
 
 func TestWindowString(t *testing.T) {
-	w := Window{Size: 60_000, Start: 1767225600000}
+	w := base.Window{Size: 60_000, Start: 1767225600000}
 	if got, want := w.String(), "1m0s@2026-01-01T00:00:00Z"; got != want {
 		t.Fatalf("String() = %q, want %q", got, want)
 	}
