@@ -1,0 +1,261 @@
+package stream
+
+// JSON scanning for Decode: the scanner that validates one record in a
+// single pass without building any values (objects, arrays, literals,
+// numbers, the nesting limit), and the bookkeeping that remembers where the
+// top-level "url", "ts" and "id" values lie in the input. Strings, being the
+// hot path, have their own file: decode_string.go.
+
+// maxDepth is the deepest nesting of objects and arrays accepted; the
+// top-level object counts as depth 1.
+const maxDepth = 512
+
+// valueKind classifies a scanned JSON value.
+type valueKind uint8
+
+const (
+	kindAbsent        valueKind = iota // key not present
+	kindString                         // string without escapes
+	kindEscapedString                  // string containing backslash escapes
+	kindInt                            // number literal without fraction or exponent
+	kindFloat                          // number literal with fraction or exponent
+	kindNull
+	kindOther // true, false, object, array
+)
+
+// field records where a top-level value lies in the input. For strings the
+// span excludes the quotes.
+type field struct {
+	start, end int
+	kind       valueKind
+}
+
+func (f field) bytes(data []byte) []byte { return data[f.start:f.end:f.end] }
+
+// topFields holds the last occurrence of each top-level key we care about.
+type topFields struct {
+	url, ts, id field
+}
+
+// lookup returns the slot for a top-level key, or nil for an ignored key.
+// raw is the key's undecoded contents.
+func (f *topFields) lookup(raw []byte, escaped bool) *field {
+	if escaped {
+		// An escape encodes at least one byte in at most 6 (12 for a
+		// surrogate pair, which encodes 4), so a key longer than 6*3 bytes
+		// cannot decode to "url", "ts" or "id".
+		if len(raw) > 18 {
+			return nil
+		}
+		var buf [18]byte
+		raw = appendUnescaped(buf[:0], raw)
+	}
+	switch string(raw) {
+	case "url":
+		return &f.url
+	case "ts":
+		return &f.ts
+	case "id":
+		return &f.id
+	}
+	return nil
+}
+
+// scanner validates JSON. Its scan methods take the index of the first byte
+// of a construct and return the index just past it, or -1 after recording
+// the first problem in err.
+type scanner struct {
+	data []byte
+	err  Reason
+}
+
+func (s *scanner) fail(r Reason) int {
+	if s.err == ReasonNone {
+		s.err = r
+	}
+	return -1
+}
+
+func skipWS(data []byte, i int) int {
+	for i < len(data) {
+		switch data[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// scanValue scans any JSON value starting at i, inside a container at depth.
+func (s *scanner) scanValue(i, depth int) (int, valueKind) {
+	data := s.data
+	if i >= len(data) {
+		return s.fail(ReasonInvalidJSON), 0
+	}
+	switch c := data[i]; c {
+	case '"':
+		end, escaped := s.scanString(i + 1)
+		if end < 0 {
+			return -1, 0
+		}
+		if escaped {
+			return end + 1, kindEscapedString
+		}
+		return end + 1, kindString
+	case '{':
+		return s.scanObject(i, depth+1, nil), kindOther
+	case '[':
+		return s.scanArray(i, depth+1), kindOther
+	case 't':
+		return s.scanLiteral(i, "true"), kindOther
+	case 'f':
+		return s.scanLiteral(i, "false"), kindOther
+	case 'n':
+		return s.scanLiteral(i, "null"), kindNull
+	default:
+		if c == '-' || (c >= '0' && c <= '9') {
+			return s.scanNumber(i)
+		}
+		return s.fail(ReasonInvalidJSON), 0
+	}
+}
+
+// scanObject scans the object at i (data[i] == '{'). When top is non-nil the
+// object is the record itself and the url/ts/id values are recorded in top.
+func (s *scanner) scanObject(i, depth int, top *topFields) int {
+	if depth > maxDepth {
+		return s.fail(ReasonInvalidJSON)
+	}
+	data := s.data
+	i = skipWS(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return i + 1
+	}
+	for {
+		if i >= len(data) || data[i] != '"' {
+			return s.fail(ReasonInvalidJSON)
+		}
+		keyEnd, keyEscaped := s.scanString(i + 1)
+		if keyEnd < 0 {
+			return -1
+		}
+		var slot *field
+		if top != nil {
+			slot = top.lookup(data[i+1:keyEnd], keyEscaped)
+		}
+		i = skipWS(data, keyEnd+1)
+		if i >= len(data) || data[i] != ':' {
+			return s.fail(ReasonInvalidJSON)
+		}
+		i = skipWS(data, i+1)
+		start := i
+		end, kind := s.scanValue(i, depth)
+		if end < 0 {
+			return -1
+		}
+		if slot != nil {
+			if kind == kindString || kind == kindEscapedString {
+				*slot = field{start: start + 1, end: end - 1, kind: kind}
+			} else {
+				*slot = field{start: start, end: end, kind: kind}
+			}
+		}
+		i = skipWS(data, end)
+		if i >= len(data) {
+			return s.fail(ReasonInvalidJSON)
+		}
+		switch data[i] {
+		case ',':
+			i = skipWS(data, i+1)
+		case '}':
+			return i + 1
+		default:
+			return s.fail(ReasonInvalidJSON)
+		}
+	}
+}
+
+// scanArray scans the array at i (data[i] == '[').
+func (s *scanner) scanArray(i, depth int) int {
+	if depth > maxDepth {
+		return s.fail(ReasonInvalidJSON)
+	}
+	data := s.data
+	i = skipWS(data, i+1)
+	if i < len(data) && data[i] == ']' {
+		return i + 1
+	}
+	for {
+		end, _ := s.scanValue(i, depth)
+		if end < 0 {
+			return -1
+		}
+		i = skipWS(data, end)
+		if i >= len(data) {
+			return s.fail(ReasonInvalidJSON)
+		}
+		switch data[i] {
+		case ',':
+			i = skipWS(data, i+1)
+		case ']':
+			return i + 1
+		default:
+			return s.fail(ReasonInvalidJSON)
+		}
+	}
+}
+
+func (s *scanner) scanLiteral(i int, lit string) int {
+	if len(s.data)-i < len(lit) || string(s.data[i:i+len(lit)]) != lit {
+		return s.fail(ReasonInvalidJSON)
+	}
+	return i + len(lit)
+}
+
+// scanNumber scans a number per RFC 8259 and reports whether it is an
+// integer literal (no fraction, no exponent).
+func (s *scanner) scanNumber(i int) (int, valueKind) {
+	data := s.data
+	if data[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(data) && data[i] == '0':
+		i++
+	case i < len(data) && data[i] >= '1' && data[i] <= '9':
+		i = skipDigits(data, i+1)
+	default:
+		return s.fail(ReasonInvalidJSON), 0
+	}
+	kind := kindInt
+	if i < len(data) && data[i] == '.' {
+		kind = kindFloat
+		j := skipDigits(data, i+1)
+		if j == i+1 {
+			return s.fail(ReasonInvalidJSON), 0
+		}
+		i = j
+	}
+	if i < len(data) && (data[i] == 'e' || data[i] == 'E') {
+		kind = kindFloat
+		i++
+		if i < len(data) && (data[i] == '+' || data[i] == '-') {
+			i++
+		}
+		j := skipDigits(data, i)
+		if j == i {
+			return s.fail(ReasonInvalidJSON), 0
+		}
+		i = j
+	}
+	return i, kind
+}
+
+func skipDigits(data []byte, i int) int {
+	for i < len(data) && data[i] >= '0' && data[i] <= '9' {
+		i++
+	}
+	return i
+}

@@ -1,0 +1,188 @@
+package stream
+
+// JSON strings for Decode: scanString, which skips plain bytes eight at a
+// time (SWAR, see specialBytes) and validates UTF-8 and escape sequences
+// (including surrogate pairs), and appendUnescaped, which decodes a
+// validated string's escapes into the Decoder's scratch buffer.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math/bits"
+	"unicode/utf8"
+)
+
+// plainByte marks the bytes that may appear unescaped in a string and need
+// no further checking: printable ASCII other than '"' and '\\'.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// scanString scans string contents starting at i (just past the opening
+// quote). It returns the index of the closing quote and whether the string
+// contains escapes.
+func (s *scanner) scanString(i int) (int, bool) {
+	data := s.data
+	escaped := false
+	for i < len(data) {
+		// Skip plain bytes eight at a time; stop at the first byte that
+		// needs a look.
+		for i+8 <= len(data) {
+			m := specialBytes(binary.LittleEndian.Uint64(data[i:]))
+			if m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			i += 8
+		}
+		if i == len(data) {
+			break
+		}
+		c := data[i]
+		if plainByte[c] {
+			i++
+			continue
+		}
+		switch {
+		case c == '"':
+			return i, escaped
+		case c == '\\':
+			escaped = true
+			if i = s.scanEscape(i); i < 0 {
+				return -1, false
+			}
+		case c < 0x20:
+			return s.fail(ReasonInvalidJSON), false
+		default:
+			r, size := utf8.DecodeRune(data[i:])
+			if r == utf8.RuneError && size == 1 {
+				return s.fail(ReasonInvalidUTF8), false
+			}
+			i += size
+		}
+	}
+	return s.fail(ReasonInvalidJSON), false
+}
+
+const (
+	ones8 = 0x0101010101010101
+	high8 = 0x8080808080808080
+)
+
+// specialBytes returns x (eight bytes, little-endian) with the high bit of
+// every byte that is not plainByte set, and possibly of bytes after the
+// first such one (a borrow carries upwards only from a flagged byte), so
+// its lowest set bit always marks the first special byte exactly.
+func specialBytes(x uint64) uint64 {
+	q := x ^ (ones8 * '"')
+	b := x ^ (ones8 * '\\')
+	// NB: for a byte in [0x20, 0x80) other than '"' and '\\', q and b are
+	// in [1, 0x80) and the byte minus 0x20 is in [0, 0x60): no high bit
+	// and no borrow. A byte >= 0x80 sets its own high bit through x.
+	return ((q - ones8) | (b - ones8) | (x - ones8*0x20) | x) & high8
+}
+
+// scanEscape validates the escape sequence at i (data[i] == '\\'). A \u
+// escape for a high surrogate must be followed by one for a low surrogate;
+// any other use of surrogates is invalid UTF-8.
+func (s *scanner) scanEscape(i int) int {
+	data := s.data
+	if i+1 >= len(data) {
+		return s.fail(ReasonInvalidJSON)
+	}
+	switch data[i+1] {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		return i + 2
+	case 'u':
+	default:
+		return s.fail(ReasonInvalidJSON)
+	}
+	r, ok := hex4(data, i+2)
+	if !ok {
+		return s.fail(ReasonInvalidJSON)
+	}
+	i += 6
+	switch {
+	case r < 0xD800 || r >= 0xE000:
+		return i
+	case r >= 0xDC00: // lone low surrogate
+		return s.fail(ReasonInvalidUTF8)
+	}
+	if i+1 < len(data) && data[i] == '\\' && data[i+1] == 'u' {
+		r2, ok := hex4(data, i+2)
+		if !ok {
+			return s.fail(ReasonInvalidJSON)
+		}
+		if r2 >= 0xDC00 && r2 < 0xE000 {
+			return i + 6
+		}
+	}
+	return s.fail(ReasonInvalidUTF8)
+}
+
+// hex4 decodes the four hex digits at data[i:i+4].
+func hex4(data []byte, i int) (rune, bool) {
+	if len(data)-i < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range data[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
+// appendUnescaped appends the decoded form of string contents that
+// scanString has already validated.
+func appendUnescaped(dst, raw []byte) []byte {
+	for len(raw) > 0 {
+		i := bytes.IndexByte(raw, '\\')
+		if i < 0 {
+			return append(dst, raw...)
+		}
+		dst = append(dst, raw[:i]...)
+		raw = raw[i:]
+		if len(raw) < 2 {
+			return dst // unreachable for validated input
+		}
+		c := raw[1]
+		raw = raw[2:]
+		switch c {
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r, _ := hex4(raw, 0)
+			raw = raw[min(4, len(raw)):]
+			if r >= 0xD800 && r < 0xDC00 && len(raw) >= 6 {
+				r2, _ := hex4(raw, 2)
+				r = 0x10000 + (r-0xD800)<<10 + (r2 - 0xDC00)
+				raw = raw[6:]
+			}
+			dst = utf8.AppendRune(dst, r)
+		default: // '"', '\\', '/'
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
