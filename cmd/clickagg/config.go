@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clickagg/clickagg/checkpoint"
 	"github.com/clickagg/clickagg/sink"
 	"github.com/clickagg/clickagg/stream"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -533,6 +534,34 @@ func (c *Config) kafkaOptions(clientID string, log *zap.Logger) stream.KafkaOpti
 			KeyFile: c.Kafka.TLS.KeyFile, ServerName: c.Kafka.TLS.ServerName, InsecureSkipVerify: c.Kafka.TLS.InsecureSkipVerify,
 		},
 		SASL: stream.SASLOptions{Mechanism: c.Kafka.SASL.Mechanism, Username: c.Kafka.SASL.Username, Password: c.Kafka.SASL.Password},
+	}
+}
+
+// pipelineOptions returns the options `run` gives the pipeline.
+func (c *Config) pipelineOptions(clientID string, log *zap.Logger, metrics *checkpoint.Metrics) checkpoint.Options {
+	return checkpoint.Options{
+		Kafka: c.kafkaOptions(clientID, log),
+		Consumer: stream.ConsumerOptions{
+			Topic: c.Topic, Group: c.Group, SessionTimeout: c.SessionTimeout.D(), InstanceID: c.InstanceID,
+		},
+		Operator: stream.OperatorOptions{
+			Windows: c.windows, OutOfOrder: c.OutOfOrderness.D(), Late: c.late, MaxURLBytes: c.MaxURLBytes,
+			MaxFutureSkew: c.MaxFutureSkew.D(), MaxPastSkew: c.MaxPastSkew.D(),
+			DedupWindow: c.Dedup.Window.D(), DedupKeyed: c.Dedup.Scope == "global",
+			NormalizeURLs: c.URL.Normalize, HoldWindows: c.HoldWindows.D(),
+		},
+		CheckpointInterval: c.CheckpointInterval.D(),
+		EarlyInterval:      c.Emit.EarlyInterval.D(),
+		IdleTimeout:        c.IdleTimeout.D(),
+		AlignWatermarks:    c.AlignWatermarks,
+		ExitWhenIdle:       c.ExitWhenIdle.D(),
+		StartOffset:        c.StartOffset,
+		DeadLetterTopic:    c.DeadLetter.Topic,
+		ShutdownTimeout:    c.ShutdownTimeout.D(),
+		StallTimeout:       c.StallTimeout.D(),
+		SpillDir:           c.StateDir,
+		Logger:             log,
+		Metrics:            metrics,
 	}
 }
 

@@ -19,7 +19,6 @@ import (
 	"github.com/clickagg/clickagg/checkpoint"
 	"github.com/clickagg/clickagg/sink"
 	"github.com/clickagg/clickagg/state"
-	"github.com/clickagg/clickagg/stream"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -111,30 +110,7 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := checkpoint.NewMetrics(reg)
 	hostname, _ := os.Hostname()
-	popts := checkpoint.Options{
-		Kafka: cfg.kafkaOptions("clickagg-"+hostname, log),
-		Consumer: stream.ConsumerOptions{
-			Topic: cfg.Topic, Group: cfg.Group, SessionTimeout: cfg.SessionTimeout.D(), InstanceID: cfg.InstanceID,
-		},
-		Operator: stream.OperatorOptions{
-			Windows: cfg.windows, OutOfOrder: cfg.OutOfOrderness.D(), Late: cfg.late, MaxURLBytes: cfg.MaxURLBytes,
-			MaxFutureSkew: cfg.MaxFutureSkew.D(), MaxPastSkew: cfg.MaxPastSkew.D(),
-			DedupWindow: cfg.Dedup.Window.D(), DedupKeyed: cfg.Dedup.Scope == "global",
-			NormalizeURLs: cfg.URL.Normalize, HoldWindows: cfg.HoldWindows.D(),
-		},
-		CheckpointInterval: cfg.CheckpointInterval.D(),
-		EarlyInterval:      cfg.Emit.EarlyInterval.D(),
-		IdleTimeout:        cfg.IdleTimeout.D(),
-		AlignWatermarks:    cfg.AlignWatermarks,
-		ExitWhenIdle:       cfg.ExitWhenIdle.D(),
-		StartOffset:        cfg.StartOffset,
-		DeadLetterTopic:    cfg.DeadLetter.Topic,
-		ShutdownTimeout:    cfg.ShutdownTimeout.D(),
-		StallTimeout:       cfg.StallTimeout.D(),
-		SpillDir:           cfg.StateDir,
-		Logger:             log,
-		Metrics:            metrics,
-	}
+	popts := cfg.pipelineOptions("clickagg-"+hostname, log, metrics)
 	if err := checkpoint.ValidateOptions(popts); err != nil {
 		return badConfig("%v", err)
 	}
