@@ -110,10 +110,9 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := checkpoint.NewMetrics(reg)
 	hostname, _ := os.Hostname()
+	// NB: load validated these options already (Config.finish), before
+	// any connection.
 	popts := cfg.pipelineOptions("clickagg-"+hostname, log, metrics)
-	if err := checkpoint.ValidateOptions(popts); err != nil {
-		return badConfig("%v", err)
-	}
 	stores := newStateStore(state.Options{Dir: cfg.StateDir, PointLookups: cfg.Dedup.Window > 0,
 		LongWindows: slices.Max(cfg.windows) >= time.Hour}, checkpoint.StateIdentity(popts), log, reg)
 	store, err := stores.open(ctx)
