@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/clickagg/clickagg/checkpoint"
+	"github.com/clickagg/clickagg/internal/backoff"
 	"github.com/clickagg/clickagg/sink"
 	"github.com/clickagg/clickagg/state"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -87,7 +88,8 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 	defer pool.Close()
 	// NB: PostgreSQL may come up after us (a pod starting with its
 	// database); wait for it rather than crash-loop.
-	for backoff := 200 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+	wait := backoff.Backoff{Base: 200 * time.Millisecond, Max: 5 * time.Second}
+	for {
 		err := migrate(ctx, pool, cfg.PostgresSchema, log)
 		if err == nil {
 			break
@@ -95,11 +97,9 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 		if !sink.Retryable(err) || ctx.Err() != nil {
 			return err
 		}
-		log.Warn("postgres unavailable at start; retrying", zap.Duration("backoff", backoff), zap.Error(err))
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
+		log.Warn("postgres unavailable at start; retrying", zap.Int("retry", wait.Attempts()+1), zap.Error(err))
+		if err := wait.Wait(ctx); err != nil {
+			return err
 		}
 	}
 	w, err := sink.NewWriter(pool, sink.Options{Schema: cfg.PostgresSchema, Group: cfg.Group, Topic: cfg.Topic})
