@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clickagg/clickagg/checkpoint"
 	"github.com/clickagg/clickagg/sink"
 	"github.com/clickagg/clickagg/stream"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -421,43 +422,48 @@ func (c *Config) finish() error {
 	if err := sink.ValidateSchemaName(c.PostgresSchema); err != nil {
 		return badConfig("postgres_schema: %v", err)
 	}
+	// Only the syntax here: the rules on windows are the pipeline's (below).
 	c.windows = c.windows[:0]
 	for _, w := range c.Windows {
 		d, err := time.ParseDuration(w)
 		if err != nil {
 			return badConfig("windows: %q is not a duration (like 1m, 1h)", w)
 		}
-		if d < time.Second {
-			return badConfig("windows: window %s: must be at least 1s", w)
-		}
-		if d%time.Millisecond != 0 {
-			return badConfig("windows: window %s: must be a whole number of milliseconds", w)
-		}
-		if slices.Contains(c.windows, d) {
-			return badConfig("windows: %s appears twice", w)
-		}
 		c.windows = append(c.windows, d)
 	}
-	if len(c.windows) > stream.MaxWindows {
-		return badConfig("windows: at most %d sizes", stream.MaxWindows)
+	switch c.Dedup.Scope {
+	case "":
+		c.Dedup.Scope = "partition"
+	case "partition", "global":
+	default:
+		return badConfig("dedup.scope %q: must be partition or global", c.Dedup.Scope)
 	}
+	late, err := stream.ParseLatePolicy(c.Late.Policy)
+	if err != nil {
+		return badConfig("late.policy: %v", err)
+	}
+	c.late = late
+
+	// The pipeline's own check of its options (windows, intervals,
+	// start_offset, max_url_bytes, skews, dedup.window, hold_windows...):
+	// the one source of those rules.
+	if err := checkpoint.ValidateOptions(c.pipelineOptions("check", nil, nil)); err != nil {
+		return badConfig("%s", c.settingError(err))
+	}
+
+	// What the pipeline leaves to its caller.
 	checks := []struct {
 		name string
 		d    Duration
 		min  time.Duration
 	}{
-		{"checkpoint_interval", c.CheckpointInterval, 10 * time.Millisecond},
-		{"checkpoint_stall_timeout", c.StallTimeout, 0},
-		{"out_of_orderness", c.OutOfOrderness, 0},
+		// NB: the pipeline takes a negative interval for off and bounds
+		// neither the session nor the shutdown timeout.
 		{"idle_timeout", c.IdleTimeout, 0},
 		{"session_timeout", c.SessionTimeout, time.Second},
 		{"exit_when_idle", c.ExitWhenIdle, 0},
 		{"emit.early_interval", c.Emit.EarlyInterval, 0},
 		{"shutdown_timeout", c.ShutdownTimeout, time.Second},
-		{"max_future_skew", c.MaxFutureSkew, 0},
-		{"max_past_skew", c.MaxPastSkew, 0},
-		{"dedup.window", c.Dedup.Window, 0},
-		{"hold_windows", c.HoldWindows, 0},
 	}
 	for _, ck := range checks {
 		if ck.d.D() < ck.min {
@@ -467,33 +473,17 @@ func (c *Config) finish() error {
 			return badConfig("%s %s: must be at least %s", ck.name, ck.d.D(), ck.min)
 		}
 	}
-	if c.StartOffset != "earliest" && c.StartOffset != "latest" {
-		return badConfig("start_offset %q: must be earliest or latest", c.StartOffset)
-	}
-	if c.MaxURLBytes < 1 || c.MaxURLBytes > sink.MaxURLBytes {
-		return badConfig("max_url_bytes %d: must be between 1 and %d (the longest URL PostgreSQL's index on url_clicks holds)", c.MaxURLBytes, sink.MaxURLBytes)
-	}
-	switch c.Dedup.Scope {
-	case "":
-		c.Dedup.Scope = "partition"
-	case "partition", "global":
-	default:
-		return badConfig("dedup.scope %q: must be partition or global", c.Dedup.Scope)
-	}
 	if w := c.Dedup.Window.D(); w > 0 && w%time.Millisecond != 0 {
+		// NB: the operator keeps whole milliseconds and would truncate.
 		return badConfig("dedup.window %s: must be a whole number of milliseconds", w)
 	}
-	late, err := stream.ParseLatePolicy(c.Late.Policy)
-	if err != nil {
-		return badConfig("late.policy: %v", err)
-	}
-	c.late = late
 	if late == stream.LateDeadLetter && c.DeadLetter.Topic == "" {
 		return badConfig("late.policy dead-letter: needs dead_letter.topic")
 	}
 	if late == stream.LateDeadLetter && c.AlignWatermarks {
 		// NB: reachable only when set explicitly (the default is false
-		// then): see checkpoint.Options.AlignWatermarks.
+		// then): the pipeline would ignore it silently, see
+		// checkpoint.Options.AlignWatermarks.
 		return badConfig("align_watermarks: cannot be used with late.policy dead-letter (a late record's fate would depend on other partitions' timing)")
 	}
 	if c.DeadLetter.Topic != "" && c.DeadLetter.Topic == c.Topic {
@@ -533,6 +523,63 @@ func (c *Config) kafkaOptions(clientID string, log *zap.Logger) stream.KafkaOpti
 			KeyFile: c.Kafka.TLS.KeyFile, ServerName: c.Kafka.TLS.ServerName, InsecureSkipVerify: c.Kafka.TLS.InsecureSkipVerify,
 		},
 		SASL: stream.SASLOptions{Mechanism: c.Kafka.SASL.Mechanism, Username: c.Kafka.SASL.Username, Password: c.Kafka.SASL.Password},
+	}
+}
+
+// settingNames maps the field names of the pipeline's option errors to
+// the configuration keys a user writes.
+var settingNames = []struct{ field, key string }{
+	{"window ", "windows: window "},
+	{"out-of-orderness ", "out_of_orderness "},
+	{"max URL bytes ", "max_url_bytes "},
+	{"dedup window ", "dedup.window "},
+	{"hold windows ", "hold_windows "},
+	{"checkpoint interval ", "checkpoint_interval "},
+	{"stall timeout ", "checkpoint_stall_timeout "},
+	{"start offset ", "start_offset "},
+}
+
+// settingError is err, an error of checkpoint.ValidateOptions, on one line
+// and naming the setting.
+func (c *Config) settingError(err error) string {
+	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+	if rest, ok := strings.CutPrefix(msg, "max future/past skew:"); ok {
+		// NB: one error for both: show both values.
+		return fmt.Sprintf("max_future_skew %s, max_past_skew %s:%s", c.MaxFutureSkew.D(), c.MaxPastSkew.D(), rest)
+	}
+	for _, n := range settingNames {
+		if rest, ok := strings.CutPrefix(msg, n.field); ok {
+			return n.key + rest
+		}
+	}
+	return msg
+}
+
+// pipelineOptions returns the options `run` gives the pipeline.
+func (c *Config) pipelineOptions(clientID string, log *zap.Logger, metrics *checkpoint.Metrics) checkpoint.Options {
+	return checkpoint.Options{
+		Kafka: c.kafkaOptions(clientID, log),
+		Consumer: stream.ConsumerOptions{
+			Topic: c.Topic, Group: c.Group, SessionTimeout: c.SessionTimeout.D(), InstanceID: c.InstanceID,
+		},
+		Operator: stream.OperatorOptions{
+			Windows: c.windows, OutOfOrder: c.OutOfOrderness.D(), Late: c.late, MaxURLBytes: c.MaxURLBytes,
+			MaxFutureSkew: c.MaxFutureSkew.D(), MaxPastSkew: c.MaxPastSkew.D(),
+			DedupWindow: c.Dedup.Window.D(), DedupKeyed: c.Dedup.Scope == "global",
+			NormalizeURLs: c.URL.Normalize, HoldWindows: c.HoldWindows.D(),
+		},
+		CheckpointInterval: c.CheckpointInterval.D(),
+		EarlyInterval:      c.Emit.EarlyInterval.D(),
+		IdleTimeout:        c.IdleTimeout.D(),
+		AlignWatermarks:    c.AlignWatermarks,
+		ExitWhenIdle:       c.ExitWhenIdle.D(),
+		StartOffset:        c.StartOffset,
+		DeadLetterTopic:    c.DeadLetter.Topic,
+		ShutdownTimeout:    c.ShutdownTimeout.D(),
+		StallTimeout:       c.StallTimeout.D(),
+		SpillDir:           c.StateDir,
+		Logger:             log,
+		Metrics:            metrics,
 	}
 }
 

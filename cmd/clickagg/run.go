@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/clickagg/clickagg/checkpoint"
+	"github.com/clickagg/clickagg/internal/backoff"
 	"github.com/clickagg/clickagg/sink"
 	"github.com/clickagg/clickagg/state"
-	"github.com/clickagg/clickagg/stream"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -88,7 +88,8 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 	defer pool.Close()
 	// NB: PostgreSQL may come up after us (a pod starting with its
 	// database); wait for it rather than crash-loop.
-	for backoff := 200 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+	wait := backoff.Backoff{Base: 200 * time.Millisecond, Max: 5 * time.Second}
+	for {
 		err := migrate(ctx, pool, cfg.PostgresSchema, log)
 		if err == nil {
 			break
@@ -96,11 +97,9 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 		if !sink.Retryable(err) || ctx.Err() != nil {
 			return err
 		}
-		log.Warn("postgres unavailable at start; retrying", zap.Duration("backoff", backoff), zap.Error(err))
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
+		log.Warn("postgres unavailable at start; retrying", zap.Int("retry", wait.Attempts()+1), zap.Error(err))
+		if err := wait.Wait(ctx); err != nil {
+			return err
 		}
 	}
 	w, err := sink.NewWriter(pool, sink.Options{Schema: cfg.PostgresSchema, Group: cfg.Group, Topic: cfg.Topic})
@@ -111,33 +110,9 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := checkpoint.NewMetrics(reg)
 	hostname, _ := os.Hostname()
-	popts := checkpoint.Options{
-		Kafka: cfg.kafkaOptions("clickagg-"+hostname, log),
-		Consumer: stream.ConsumerOptions{
-			Topic: cfg.Topic, Group: cfg.Group, SessionTimeout: cfg.SessionTimeout.D(), InstanceID: cfg.InstanceID,
-		},
-		Operator: stream.OperatorOptions{
-			Windows: cfg.windows, OutOfOrder: cfg.OutOfOrderness.D(), Late: cfg.late, MaxURLBytes: cfg.MaxURLBytes,
-			MaxFutureSkew: cfg.MaxFutureSkew.D(), MaxPastSkew: cfg.MaxPastSkew.D(),
-			DedupWindow: cfg.Dedup.Window.D(), DedupKeyed: cfg.Dedup.Scope == "global",
-			NormalizeURLs: cfg.URL.Normalize, HoldWindows: cfg.HoldWindows.D(),
-		},
-		CheckpointInterval: cfg.CheckpointInterval.D(),
-		EarlyInterval:      cfg.Emit.EarlyInterval.D(),
-		IdleTimeout:        cfg.IdleTimeout.D(),
-		AlignWatermarks:    cfg.AlignWatermarks,
-		ExitWhenIdle:       cfg.ExitWhenIdle.D(),
-		StartOffset:        cfg.StartOffset,
-		DeadLetterTopic:    cfg.DeadLetter.Topic,
-		ShutdownTimeout:    cfg.ShutdownTimeout.D(),
-		StallTimeout:       cfg.StallTimeout.D(),
-		SpillDir:           cfg.StateDir,
-		Logger:             log,
-		Metrics:            metrics,
-	}
-	if err := checkpoint.ValidateOptions(popts); err != nil {
-		return badConfig("%v", err)
-	}
+	// NB: load validated these options already (Config.finish), before
+	// any connection.
+	popts := cfg.pipelineOptions("clickagg-"+hostname, log, metrics)
 	stores := newStateStore(state.Options{Dir: cfg.StateDir, PointLookups: cfg.Dedup.Window > 0,
 		LongWindows: slices.Max(cfg.windows) >= time.Hour}, checkpoint.StateIdentity(popts), log, reg)
 	store, err := stores.open(ctx)

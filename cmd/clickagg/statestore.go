@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/clickagg/clickagg/internal/backoff"
 	"github.com/clickagg/clickagg/state"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -18,10 +19,15 @@ import (
 // refuses the store ends the process with exitState after a bounded number
 // of tries, for an orchestrator (and a person) to see.
 const (
-	stateTries       = 5               // opens before giving up on the volume
-	stateRestarts    = 3               // pipeline restarts after a store failure while running
-	stateBackoffBase = 1 * time.Second // doubled per try: 1+2+4+8 s in all
+	stateTries    = 5 // opens before giving up on the volume
+	stateRestarts = 3 // pipeline restarts after a store failure while running
 )
+
+// stateBackoff paces the opens: 1+2+4+8 s in all, without jitter, as the
+// README states ("5 tries over 15 s").
+func stateBackoff() backoff.Backoff {
+	return backoff.Backoff{Base: time.Second, Max: 8 * time.Second, NoJitter: true}
+}
 
 // stateStore opens and, when it fails, replaces the state store.
 type stateStore struct {
@@ -50,7 +56,7 @@ func newStateStore(opts state.Options, identity string, log *zap.Logger, reg pro
 // with backoff. After stateTries the error wraps state.ErrUnusable.
 func (s *stateStore) open(ctx context.Context) (*state.Store, error) {
 	var err error
-	backoff := stateBackoffBase
+	wait := stateBackoff()
 	for try := 1; try <= stateTries; try++ {
 		if err = os.MkdirAll(s.opts.Dir, 0o750); err == nil {
 			var st *state.Store
@@ -65,14 +71,12 @@ func (s *stateStore) open(ctx context.Context) (*state.Store, error) {
 			continue // NB: a fresh store needs no wait
 		}
 		if errors.Is(err, state.ErrUnusable) && !errors.Is(err, state.ErrRestart) && try < stateTries {
+			next := wait // NB: without jitter a copy's Next is the wait Wait takes
 			s.log.Error("state volume unusable; retrying", zap.String("state_dir", s.opts.Dir),
-				zap.Int("try", try), zap.Int("tries", stateTries), zap.Duration("backoff", backoff), zap.Error(err))
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(backoff):
+				zap.Int("try", try), zap.Int("tries", stateTries), zap.Duration("backoff", next.Next()), zap.Error(err))
+			if err := wait.Wait(ctx); err != nil {
+				return nil, err
 			}
-			backoff *= 2
 			continue
 		}
 		break
