@@ -143,7 +143,7 @@ func TestOversizedDeadLettersUnderSIGKILL(t *testing.T) {
 	if !realKafka(t) {
 		// kfake can hold a SIGKILLed member's partitions for its whole
 		// rebalance timeout; checkpoint's kfake tests cover the rest.
-		t.Skip("real Kafka broker only (see internal/kafkatest)")
+		t.Skip("real Kafka broker only (see internal/testutil/kafkatest)")
 	}
 	e := newEnv(t, 2)
 	ctx := context.Background()

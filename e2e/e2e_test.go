@@ -597,7 +597,7 @@ func (s *syncBuffer) String() string {
 // ready. kfake does not implement static membership: real broker only.
 func TestFencedReplicaNotReady(t *testing.T) {
 	if !realKafka(t) {
-		t.Skip("needs the real Kafka broker: kfake does not implement static membership (see internal/kafkatest)")
+		t.Skip("needs the real Kafka broker: kfake does not implement static membership (see internal/testutil/kafkatest)")
 	}
 	e := newEnv(t, 2)
 	e.produce(context.Background(), gen.Options{Count: 500, URLs: 20, Seed: 31})

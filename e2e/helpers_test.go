@@ -22,8 +22,8 @@ import (
 
 	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
-	"github.com/clickagg/clickagg/internal/kafkatest"
-	"github.com/clickagg/clickagg/internal/pgtest"
+	"github.com/clickagg/clickagg/internal/testutil/kafkatest"
+	"github.com/clickagg/clickagg/internal/testutil/pgtest"
 	"github.com/clickagg/clickagg/sink"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -56,7 +56,7 @@ var windows = []time.Duration{time.Minute, time.Hour}
 
 // realKafka reports whether the end-to-end tests run against the real
 // Apache Kafka broker: CLICKAGG_E2E_BROKER=kafka|kfake picks, the default
-// is the real one when it is available (see internal/kafkatest).
+// is the real one when it is available (see internal/testutil/kafkatest).
 func realKafka(t testing.TB) bool {
 	switch os.Getenv("CLICKAGG_E2E_BROKER") {
 	case "kfake":
