@@ -10,6 +10,7 @@ import (
 
 	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
+	testhelp "github.com/clickagg/clickagg/internal/testutil"
 	"github.com/clickagg/clickagg/sink"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -210,7 +211,7 @@ func TestDeadLetterLimitLoweredWhileRunning(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	_, m, done := e.start(runCtx, pipelineConfig{opts: func(o *Options) { o.DeadLetterTopic = deadTopic; o.ExitWhenIdle = 0 }})
-	clicktest.WaitFor(t, 30*time.Second, "the first dead letter", func() bool {
+	testhelp.WaitFor(t, 30*time.Second, "the first dead letter", func() bool {
 		return testutil.ToFloat64(m.DeadLetters.WithLabelValues("invalid_json")) == 1
 	})
 	lower := []kadm.AlterConfig{{Name: "max.message.bytes", Value: kadm.StringPtr("1048588")}}
@@ -219,7 +220,7 @@ func TestDeadLetterLimitLoweredWhileRunning(t *testing.T) {
 	}
 	big := bigInvalid(5_000_000)
 	e.produceAround(ctx, big) // offsets 1..401 now
-	clicktest.WaitFor(t, 30*time.Second, "the reference and every record", func() bool {
+	testhelp.WaitFor(t, 30*time.Second, "the reference and every record", func() bool {
 		return testutil.ToFloat64(m.DeadLetterRefs.WithLabelValues("invalid_json")) == 1 && testutil.ToFloat64(m.Consumed) == 402
 	})
 	stop()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
+	testhelp "github.com/clickagg/clickagg/internal/testutil"
 	"github.com/clickagg/clickagg/internal/testutil/pgtest"
 	"github.com/clickagg/clickagg/sink"
 	"github.com/clickagg/clickagg/state"
@@ -92,7 +93,7 @@ func (e *env) produce(ctx context.Context, o gen.Options) gen.Stats {
 // retention would.
 func (e *env) deleteRecords(ctx context.Context, p int32, at int64) {
 	e.t.Helper()
-	if err := clicktest.DeleteRecords(ctx, kadm.NewClient(mustClient(e.t, e.brokers)), topic, p, at); err != nil {
+	if err := testhelp.DeleteRecords(ctx, kadm.NewClient(mustClient(e.t, e.brokers)), topic, p, at); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -394,7 +395,7 @@ func TestCancelTakesFinalCheckpoint(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	pl, _, done := e.start(ctx, pipelineConfig{opts: func(o *Options) { o.ExitWhenIdle = 0; o.CheckpointInterval = time.Hour }})
 	e.produce(context.Background(), gen.Options{Count: 2000, URLs: 50, Seed: 5})
-	clicktest.WaitFor(t, 30*time.Second, "2000 records consumed", func() bool { return pl.Status().Consumed >= 2000 })
+	testhelp.WaitFor(t, 30*time.Second, "2000 records consumed", func() bool { return pl.Status().Consumed >= 2000 })
 	// No interval checkpoint has run (1h): everything in PostgreSQL comes
 	// from the final one, open windows included.
 	cancel()
@@ -713,7 +714,7 @@ func TestDeadLetterTopicMissingOrDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, m, done := e.start(ctx, pipelineConfig{kafkaGroup: "g2", opts: withDLQ})
-	clicktest.WaitFor(t, 30*time.Second, "dead letters", func() bool {
+	testhelp.WaitFor(t, 30*time.Second, "dead letters", func() bool {
 		return testutil.ToFloat64(m.DeadLetters.WithLabelValues("invalid_json"))+testutil.ToFloat64(m.DeadLetters.WithLabelValues("missing_url")) > 0
 	})
 	if _, err := adm.DeleteTopic(ctx, "dead"); err != nil {
@@ -810,7 +811,7 @@ func TestReadinessDuringCheckpointStall(t *testing.T) {
 	defer cancel()
 	pl, m, done := e.start(ctx, pipelineConfig{opts: func(o *Options) { o.ExitWhenIdle, o.StallTimeout = 0, 2*time.Second }})
 	e.produce(context.Background(), gen.Options{Count: 2000, URLs: 50, Seed: 9})
-	clicktest.WaitFor(t, 30*time.Second, "ready after a checkpoint", func() bool {
+	testhelp.WaitFor(t, 30*time.Second, "ready after a checkpoint", func() bool {
 		st := pl.Status()
 		return st.Ready() && st.CheckpointsTotal > 0 && st.Consumed >= 2000
 	})
@@ -826,7 +827,7 @@ func TestReadinessDuringCheckpointStall(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.produce(context.Background(), gen.Options{Count: 1000, URLs: 50, Seed: 10})
-	clicktest.WaitFor(t, 20*time.Second, "not ready while the checkpoint waits on the lock", func() bool {
+	testhelp.WaitFor(t, 20*time.Second, "not ready while the checkpoint waits on the lock", func() bool {
 		return !pl.Status().Ready()
 	})
 	if got, want := pl.Status().NotReady(), []NotReady{NotReadyStalled}; !slices.Equal(got, want) {
@@ -838,7 +839,7 @@ func TestReadinessDuringCheckpointStall(t *testing.T) {
 	if err := lock.Rollback(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	clicktest.WaitFor(t, 30*time.Second, "ready again after the lock is released", func() bool { return pl.Status().Ready() })
+	testhelp.WaitFor(t, 30*time.Second, "ready again after the lock is released", func() bool { return pl.Status().Ready() })
 	if testutil.ToFloat64(m.Ready) != 1 || testutil.ToFloat64(m.NotReady.WithLabelValues(string(NotReadyStalled))) != 0 {
 		t.Error("the readiness gauges still show the stall")
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
+	"github.com/clickagg/clickagg/internal/testutil"
 	"github.com/clickagg/clickagg/sink"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -186,7 +187,7 @@ func TestHeldWindowsLostToRetention(t *testing.T) {
 	}
 	adm, done := e.admin()
 	defer done()
-	if err := clicktest.DeleteRecords(ctx, adm, e.topic, 0, pos.NextOffset); err != nil {
+	if err := testutil.DeleteRecords(ctx, adm, e.topic, 0, pos.NextOffset); err != nil {
 		t.Fatal(err)
 	}
 	e.produce(ctx, gen.Options{Count: 100, EventRate: 20, URLs: 50, Seed: 10, StartTime: time.Now().Add(-time.Hour).Add(3 * time.Minute)})

@@ -22,6 +22,7 @@ import (
 
 	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
+	"github.com/clickagg/clickagg/internal/testutil"
 	"github.com/clickagg/clickagg/internal/testutil/kafkatest"
 	"github.com/clickagg/clickagg/internal/testutil/pgtest"
 	"github.com/clickagg/clickagg/sink"
@@ -343,7 +344,7 @@ func (e *env) expectExact(ctx context.Context, recs []*kgo.Record, sizes ...time
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-var waitFor = clicktest.WaitFor
+var waitFor = testutil.WaitFor
 
 func sumNext(pos map[int32]sink.Position) int64 {
 	var n int64

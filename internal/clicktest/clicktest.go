@@ -16,7 +16,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"testing"
 	"time"
 	"unicode/utf8"
 
@@ -42,18 +41,6 @@ type Expected struct {
 	Valid      int64
 	Invalid    int64
 	Duplicates int64
-}
-
-// DeleteRecords deletes partition p's records below offset at, as
-// retention would.
-func DeleteRecords(ctx context.Context, adm *kadm.Client, topic string, p int32, at int64) error {
-	del := kadm.Offsets{}
-	del.Add(kadm.Offset{Topic: topic, Partition: p, At: at})
-	resp, err := adm.DeleteRecords(ctx, del)
-	if err == nil {
-		err = resp.Error()
-	}
-	return err
 }
 
 // ReadTopic returns every committed record of topic, reading each partition
@@ -366,16 +353,4 @@ func Decode(r *kgo.Record, maxURLBytes int) (url string, ts int64, id string, ok
 func WindowStart(ts int64, w time.Duration) int64 {
 	size := w.Milliseconds()
 	return ts - ((ts%size)+size)%size
-}
-
-// WaitFor polls cond until it holds, failing t when within passes first.
-func WaitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval, not a wait for a result
-	}
 }
