@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
+	"github.com/clickagg/clickagg/internal/oracle"
 	testhelp "github.com/clickagg/clickagg/internal/testutil"
 	"github.com/clickagg/clickagg/sink"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -110,7 +110,7 @@ func (e *env) expectProgress(ctx context.Context, end int64) {
 // unless there are n.
 func (e *env) readDead(ctx context.Context, n int) []*kgo.Record {
 	e.t.Helper()
-	recs, err := clicktest.ReadTopic(ctx, e.brokers, deadTopic)
+	recs, err := oracle.ReadTopic(ctx, e.brokers, deadTopic)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
+	"github.com/clickagg/clickagg/internal/oracle"
 	testhelp "github.com/clickagg/clickagg/internal/testutil"
 	"github.com/clickagg/clickagg/internal/testutil/pgtest"
 	"github.com/clickagg/clickagg/sink"
@@ -108,7 +108,7 @@ func (e *env) runAfterLoss(ctx context.Context, dir string, lost float64) []*kgo
 	if got := testutil.ToFloat64(m.RecordsLost.WithLabelValues("retention")); got != lost {
 		e.t.Fatalf("records lost = %v, want %v", got, lost)
 	}
-	recs, err := clicktest.ReadTopic(ctx, e.brokers, topic)
+	recs, err := oracle.ReadTopic(ctx, e.brokers, topic)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -183,14 +183,14 @@ func (e *env) wait(done <-chan error, within time.Duration) {
 	}
 }
 
-func (e *env) expectExact(ctx context.Context, windows []time.Duration) clicktest.Expected {
+func (e *env) expectExact(ctx context.Context, windows []time.Duration) oracle.Expected {
 	e.t.Helper()
-	recs, err := clicktest.ReadTopic(ctx, e.brokers, topic)
+	recs, err := oracle.ReadTopic(ctx, e.brokers, topic)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	exp := clicktest.Compute(recs, windows, stream.DefaultMaxURLBytes)
-	if err := clicktest.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
+	exp := oracle.Compute(recs, windows, stream.DefaultMaxURLBytes)
+	if err := oracle.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
 		e.t.Fatal(err)
 	}
 	return exp
@@ -499,15 +499,15 @@ func TestRetentionLossIsCountedNotSilent(t *testing.T) {
 	e.produce(ctx, gen.Options{Count: 1000, URLs: 20, Seed: 1})
 	_, _, done := e.start(ctx, pipelineConfig{stateDir: dir})
 	e.wait(done, time.Minute)
-	first, err := clicktest.ReadTopic(ctx, e.brokers, topic)
+	first, err := oracle.ReadTopic(ctx, e.brokers, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.produce(ctx, gen.Options{Count: 1000, URLs: 20, Seed: 2, StartTime: time.Now().Add(2 * time.Minute)})
 	e.deleteRecords(ctx, 0, 1500)
 	rest := e.runAfterLoss(ctx, dir, 500)
-	exp := clicktest.Compute(append(first, rest...), windows, stream.DefaultMaxURLBytes)
-	if err := clicktest.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
+	exp := oracle.Compute(append(first, rest...), windows, stream.DefaultMaxURLBytes)
+	if err := oracle.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -540,7 +540,7 @@ func TestQuietPartitionAfterRetentionLoss(t *testing.T) {
 	produce(1, 120, base)
 	_, _, done := e.start(ctx, pipelineConfig{stateDir: dir})
 	e.wait(done, time.Minute)
-	first, err := clicktest.ReadTopic(ctx, e.brokers, topic)
+	first, err := oracle.ReadTopic(ctx, e.brokers, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -550,8 +550,8 @@ func TestQuietPartitionAfterRetentionLoss(t *testing.T) {
 	rest := e.runAfterLoss(ctx, dir, 300)
 	// NB: rest holds all of partition 0 and nothing of partition 1.
 	first = slices.DeleteFunc(first, func(r *kgo.Record) bool { return r.Partition == 0 })
-	exp := clicktest.Compute(append(first, rest...), []time.Duration{time.Minute, time.Hour}, stream.DefaultMaxURLBytes)
-	if err := clicktest.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
+	exp := oracle.Compute(append(first, rest...), []time.Duration{time.Minute, time.Hour}, stream.DefaultMaxURLBytes)
+	if err := oracle.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
 		t.Fatal(err)
 	}
 	var wm time.Time
@@ -671,12 +671,12 @@ func TestLongURLsNeverStopCounting(t *testing.T) {
 	}
 	_, m, done := e.start(ctx, pipelineConfig{opts: func(o *Options) { o.Operator.MaxURLBytes = sink.MaxURLBytes }})
 	e.wait(done, time.Minute)
-	got, err := clicktest.ReadTopic(ctx, e.brokers, topic)
+	got, err := oracle.ReadTopic(ctx, e.brokers, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	exp := clicktest.Compute(got, []time.Duration{time.Minute, time.Hour}, sink.MaxURLBytes)
-	if err := clicktest.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
+	exp := oracle.Compute(got, []time.Duration{time.Minute, time.Hour}, sink.MaxURLBytes)
+	if err := oracle.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
 		t.Fatal(err)
 	}
 	if n := testutil.ToFloat64(m.Rejected.WithLabelValues("url_too_long")); n != 2 {

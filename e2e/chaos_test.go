@@ -28,8 +28,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
+	"github.com/clickagg/clickagg/internal/oracle"
 	"github.com/clickagg/clickagg/internal/testutil/kafkatest"
 	"github.com/clickagg/clickagg/internal/testutil/pgtest"
 	"github.com/clickagg/clickagg/sink"
@@ -86,8 +86,8 @@ func (s *scenario) note(format string, args ...any) {
 func (s *scenario) finish(ctx context.Context) {
 	s.t.Helper()
 	recs := s.e.records(ctx)
-	exp := clicktest.Compute(recs, windows, 2048)
-	err := clicktest.Compare(ctx, s.e.pool, sink.DefaultSchema, exp)
+	exp := oracle.Compute(recs, windows, 2048)
+	err := oracle.Compare(ctx, s.e.pool, sink.DefaultSchema, exp)
 	lagErr := s.e.checkLagZero(ctx)
 	result := "exact, lag 0"
 	if err != nil || lagErr != nil {

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
+	"github.com/clickagg/clickagg/internal/oracle"
 	"github.com/clickagg/clickagg/internal/testutil"
 	"github.com/clickagg/clickagg/sink"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -334,8 +334,8 @@ func TestSIGTERMTakesFinalCheckpoint(t *testing.T) {
 			below = append(below, r)
 		}
 	}
-	exp := clicktest.Compute(below, windows, 2048)
-	if err := clicktest.Compare(context.Background(), e.pool, sink.DefaultSchema, exp); err != nil {
+	exp := oracle.Compute(below, windows, 2048)
+	if err := oracle.Compare(context.Background(), e.pool, sink.DefaultSchema, exp); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("final checkpoint holds %d records", exp.Valid)
@@ -407,15 +407,15 @@ func TestGenRunQuery(t *testing.T) {
 	if code := p.wait(t, time.Minute); code != 0 {
 		t.Fatalf("run exit %d", code)
 	}
-	recs, err := clicktest.ReadTopic(ctx, strings.Split(e.brokers, ","), genTopic)
+	recs, err := oracle.ReadTopic(ctx, strings.Split(e.brokers, ","), genTopic)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(recs) != 5000 {
 		t.Fatalf("topic holds %d records", len(recs))
 	}
-	exp := clicktest.Compute(recs, windows, 2048)
-	if err := clicktest.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
+	exp := oracle.Compute(recs, windows, 2048)
+	if err := oracle.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
 		t.Fatal(err)
 	}
 	top := cli("query", "top", "--window", "1h", "--limit", "3")

@@ -1,12 +1,15 @@
-// Package clicktest holds test helpers shared by the integration and
-// end-to-end tests: an independent oracle that computes the exact expected
-// counts from the records actually in a topic, and a comparison against
-// the PostgreSQL tables.
+// Package oracle is clickagg's independent count oracle, a product feature:
+// it computes the exact counts a correct aggregator must produce from the
+// input records (as generated, or read back from the topic) and compares
+// them with the PostgreSQL tables. `clickagg bench` verifies every run with
+// it, and the integration and end-to-end tests use it the same way; it is
+// product code, so it must not import "testing" (test-only helpers live in
+// internal/testutil).
 //
 // The oracle deliberately shares no code with package stream: it decodes
 // with encoding/json and applies the README's event-format rules on its
 // own, so a bug in the product's decoder or window code cannot hide itself.
-package clicktest
+package oracle
 
 import (
 	"bytes"
