@@ -5,7 +5,8 @@
 // it — wall time, records/s, CPU seconds from rusage, records per
 // CPU-second, peak RSS, PostgreSQL rows and transactions — and verifies the
 // resulting counts exactly against counts computed from the generated
-// input. A benchmark that loses data does not count.
+// input. A benchmark that loses data does not count. Product feature:
+// part of the binary.
 package bench
 
 import (
