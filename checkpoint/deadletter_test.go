@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
+	"github.com/clickagg/clickagg/internal/oracle"
+	testhelp "github.com/clickagg/clickagg/internal/testutil"
 	"github.com/clickagg/clickagg/sink"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -109,7 +110,7 @@ func (e *env) expectProgress(ctx context.Context, end int64) {
 // unless there are n.
 func (e *env) readDead(ctx context.Context, n int) []*kgo.Record {
 	e.t.Helper()
-	recs, err := clicktest.ReadTopic(ctx, e.brokers, deadTopic)
+	recs, err := oracle.ReadTopic(ctx, e.brokers, deadTopic)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -210,7 +211,7 @@ func TestDeadLetterLimitLoweredWhileRunning(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	_, m, done := e.start(runCtx, pipelineConfig{opts: func(o *Options) { o.DeadLetterTopic = deadTopic; o.ExitWhenIdle = 0 }})
-	clicktest.WaitFor(t, 30*time.Second, "the first dead letter", func() bool {
+	testhelp.WaitFor(t, 30*time.Second, "the first dead letter", func() bool {
 		return testutil.ToFloat64(m.DeadLetters.WithLabelValues("invalid_json")) == 1
 	})
 	lower := []kadm.AlterConfig{{Name: "max.message.bytes", Value: kadm.StringPtr("1048588")}}
@@ -219,7 +220,7 @@ func TestDeadLetterLimitLoweredWhileRunning(t *testing.T) {
 	}
 	big := bigInvalid(5_000_000)
 	e.produceAround(ctx, big) // offsets 1..401 now
-	clicktest.WaitFor(t, 30*time.Second, "the reference and every record", func() bool {
+	testhelp.WaitFor(t, 30*time.Second, "the reference and every record", func() bool {
 		return testutil.ToFloat64(m.DeadLetterRefs.WithLabelValues("invalid_json")) == 1 && testutil.ToFloat64(m.Consumed) == 402
 	})
 	stop()

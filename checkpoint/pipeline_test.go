@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
-	"github.com/clickagg/clickagg/internal/pgtest"
+	"github.com/clickagg/clickagg/internal/oracle"
+	testhelp "github.com/clickagg/clickagg/internal/testutil"
+	"github.com/clickagg/clickagg/internal/testutil/pgtest"
 	"github.com/clickagg/clickagg/sink"
 	"github.com/clickagg/clickagg/state"
 	"github.com/clickagg/clickagg/stream"
@@ -92,7 +93,7 @@ func (e *env) produce(ctx context.Context, o gen.Options) gen.Stats {
 // retention would.
 func (e *env) deleteRecords(ctx context.Context, p int32, at int64) {
 	e.t.Helper()
-	if err := clicktest.DeleteRecords(ctx, kadm.NewClient(mustClient(e.t, e.brokers)), topic, p, at); err != nil {
+	if err := testhelp.DeleteRecords(ctx, kadm.NewClient(mustClient(e.t, e.brokers)), topic, p, at); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -107,7 +108,7 @@ func (e *env) runAfterLoss(ctx context.Context, dir string, lost float64) []*kgo
 	if got := testutil.ToFloat64(m.RecordsLost.WithLabelValues("retention")); got != lost {
 		e.t.Fatalf("records lost = %v, want %v", got, lost)
 	}
-	recs, err := clicktest.ReadTopic(ctx, e.brokers, topic)
+	recs, err := oracle.ReadTopic(ctx, e.brokers, topic)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -182,14 +183,14 @@ func (e *env) wait(done <-chan error, within time.Duration) {
 	}
 }
 
-func (e *env) expectExact(ctx context.Context, windows []time.Duration) clicktest.Expected {
+func (e *env) expectExact(ctx context.Context, windows []time.Duration) oracle.Expected {
 	e.t.Helper()
-	recs, err := clicktest.ReadTopic(ctx, e.brokers, topic)
+	recs, err := oracle.ReadTopic(ctx, e.brokers, topic)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	exp := clicktest.Compute(recs, windows, stream.DefaultMaxURLBytes)
-	if err := clicktest.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
+	exp := oracle.Compute(recs, windows, stream.DefaultMaxURLBytes)
+	if err := oracle.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
 		e.t.Fatal(err)
 	}
 	return exp
@@ -394,7 +395,7 @@ func TestCancelTakesFinalCheckpoint(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	pl, _, done := e.start(ctx, pipelineConfig{opts: func(o *Options) { o.ExitWhenIdle = 0; o.CheckpointInterval = time.Hour }})
 	e.produce(context.Background(), gen.Options{Count: 2000, URLs: 50, Seed: 5})
-	clicktest.WaitFor(t, 30*time.Second, "2000 records consumed", func() bool { return pl.Status().Consumed >= 2000 })
+	testhelp.WaitFor(t, 30*time.Second, "2000 records consumed", func() bool { return pl.Status().Consumed >= 2000 })
 	// No interval checkpoint has run (1h): everything in PostgreSQL comes
 	// from the final one, open windows included.
 	cancel()
@@ -498,15 +499,15 @@ func TestRetentionLossIsCountedNotSilent(t *testing.T) {
 	e.produce(ctx, gen.Options{Count: 1000, URLs: 20, Seed: 1})
 	_, _, done := e.start(ctx, pipelineConfig{stateDir: dir})
 	e.wait(done, time.Minute)
-	first, err := clicktest.ReadTopic(ctx, e.brokers, topic)
+	first, err := oracle.ReadTopic(ctx, e.brokers, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.produce(ctx, gen.Options{Count: 1000, URLs: 20, Seed: 2, StartTime: time.Now().Add(2 * time.Minute)})
 	e.deleteRecords(ctx, 0, 1500)
 	rest := e.runAfterLoss(ctx, dir, 500)
-	exp := clicktest.Compute(append(first, rest...), windows, stream.DefaultMaxURLBytes)
-	if err := clicktest.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
+	exp := oracle.Compute(append(first, rest...), windows, stream.DefaultMaxURLBytes)
+	if err := oracle.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -539,7 +540,7 @@ func TestQuietPartitionAfterRetentionLoss(t *testing.T) {
 	produce(1, 120, base)
 	_, _, done := e.start(ctx, pipelineConfig{stateDir: dir})
 	e.wait(done, time.Minute)
-	first, err := clicktest.ReadTopic(ctx, e.brokers, topic)
+	first, err := oracle.ReadTopic(ctx, e.brokers, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -549,8 +550,8 @@ func TestQuietPartitionAfterRetentionLoss(t *testing.T) {
 	rest := e.runAfterLoss(ctx, dir, 300)
 	// NB: rest holds all of partition 0 and nothing of partition 1.
 	first = slices.DeleteFunc(first, func(r *kgo.Record) bool { return r.Partition == 0 })
-	exp := clicktest.Compute(append(first, rest...), []time.Duration{time.Minute, time.Hour}, stream.DefaultMaxURLBytes)
-	if err := clicktest.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
+	exp := oracle.Compute(append(first, rest...), []time.Duration{time.Minute, time.Hour}, stream.DefaultMaxURLBytes)
+	if err := oracle.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
 		t.Fatal(err)
 	}
 	var wm time.Time
@@ -670,12 +671,12 @@ func TestLongURLsNeverStopCounting(t *testing.T) {
 	}
 	_, m, done := e.start(ctx, pipelineConfig{opts: func(o *Options) { o.Operator.MaxURLBytes = sink.MaxURLBytes }})
 	e.wait(done, time.Minute)
-	got, err := clicktest.ReadTopic(ctx, e.brokers, topic)
+	got, err := oracle.ReadTopic(ctx, e.brokers, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	exp := clicktest.Compute(got, []time.Duration{time.Minute, time.Hour}, sink.MaxURLBytes)
-	if err := clicktest.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
+	exp := oracle.Compute(got, []time.Duration{time.Minute, time.Hour}, sink.MaxURLBytes)
+	if err := oracle.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
 		t.Fatal(err)
 	}
 	if n := testutil.ToFloat64(m.Rejected.WithLabelValues("url_too_long")); n != 2 {
@@ -713,7 +714,7 @@ func TestDeadLetterTopicMissingOrDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, m, done := e.start(ctx, pipelineConfig{kafkaGroup: "g2", opts: withDLQ})
-	clicktest.WaitFor(t, 30*time.Second, "dead letters", func() bool {
+	testhelp.WaitFor(t, 30*time.Second, "dead letters", func() bool {
 		return testutil.ToFloat64(m.DeadLetters.WithLabelValues("invalid_json"))+testutil.ToFloat64(m.DeadLetters.WithLabelValues("missing_url")) > 0
 	})
 	if _, err := adm.DeleteTopic(ctx, "dead"); err != nil {
@@ -810,7 +811,7 @@ func TestReadinessDuringCheckpointStall(t *testing.T) {
 	defer cancel()
 	pl, m, done := e.start(ctx, pipelineConfig{opts: func(o *Options) { o.ExitWhenIdle, o.StallTimeout = 0, 2*time.Second }})
 	e.produce(context.Background(), gen.Options{Count: 2000, URLs: 50, Seed: 9})
-	clicktest.WaitFor(t, 30*time.Second, "ready after a checkpoint", func() bool {
+	testhelp.WaitFor(t, 30*time.Second, "ready after a checkpoint", func() bool {
 		st := pl.Status()
 		return st.Ready() && st.CheckpointsTotal > 0 && st.Consumed >= 2000
 	})
@@ -826,7 +827,7 @@ func TestReadinessDuringCheckpointStall(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.produce(context.Background(), gen.Options{Count: 1000, URLs: 50, Seed: 10})
-	clicktest.WaitFor(t, 20*time.Second, "not ready while the checkpoint waits on the lock", func() bool {
+	testhelp.WaitFor(t, 20*time.Second, "not ready while the checkpoint waits on the lock", func() bool {
 		return !pl.Status().Ready()
 	})
 	if got, want := pl.Status().NotReady(), []NotReady{NotReadyStalled}; !slices.Equal(got, want) {
@@ -838,7 +839,7 @@ func TestReadinessDuringCheckpointStall(t *testing.T) {
 	if err := lock.Rollback(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	clicktest.WaitFor(t, 30*time.Second, "ready again after the lock is released", func() bool { return pl.Status().Ready() })
+	testhelp.WaitFor(t, 30*time.Second, "ready again after the lock is released", func() bool { return pl.Status().Ready() })
 	if testutil.ToFloat64(m.Ready) != 1 || testutil.ToFloat64(m.NotReady.WithLabelValues(string(NotReadyStalled))) != 0 {
 		t.Error("the readiness gauges still show the stall")
 	}

@@ -3,12 +3,13 @@ package e2e
 // The chaos suite: exactly-once on the real Apache Kafka broker under
 // faults. It runs when CLICKAGG_CHAOS is set (`make test` sets it to
 // "short"; "soak" runs a long soak before a release) and needs the real
-// broker (internal/kafkatest). Every scenario produces a known input with a
-// fixed seed (plus records written by kcat, an independent client) onto a
-// 12-partition topic, applies its faults while clickagg consumes, and ends
-// with an exact comparison of every url_clicks and url_totals row against
-// the oracle, and with the consumer group's committed offsets equal to the
-// log end offsets (lag 0, as lag tools see it).
+// broker (internal/testutil/kafkatest). Every scenario produces a known
+// input with a fixed seed (plus records written by kcat, an independent
+// client) onto a 12-partition topic, applies its faults while clickagg
+// consumes, and ends with an exact comparison of every url_clicks and
+// url_totals row against the oracle, and with the consumer group's
+// committed offsets equal to the log end offsets (lag 0, as lag tools see
+// it).
 
 import (
 	"context"
@@ -27,10 +28,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
-	"github.com/clickagg/clickagg/internal/kafkatest"
-	"github.com/clickagg/clickagg/internal/pgtest"
+	"github.com/clickagg/clickagg/internal/oracle"
+	"github.com/clickagg/clickagg/internal/testutil/kafkatest"
+	"github.com/clickagg/clickagg/internal/testutil/pgtest"
 	"github.com/clickagg/clickagg/sink"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -50,7 +51,7 @@ func chaosLevel(t *testing.T) (scale int) {
 		t.Fatalf("CLICKAGG_CHAOS=%q: want short or soak", level)
 	}
 	if !realKafka(t) {
-		t.Skip("the chaos suite runs against the real Kafka broker only (see internal/kafkatest)")
+		t.Skip("the chaos suite runs against the real Kafka broker only (see internal/testutil/kafkatest)")
 	}
 	return scale
 }
@@ -85,8 +86,8 @@ func (s *scenario) note(format string, args ...any) {
 func (s *scenario) finish(ctx context.Context) {
 	s.t.Helper()
 	recs := s.e.records(ctx)
-	exp := clicktest.Compute(recs, windows, 2048)
-	err := clicktest.Compare(ctx, s.e.pool, sink.DefaultSchema, exp)
+	exp := oracle.Compute(recs, windows, 2048)
+	err := oracle.Compare(ctx, s.e.pool, sink.DefaultSchema, exp)
 	lagErr := s.e.checkLagZero(ctx)
 	result := "exact, lag 0"
 	if err != nil || lagErr != nil {

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/clickagg/clickagg/checkpoint"
-	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
+	"github.com/clickagg/clickagg/internal/oracle"
 	"github.com/clickagg/clickagg/sink"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -56,7 +56,7 @@ func TestDeadLetterExactUnderSIGKILL(t *testing.T) {
 	for _, r := range e.records(ctx) {
 		input[source{r.Partition, r.Offset}] = r
 	}
-	dead, err := clicktest.ReadTopic(ctx, strings.Split(e.brokers, ","), dlq)
+	dead, err := oracle.ReadTopic(ctx, strings.Split(e.brokers, ","), dlq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,10 +80,10 @@ func TestDeadLetterExactUnderSIGKILL(t *testing.T) {
 	}
 	// Each valid record counts in PostgreSQL for the sizes it was not late
 	// for; each invalid one is dead-lettered with a rejection reason.
-	exp := clicktest.Expected{Clicks: map[clicktest.Key]int64{}, Totals: map[string]int64{}}
+	exp := oracle.Expected{Clicks: map[oracle.Key]int64{}, Totals: map[string]int64{}}
 	var invalid, late int
 	for src, r := range input {
-		url, ts, _, ok := clicktest.Decode(r, 2048)
+		url, ts, _, ok := oracle.Decode(r, 2048)
 		h := got[src]
 		if !ok {
 			invalid++
@@ -106,8 +106,8 @@ func TestDeadLetterExactUnderSIGKILL(t *testing.T) {
 			if slices.Contains(missed, shortWindow(w)) {
 				continue
 			}
-			start := clicktest.WindowStart(ts, w)
-			exp.Clicks[clicktest.Key{URL: url, Start: start, End: start + w.Milliseconds()}]++
+			start := oracle.WindowStart(ts, w)
+			exp.Clicks[oracle.Key{URL: url, Start: start, End: start + w.Milliseconds()}]++
 			if i == 0 {
 				exp.Totals[url]++
 			}
@@ -119,7 +119,7 @@ func TestDeadLetterExactUnderSIGKILL(t *testing.T) {
 	if late < 100 || invalid < 500 {
 		t.Fatalf("only %d late and %d invalid records: the test does not exercise the dead-letter topic", late, invalid)
 	}
-	if err := clicktest.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
+	if err := oracle.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
 		t.Fatal(err)
 	}
 
@@ -143,7 +143,7 @@ func TestOversizedDeadLettersUnderSIGKILL(t *testing.T) {
 	if !realKafka(t) {
 		// kfake can hold a SIGKILLed member's partitions for its whole
 		// rebalance timeout; checkpoint's kfake tests cover the rest.
-		t.Skip("real Kafka broker only (see internal/kafkatest)")
+		t.Skip("real Kafka broker only (see internal/testutil/kafkatest)")
 	}
 	e := newEnv(t, 2)
 	ctx := context.Background()
@@ -202,7 +202,7 @@ func TestOversizedDeadLettersUnderSIGKILL(t *testing.T) {
 		t.Fatalf("checkpoints at %v: not at the topic's end", pos)
 	}
 
-	dead, err := clicktest.ReadTopic(ctx, strings.Split(e.brokers, ","), dlq)
+	dead, err := oracle.ReadTopic(ctx, strings.Split(e.brokers, ","), dlq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestOversizedDeadLettersUnderSIGKILL(t *testing.T) {
 	}
 	var invalid int
 	for _, r := range recs {
-		if _, _, _, ok := clicktest.Decode(r, 2048); ok {
+		if _, _, _, ok := oracle.Decode(r, 2048); ok {
 			continue
 		}
 		invalid++

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
+	"github.com/clickagg/clickagg/internal/oracle"
 	"github.com/clickagg/clickagg/sink"
 )
 
@@ -44,15 +44,15 @@ func TestDedupExactUnderSIGKILL(t *testing.T) {
 		t.Fatalf("final run: exit code %d", code)
 	}
 	recs := e.records(ctx)
-	exp := clicktest.ComputeDedup(recs, sizes, 2048, 15*time.Minute)
-	distinct := clicktest.DistinctIDs(recs, sizes, 2048)
+	exp := oracle.ComputeDedup(recs, sizes, 2048, 15*time.Minute)
+	distinct := oracle.DistinctIDs(recs, sizes, 2048)
 	if !maps.Equal(exp.Clicks, distinct.Clicks) || !maps.Equal(exp.Totals, distinct.Totals) || exp.Duplicates != distinct.Duplicates {
 		t.Fatalf("the oracle's dedup (%d duplicates) disagrees with distinct ids (%d duplicates): the input does not exercise what this test means to", exp.Duplicates, distinct.Duplicates)
 	}
 	if exp.Duplicates < int64(len(recs))/8 {
 		t.Fatalf("only %d duplicates in %d records", exp.Duplicates, len(recs))
 	}
-	if err := clicktest.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
+	if err := oracle.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%d kills; %d records produced (%d duplicates by the generator); %d counted, %d duplicates, %d invalid: exact",

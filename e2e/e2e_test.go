@@ -16,8 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
+	"github.com/clickagg/clickagg/internal/oracle"
+	"github.com/clickagg/clickagg/internal/testutil"
 	"github.com/clickagg/clickagg/sink"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -186,7 +187,7 @@ func TestHeldWindowsLostToRetention(t *testing.T) {
 	}
 	adm, done := e.admin()
 	defer done()
-	if err := clicktest.DeleteRecords(ctx, adm, e.topic, 0, pos.NextOffset); err != nil {
+	if err := testutil.DeleteRecords(ctx, adm, e.topic, 0, pos.NextOffset); err != nil {
 		t.Fatal(err)
 	}
 	e.produce(ctx, gen.Options{Count: 100, EventRate: 20, URLs: 50, Seed: 10, StartTime: time.Now().Add(-time.Hour).Add(3 * time.Minute)})
@@ -333,8 +334,8 @@ func TestSIGTERMTakesFinalCheckpoint(t *testing.T) {
 			below = append(below, r)
 		}
 	}
-	exp := clicktest.Compute(below, windows, 2048)
-	if err := clicktest.Compare(context.Background(), e.pool, sink.DefaultSchema, exp); err != nil {
+	exp := oracle.Compute(below, windows, 2048)
+	if err := oracle.Compare(context.Background(), e.pool, sink.DefaultSchema, exp); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("final checkpoint holds %d records", exp.Valid)
@@ -406,15 +407,15 @@ func TestGenRunQuery(t *testing.T) {
 	if code := p.wait(t, time.Minute); code != 0 {
 		t.Fatalf("run exit %d", code)
 	}
-	recs, err := clicktest.ReadTopic(ctx, strings.Split(e.brokers, ","), genTopic)
+	recs, err := oracle.ReadTopic(ctx, strings.Split(e.brokers, ","), genTopic)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(recs) != 5000 {
 		t.Fatalf("topic holds %d records", len(recs))
 	}
-	exp := clicktest.Compute(recs, windows, 2048)
-	if err := clicktest.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
+	exp := oracle.Compute(recs, windows, 2048)
+	if err := oracle.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
 		t.Fatal(err)
 	}
 	top := cli("query", "top", "--window", "1h", "--limit", "3")
@@ -597,7 +598,7 @@ func (s *syncBuffer) String() string {
 // ready. kfake does not implement static membership: real broker only.
 func TestFencedReplicaNotReady(t *testing.T) {
 	if !realKafka(t) {
-		t.Skip("needs the real Kafka broker: kfake does not implement static membership (see internal/kafkatest)")
+		t.Skip("needs the real Kafka broker: kfake does not implement static membership (see internal/testutil/kafkatest)")
 	}
 	e := newEnv(t, 2)
 	e.produce(context.Background(), gen.Options{Count: 500, URLs: 20, Seed: 31})

@@ -1,7 +1,7 @@
 // Package e2e drives the built clickagg binary as a subprocess against an
 // in-process Kafka-protocol broker (kfake) and a real PostgreSQL, kills it,
 // restarts it, and compares PostgreSQL with counts computed independently
-// from the records in the topic (internal/clicktest).
+// from the records in the topic (internal/oracle).
 package e2e
 
 import (
@@ -20,10 +20,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
-	"github.com/clickagg/clickagg/internal/kafkatest"
-	"github.com/clickagg/clickagg/internal/pgtest"
+	"github.com/clickagg/clickagg/internal/oracle"
+	"github.com/clickagg/clickagg/internal/testutil"
+	"github.com/clickagg/clickagg/internal/testutil/kafkatest"
+	"github.com/clickagg/clickagg/internal/testutil/pgtest"
 	"github.com/clickagg/clickagg/sink"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -56,7 +57,7 @@ var windows = []time.Duration{time.Minute, time.Hour}
 
 // realKafka reports whether the end-to-end tests run against the real
 // Apache Kafka broker: CLICKAGG_E2E_BROKER=kafka|kfake picks, the default
-// is the real one when it is available (see internal/kafkatest).
+// is the real one when it is available (see internal/testutil/kafkatest).
 func realKafka(t testing.TB) bool {
 	switch os.Getenv("CLICKAGG_E2E_BROKER") {
 	case "kfake":
@@ -322,7 +323,7 @@ func (e *env) positions(ctx context.Context) map[int32]sink.Row {
 // records reads the topic back.
 func (e *env) records(ctx context.Context) []*kgo.Record {
 	e.t.Helper()
-	recs, err := clicktest.ReadTopic(ctx, strings.Split(e.brokers, ","), e.topic)
+	recs, err := oracle.ReadTopic(ctx, strings.Split(e.brokers, ","), e.topic)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -330,20 +331,20 @@ func (e *env) records(ctx context.Context) []*kgo.Record {
 }
 
 // expectExact compares PostgreSQL with the oracle over records.
-func (e *env) expectExact(ctx context.Context, recs []*kgo.Record, sizes ...time.Duration) clicktest.Expected {
+func (e *env) expectExact(ctx context.Context, recs []*kgo.Record, sizes ...time.Duration) oracle.Expected {
 	e.t.Helper()
 	if sizes == nil {
 		sizes = windows
 	}
-	exp := clicktest.Compute(recs, sizes, 2048)
-	if err := clicktest.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
+	exp := oracle.Compute(recs, sizes, 2048)
+	if err := oracle.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
 		e.t.Fatal(err)
 	}
 	return exp
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-var waitFor = clicktest.WaitFor
+var waitFor = testutil.WaitFor
 
 func sumNext(pos map[int32]sink.Row) int64 {
 	var n int64

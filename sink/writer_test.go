@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickagg/clickagg/internal/pgtest"
+	"github.com/clickagg/clickagg/internal/testutil/pgtest"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"debug/elf"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,5 +53,49 @@ func TestStaticBuild(t *testing.T) {
 	v, err := exec.Command(out, "version").Output()
 	if err != nil || strings.TrimSpace(string(v)) != "clickagg test" {
 		t.Fatalf("version: %q %v", v, err)
+	}
+}
+
+// TestNoTestCodeInBinary fails when the binary's dependency graph (go list
+// -deps, with the Dockerfile's CGO_ENABLED=0 and without) holds the standard
+// testing package (or testing/...) or any package under internal/testutil:
+// test-only code must stay out of the product.
+func TestNoTestCodeInBinary(t *testing.T) {
+	mod, err := exec.Command("go", "list", "-m").Output()
+	if err != nil {
+		t.Fatalf("go list -m: %v", err)
+	}
+	testutil := strings.TrimSpace(string(mod)) + "/internal/testutil"
+	forbidden := func(p string) bool {
+		return p == "testing" || strings.HasPrefix(p, "testing/") ||
+			p == testutil || strings.HasPrefix(p, testutil+"/")
+	}
+	for _, cgo := range []string{"0", "1"} {
+		cmd := exec.Command("go", "list", "-deps", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED="+cgo)
+		out, err := cmd.Output()
+		if err != nil {
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				t.Fatalf("CGO_ENABLED=%s go list -deps: %v\n%s", cgo, err, ee.Stderr)
+			}
+			t.Fatalf("CGO_ENABLED=%s go list -deps: %v", cgo, err)
+		}
+		deps := 0
+		for line := range strings.Lines(string(out)) {
+			f := strings.Fields(line)
+			if len(f) == 0 {
+				continue
+			}
+			deps++
+			for _, imp := range f[1:] {
+				if forbidden(imp) {
+					t.Errorf("CGO_ENABLED=%s: %s imports %s: test-only code is linked into the binary", cgo, f[0], imp)
+				}
+			}
+		}
+		if deps < 10 {
+			t.Fatalf("CGO_ENABLED=%s go list -deps listed only %d packages:\n%s", cgo, deps, out)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 // Package backoff is the one retry pacing of clickagg: exponential waits
 // with jitter, so that replicas retrying the same PostgreSQL or broker do
-// not come back in lockstep.
+// not come back in lockstep. Product feature: aggregator code, meant for
+// the binary's retry loops.
 package backoff
 
 import (

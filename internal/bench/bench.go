@@ -5,7 +5,8 @@
 // it — wall time, records/s, CPU seconds from rusage, records per
 // CPU-second, peak RSS, PostgreSQL rows and transactions — and verifies the
 // resulting counts exactly against counts computed from the generated
-// input. A benchmark that loses data does not count.
+// input. A benchmark that loses data does not count. Product feature:
+// part of the binary.
 package bench
 
 import (
@@ -23,8 +24,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/clickagg/clickagg/internal/clicktest"
 	"github.com/clickagg/clickagg/internal/gen"
+	"github.com/clickagg/clickagg/internal/oracle"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -90,8 +91,8 @@ type Result struct {
 
 // Preload creates the topic and fills it with the workload's records,
 // returning the expected counts.
-func Preload(ctx context.Context, env Env, topic string, w Workload, seed uint64) (clicktest.Expected, time.Duration, error) {
-	exp := clicktest.NewExpected()
+func Preload(ctx context.Context, env Env, topic string, w Workload, seed uint64) (oracle.Expected, time.Duration, error) {
+	exp := oracle.NewExpected()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(env.Brokers...), kgo.ProducerLinger(20*time.Millisecond),
 		kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(500_000), kgo.ProducerBatchCompression(kgo.Lz4Compression()))
 	if err != nil {
@@ -217,13 +218,13 @@ func shortDuration(d time.Duration) string {
 }
 
 // Verify compares every url_clicks and url_totals row with exp.
-func Verify(ctx context.Context, dsn, schema string, exp clicktest.Expected) error {
+func Verify(ctx context.Context, dsn, schema string, exp oracle.Expected) error {
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	return clicktest.Compare(ctx, pool, schema, exp)
+	return oracle.Compare(ctx, pool, schema, exp)
 }
 
 // TableStats returns PostgreSQL's row counters for the schema's tables:

@@ -3,6 +3,8 @@
 // or leave folders behind: each runs in its own process group with a
 // parent-death signal, is reaped in the background, and the folders of
 // parents that died anyway are removed by the next run (RemoveStale).
+// Product runtime: pglocal and kafkalocal start their servers with it, so
+// it is part of the binary.
 package child
 
 import (

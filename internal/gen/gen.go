@@ -1,7 +1,8 @@
 // Package gen generates click events for load tests, demos and the
 // end-to-end tests: a seeded, reproducible stream of JSON clicks over a
 // Zipf or uniform URL population, with chosen fractions of out-of-order,
-// late and invalid records.
+// late and invalid records. Product feature: `clickagg gen`, `clickagg
+// demo` and `clickagg bench` use it; the tests use it for their input.
 package gen
 
 import (

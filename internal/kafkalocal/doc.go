@@ -1,8 +1,9 @@
 // Package kafkalocal runs a real single-node Apache Kafka 4.x broker (KRaft
 // mode, combined broker and controller) on loopback, from the official jars
-// that scripts/ensure-kafka.sh fetches into kafka/lib with Maven. The tests
-// use it through package kafkatest (a broker shared per test binary);
-// `clickagg bench` starts one directly.
+// that scripts/ensure-kafka.sh fetches into kafka/lib with Maven. Product
+// runtime: `clickagg bench` starts one directly, so it is part of the
+// binary; the tests use it through package kafkatest (a broker shared per
+// test binary).
 //
 // # Contract
 //

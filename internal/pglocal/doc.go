@@ -1,5 +1,7 @@
 // Package pglocal runs a throwaway PostgreSQL server for the demo command and
-// for tests, when no DATABASE_URL is configured.
+// for tests, when no DATABASE_URL is configured. Product runtime: `clickagg
+// demo` and `clickagg bench` start one, so it is part of the binary; the
+// tests use it through package pgtest.
 //
 // # Contract
 //

@@ -1,5 +1,3 @@
-// Package testutil holds helpers shared by tests of several packages. It is
-// imported by tests only, never by the binary.
 package testutil
 
 import (

@@ -1,12 +1,15 @@
-// Package clicktest holds test helpers shared by the integration and
-// end-to-end tests: an independent oracle that computes the exact expected
-// counts from the records actually in a topic, and a comparison against
-// the PostgreSQL tables.
+// Package oracle is clickagg's independent count oracle, a product feature:
+// it computes the exact counts a correct aggregator must produce from the
+// input records (as generated, or read back from the topic) and compares
+// them with the PostgreSQL tables. `clickagg bench` verifies every run with
+// it, and the integration and end-to-end tests use it the same way; it is
+// product code, so it must not import "testing" (test-only helpers live in
+// internal/testutil).
 //
 // The oracle deliberately shares no code with package stream: it decodes
 // with encoding/json and applies the README's event-format rules on its
 // own, so a bug in the product's decoder or window code cannot hide itself.
-package clicktest
+package oracle
 
 import (
 	"bytes"
@@ -16,7 +19,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"testing"
 	"time"
 	"unicode/utf8"
 
@@ -42,18 +44,6 @@ type Expected struct {
 	Valid      int64
 	Invalid    int64
 	Duplicates int64
-}
-
-// DeleteRecords deletes partition p's records below offset at, as
-// retention would.
-func DeleteRecords(ctx context.Context, adm *kadm.Client, topic string, p int32, at int64) error {
-	del := kadm.Offsets{}
-	del.Add(kadm.Offset{Topic: topic, Partition: p, At: at})
-	resp, err := adm.DeleteRecords(ctx, del)
-	if err == nil {
-		err = resp.Error()
-	}
-	return err
 }
 
 // ReadTopic returns every committed record of topic, reading each partition
@@ -366,16 +356,4 @@ func Decode(r *kgo.Record, maxURLBytes int) (url string, ts int64, id string, ok
 func WindowStart(ts int64, w time.Duration) int64 {
 	size := w.Milliseconds()
 	return ts - ((ts%size)+size)%size
-}
-
-// WaitFor polls cond until it holds, failing t when within passes first.
-func WaitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval, not a wait for a result
-	}
 }

@@ -1,6 +1,7 @@
 // Package kafkatest runs a real single-node Apache Kafka 4.x broker (KRaft
 // mode, combined broker and controller) for tests, from the official jars
 // that scripts/ensure-kafka.sh fetches into kafka/lib with Maven.
+// Test-only: imported by _test.go files, never by the binary.
 //
 // Most tests share one broker per test binary:
 //

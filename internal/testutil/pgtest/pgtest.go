@@ -1,4 +1,5 @@
 // Package pgtest gives integration tests a fresh, empty PostgreSQL database.
+// Test-only: imported by _test.go files, never by the binary.
 //
 // When DATABASE_URL is set, databases are created on that server (the role
 // needs the CREATEDB privilege). Otherwise one throwaway server per test

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickagg/clickagg/internal/clicktest"
+	"github.com/clickagg/clickagg/internal/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -159,7 +159,7 @@ func TestShared(t *testing.T) {
 	defer cl.Close()
 	// NB: metadata of a topic just created may lag behind: poll.
 	adm := kadm.NewClient(cl)
-	clicktest.WaitFor(t, 30*time.Second, "shared-topic with 3 partitions", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "shared-topic with 3 partitions", func() bool {
 		td, err := adm.ListTopics(ctx, "shared-topic")
 		if err != nil {
 			t.Fatal(err)
