@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickagg/clickagg/internal/pgtest"
+	"github.com/clickagg/clickagg/internal/testutil/pgtest"
 	"github.com/clickagg/clickagg/sink"
 	"github.com/clickagg/clickagg/state"
 	"github.com/clickagg/clickagg/stream"
