@@ -181,6 +181,9 @@ func (pl *Pipeline) Seek(offsets map[int32]int64) {
 	seek := make(map[int32]kgo.EpochOffset, len(offsets))
 	for p, off := range offsets {
 		seek[p] = kgo.EpochOffset{Epoch: -1, Offset: off}
+		if t := pl.c.task(p); t != nil {
+			t.deliveredAt = pl.polls // NB: a fresh task is not stalled
+		}
 	}
 	pl.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{pl.opts.Consumer.Topic: seek})
 }

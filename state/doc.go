@@ -2,10 +2,11 @@
 //
 // It holds, per Kafka partition: the counts of open windows carried over
 // from earlier checkpoints (but those held in memory: see
-// stream.OperatorOptions.HoldWindows), the open-window registry (window → lowest offset
-// of a record not yet emitted), the partition's checkpoint tag (next
-// offset, watermark, restart offset, dedup restart offset and clock) and,
-// with dedup on, the event ids seen and the dedup clock's history.
+// stream.OperatorOptions.HoldWindows), the open-window registry
+// (base.OpenWindow: the lowest offset of a record not yet emitted, and from
+// which offset counts were held in memory only), the partition's checkpoint
+// tag (a base.Position) and, with dedup on, the event ids seen and the dedup
+// clock's history (base.DedupState). It imports neither stream nor sink.
 //
 // The store is a cache of PostgreSQL: it is written after the
 // Postgres commit, one atomic, synced batch per checkpoint (one fsync per
@@ -28,6 +29,7 @@
 //
 // Dedup sightings are keyed by slot of event time (1/8 of the dedup
 // window), so that a slot expires with one range deletion.
+//
 // Failures (health.go): because the store is a cache, a damaged one is
 // thrown away, never repaired. Open, Batch.Commit and Store.Err report
 // ErrCorrupt (checksums, a bad MANIFEST or WAL: Discard the folder, keeping
