@@ -346,7 +346,7 @@ func (c *Coordinator) finishJob(ctx context.Context) error {
 			zap.Duration("took", now.Sub(j.start)))
 	}
 	c.board.checkpointed(now, rows)
-	c.src.Checkpointed(ctx, j.reason, rows >= 0)
+	c.src.Checkpointed(ctx, j.reason, rows)
 	return nil
 }
 

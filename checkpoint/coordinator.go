@@ -38,12 +38,13 @@ type StateStore interface {
 // Source is what the coordinator asks of its runner: where partitions' logs
 // start and end now (end: the next offset a reader can reach), moving a
 // partition's consumption to an offset (after a re-sync), and hearing of
-// each successful checkpoint (wrote: it committed a transaction), which a
-// Kafka runner follows with an advisory offset commit.
+// each successful checkpoint (rows: the rows its transaction wrote, -1 when
+// it had none), which a Kafka runner follows with an advisory offset
+// commit.
 type Source interface {
 	Bounds(ctx context.Context, parts []int32) (starts, ends map[int32]int64, err error)
 	Seek(offsets map[int32]int64)
-	Checkpointed(ctx context.Context, reason string, wrote bool)
+	Checkpointed(ctx context.Context, reason string, rows int64)
 }
 
 // Coordinator runs the checkpoint protocol for the partitions a runner owns:

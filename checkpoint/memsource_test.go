@@ -51,7 +51,7 @@ func (s *memSource) Seek(offsets map[int32]int64) {
 }
 
 // Checkpointed implements Source.
-func (*memSource) Checkpointed(context.Context, string, bool) {}
+func (*memSource) Checkpointed(context.Context, string, int64) {}
 
 // open opens parts in c and points consumption where c says.
 func (s *memSource) open(ctx context.Context, c *Coordinator, parts []int32) error {

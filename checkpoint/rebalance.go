@@ -188,13 +188,17 @@ func (pl *Pipeline) Seek(offsets map[int32]int64) {
 	pl.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{pl.opts.Consumer.Topic: seek})
 }
 
-// Checkpointed follows a checkpoint that wrote with an advisory offset
-// commit (but those of the final and revoke checkpoints, which commit
-// synchronously themselves), and refreshes the status. It implements
-// Source.
-func (pl *Pipeline) Checkpointed(ctx context.Context, reason string, wrote bool) {
-	if wrote && reason != "final" && reason != "revoke" {
-		pl.commitKafka(ctx, false)
+// Checkpointed counts a checkpoint that wrote in the progress line and
+// follows it with an advisory offset commit (but the final and revoke
+// checkpoints, which commit synchronously themselves), and refreshes the
+// status. It implements Source.
+func (pl *Pipeline) Checkpointed(ctx context.Context, reason string, rows int64) {
+	if rows >= 0 {
+		pl.stats.checkpoints++
+		pl.stats.rows += rows
+		if reason != "final" && reason != "revoke" {
+			pl.commitKafka(ctx, false)
+		}
 	}
 	pl.publishTasks()
 }

@@ -320,7 +320,9 @@ func (o *Operator) finishReplay() {
 }
 
 // Process applies one record. Records must come in offset order; a record
-// below NextOffset (a duplicate delivery) is ignored.
+// below NextOffset (a duplicate delivery) is ignored. An error comes only
+// from dedup's Lookup (the state store failed): the record is half applied,
+// and the operator must not be used again (the partition is opened afresh).
 func (o *Operator) Process(r Record) (Outcome, error) {
 	if r.Offset < o.next {
 		return Outcome{Replayed: true}, nil

@@ -226,6 +226,10 @@ func (o *Operator) readyLive(r *Ready, holdUntil int64) {
 // written to the store with no tag: the partition is not restored yet.
 func (o *Operator) readyReplaying(r *Ready) {
 	r.Replaying = true
+	r.ExpireBefore, r.horizon = math.MinInt64, math.MinInt64
+	if len(o.pending) == 0 && len(o.open) == 0 && (o.dd == nil || len(o.dd.seen) == 0) {
+		return // NB: nothing to spill: the hold baseline stays
+	}
 	r.Keep = o.pending
 	// NB: a held window's counts go to the store now: from here on only
 	// its newer records are in memory.
@@ -242,7 +246,6 @@ func (o *Operator) readyReplaying(r *Ready) {
 	}
 	o.pending = make(map[base.Window]*Counts)
 	o.heldKeys = 0
-	r.ExpireBefore, r.horizon = math.MinInt64, math.MinInt64
 	if d := o.dd; d != nil {
 		r.dd = d
 		r.seen = d.take()
