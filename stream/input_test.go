@@ -2,13 +2,14 @@ package stream
 
 // Tests of the input mapping's configuration (input.go): Validate's errors,
 // path parsing and formatting, filter condition splitting, the canonical
-// String, and how NewDecoder takes the mapping. What a mapping decodes is
-// tested in decode_mapped_test.go.
+// String, and how NewDecoder and NewOperator take the mapping. What a
+// mapping decodes is tested in decode_mapped_test.go.
 
 import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestInputValidate(t *testing.T) {
@@ -63,6 +64,13 @@ func TestInputValidate(t *testing.T) {
 		}
 		if _, err2 := NewDecoder(c.o, 0); err2 == nil || err2.Error() != err.Error() {
 			t.Errorf("%+v: NewDecoder error %v, Validate %v", c.o, err2, err)
+		}
+		opts := OperatorOptions{Windows: []time.Duration{time.Minute}, Input: c.o}
+		if err2 := opts.Validate(); err2 == nil || err2.Error() != err.Error() {
+			t.Errorf("%+v: OperatorOptions.Validate() = %v, want %v", c.o, err2, err)
+		}
+		if _, err2 := NewOperator(opts); err2 == nil {
+			t.Errorf("%+v: NewOperator accepted it", c.o)
 		}
 	}
 	eight := strings.Split("a==1,b==1,c==1,d==1,e==1,f==1,g==1,h==1", ",")
@@ -205,6 +213,10 @@ func TestDefaultInputHasNoMapping(t *testing.T) {
 		d, err := NewDecoder(o, 0)
 		if err != nil || d.m != nil {
 			t.Errorf("%+v: NewDecoder = %v, %v; want no mapping", o, d, err)
+		}
+		op, err := NewOperator(OperatorOptions{Windows: []time.Duration{time.Minute}, Input: o})
+		if err != nil || op.dec.m != nil {
+			t.Errorf("%+v: NewOperator = %v; mapping %v", o, err, op.dec.m)
 		}
 	}
 	for _, o := range []InputOptions{{TSSource: "record"}, {URL: "u"}, {TSFormat: "rfc3339"}, {Filter: []string{"a==1"}}} {
