@@ -3,7 +3,8 @@ package stream
 // Tests of Decode with an input mapping (NewDecoder): the mappedCases table
 // of paths, timestamp formats, ts_source record and filters; zero
 // allocations per record; and BenchmarkDecodeTracker, which compares the
-// default mapping with a nested one on a tracker event.
+// default mapping with a nested one on a tracker event. The differential
+// fuzz test against encoding/json is in decode_mapped_fuzz_test.go.
 
 import (
 	"bytes"

@@ -3,7 +3,8 @@ package stream
 // Tests of the input mapping's configuration (input.go): Validate's errors,
 // path parsing and formatting, filter condition splitting, the canonical
 // String, and how NewDecoder and NewOperator take the mapping. What a
-// mapping decodes is tested in decode_mapped_test.go.
+// mapping decodes is tested in decode_mapped_test.go and
+// decode_mapped_fuzz_test.go.
 
 import (
 	"slices"
