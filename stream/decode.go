@@ -3,8 +3,10 @@ package stream
 // The record decoder's entry point: Click, the Reason codes a record is
 // rejected with (also used by Operator for its skew checks) and their metric
 // names, and Decoder. Decode scans the whole record first (decode_scan.go,
-// decode_string.go), then checks the url field (missing, invalid, empty, too
-// long), then ts (parsed in decode_ts.go), then id.
+// decode_string.go), noting the values at the mapped paths (decode_path.go,
+// configured by InputOptions in input.go), then applies the filter, then
+// checks the url (missing, invalid, empty, too long), then ts (parsed in
+// decode_ts.go), then id.
 
 import (
 	"bytes"
@@ -64,6 +66,11 @@ const (
 	reasonCount // keep last; unexported
 )
 
+// reasonFiltered is what Decode returns for a record that input.filter
+// excludes. It is not a rejection and not in Reasons(): the operator turns
+// it into Outcome.Filtered.
+const reasonFiltered Reason = 255
+
 var reasonNames = [reasonCount]string{
 	ReasonNone:                "none",
 	ReasonInvalidJSON:         "invalid_json",
@@ -95,6 +102,9 @@ func (r Reason) String() string {
 	if r < reasonCount {
 		return reasonNames[r]
 	}
+	if r == reasonFiltered {
+		return "filtered"
+	}
 	return "reason(" + strconv.Itoa(int(r)) + ")"
 }
 
@@ -106,14 +116,17 @@ const DefaultMaxURLBytes = 2048
 // so one huge escaped record does not pin memory forever.
 const maxRetainedScratch = 64 << 10
 
-// Decoder decodes click JSON. The zero value uses DefaultMaxURLBytes. Not
-// safe for concurrent use.
+// Decoder decodes click JSON. The zero value reads the top-level url, ts
+// and id and uses DefaultMaxURLBytes; NewDecoder makes one for any
+// InputOptions. Not safe for concurrent use.
 type Decoder struct {
 	// MaxURLBytes limits the decoded URL length in bytes; <= 0 means
 	// DefaultMaxURLBytes.
 	MaxURLBytes int
 
 	scratch []byte
+	m       *mapping        // nil: the default mapping (top-level url, ts, id)
+	slots   [maxSlots]field // where the values at m's paths lie in the record
 }
 
 // Decode decodes one record value. On success it returns the click and
@@ -124,31 +137,57 @@ type Decoder struct {
 //  1. invalid_json / invalid_utf8: whichever problem comes first in the
 //     record (the whole record must be one valid JSON object with valid
 //     UTF-8 in every string, ignored fields included);
-//  2. url: missing_url, invalid_url, empty_url, url_too_long, in that order;
-//  3. ts: invalid_timestamp, timestamp_out_of_range;
-//  4. id: invalid_id.
+//  2. the filter: a record failing a condition is returned with a Reason
+//     outside Reasons() whose String is "filtered" (not a rejection: the
+//     operator reports it as Outcome.Filtered);
+//  3. url: missing_url, invalid_url, empty_url, url_too_long, in that order;
+//  4. ts: invalid_timestamp, timestamp_out_of_range;
+//  5. id: invalid_id.
 //
 // Keys match exactly (case-sensitive, after unescaping); with duplicate keys
-// the last occurrence wins. Decode never panics and allocates only when an
-// escaped url, ts or id outgrows the scratch buffer.
+// the last occurrence wins (see InputOptions for paths). Decode never panics
+// and allocates only when an escaped url, ts or id outgrows the scratch
+// buffer.
 func (d *Decoder) Decode(value []byte) (Click, Reason) {
 	if cap(d.scratch) > maxRetainedScratch {
 		d.scratch = nil
 	}
 	d.scratch = d.scratch[:0]
 
-	s := scanner{data: value}
+	m := d.m
+	var s scanner
+	s.data = value
 	var f topFields
 	i := skipWS(value, 0)
 	if i >= len(value) || value[i] != '{' {
 		return Click{}, ReasonInvalidJSON
 	}
-	i = s.scanObject(i, 1, &f)
+	if m == nil {
+		i = s.scanObject(i, 1, &f)
+	} else {
+		for j := range m.nslots {
+			d.slots[j].kind = kindAbsent
+		}
+		s.m, s.slots = m, &d.slots
+		i = s.scanMappedObject(i, 1, 0)
+	}
 	if i < 0 {
 		return Click{}, s.err
 	}
 	if skipWS(value, i) != len(value) {
 		return Click{}, ReasonInvalidJSON
+	}
+
+	format := tsAuto
+	if m != nil {
+		if len(m.filters) > 0 && !m.pass(value, &d.slots) {
+			return Click{}, reasonFiltered
+		}
+		f.url, f.id = d.slots[m.url], d.slots[m.id]
+		if m.ts >= 0 {
+			f.ts = d.slots[m.ts]
+		}
+		format = m.tsFormat
 	}
 
 	var c Click
@@ -180,19 +219,17 @@ func (d *Decoder) Decode(value []byte) (Click, Reason) {
 
 	// ts
 	var ok bool
-	switch f.ts.kind {
-	case kindAbsent, kindNull:
+	switch {
+	case f.ts.kind == kindAbsent || f.ts.kind == kindNull:
 		ok = true
-	case kindInt:
+	case f.ts.kind == kindInt && format == tsAuto: // NB: the common cases inline
 		c.TimeMs, ok = parseInt64(f.ts.bytes(value))
 		c.HasTime = true
-	case kindString:
+	case f.ts.kind == kindString && format <= tsRFC3339:
 		c.TimeMs, ok = parseRFC3339(f.ts.bytes(value))
 		c.HasTime = true
-	case kindEscapedString:
-		n := len(d.scratch)
-		c.TimeMs, ok = parseRFC3339(d.unescape(f.ts.bytes(value)))
-		d.scratch = d.scratch[:n]
+	default:
+		c.TimeMs, ok = d.parseTime(value, f.ts, format)
 		c.HasTime = true
 	}
 	if !ok {
@@ -213,6 +250,30 @@ func (d *Decoder) Decode(value []byte) (Click, Reason) {
 		return Click{}, ReasonInvalidID
 	}
 	return c, ReasonNone
+}
+
+// parseTime reads a present, non-null ts value f in the given format,
+// reporting false when it is invalid; the range is not checked.
+func (d *Decoder) parseTime(value []byte, f field, format tsFormat) (int64, bool) {
+	switch f.kind {
+	case kindString:
+		return parseTimeString(f.bytes(value), format)
+	case kindEscapedString:
+		n := len(d.scratch)
+		ms, ok := parseTimeString(d.unescape(f.bytes(value)), format)
+		d.scratch = d.scratch[:n]
+		return ms, ok
+	case kindInt:
+		if format == tsRFC3339 {
+			return 0, false
+		}
+		ms, ok := parseInt64(f.bytes(value))
+		if !ok {
+			return 0, false
+		}
+		return scaleToMs(ms, format)
+	}
+	return 0, false
 }
 
 // unescape appends the decoded form of the (already validated) string

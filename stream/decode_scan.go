@@ -3,8 +3,10 @@ package stream
 // JSON scanning for Decode: the scanner that validates one record in a
 // single pass without building any values (objects, arrays, literals,
 // numbers, the nesting limit), and the bookkeeping that remembers where the
-// top-level "url", "ts" and "id" values lie in the input. Strings, being the
-// hot path, have their own file: decode_string.go.
+// mapped values lie in the input: the top-level "url", "ts" and "id" for the
+// default mapping (topFields), the values at a mapping's paths otherwise
+// (scanMappedObject, walking the path trie of decode_path.go). Strings,
+// being the hot path, have their own file: decode_string.go.
 
 // maxDepth is the deepest nesting of objects and arrays accepted; the
 // top-level object counts as depth 1.
@@ -20,10 +22,11 @@ const (
 	kindInt                            // number literal without fraction or exponent
 	kindFloat                          // number literal with fraction or exponent
 	kindNull
-	kindOther // true, false, object, array
+	kindBool  // true or false
+	kindOther // object or array
 )
 
-// field records where a top-level value lies in the input. For strings the
+// field records where a mapped value lies in the input. For strings the
 // span excludes the quotes.
 type field struct {
 	start, end int
@@ -32,7 +35,9 @@ type field struct {
 
 func (f field) bytes(data []byte) []byte { return data[f.start:f.end:f.end] }
 
-// topFields holds the last occurrence of each top-level key we care about.
+// topFields holds the last occurrence of each top-level key the default
+// mapping reads. Other mappings work on slots instead; this one keeps the
+// default as fast as before mappings existed.
 type topFields struct {
 	url, ts, id field
 }
@@ -65,8 +70,10 @@ func (f *topFields) lookup(raw []byte, escaped bool) *field {
 // of a construct and return the index just past it, or -1 after recording
 // the first problem in err.
 type scanner struct {
-	data []byte
-	err  Reason
+	data  []byte
+	err   Reason
+	m     *mapping         // for scanMappedObject
+	slots *[maxSlots]field // the values at m's paths, by pathNode.slot
 }
 
 func (s *scanner) fail(r Reason) int {
@@ -109,9 +116,9 @@ func (s *scanner) scanValue(i, depth int) (int, valueKind) {
 	case '[':
 		return s.scanArray(i, depth+1), kindOther
 	case 't':
-		return s.scanLiteral(i, "true"), kindOther
+		return s.scanLiteral(i, "true"), kindBool
 	case 'f':
-		return s.scanLiteral(i, "false"), kindOther
+		return s.scanLiteral(i, "false"), kindBool
 	case 'n':
 		return s.scanLiteral(i, "null"), kindNull
 	default:
@@ -177,6 +184,85 @@ func (s *scanner) scanObject(i, depth int, top *topFields) int {
 	}
 }
 
+// scanMappedObject is scanObject for an object on a mapped path, the trie
+// node node (0: the record itself), for any mapping but the default: a key
+// matching one of node's children clears the child's whole subtree of slots
+// (the last occurrence of a key wins, for what lies below it too), records
+// the value in the child's slot and scans an object value with the child as
+// its node. Objects off every path go to scanObject and pay nothing for the
+// mapping.
+func (s *scanner) scanMappedObject(i, depth int, node int32) int {
+	if depth > maxDepth {
+		return s.fail(ReasonInvalidJSON)
+	}
+	data := s.data
+	i = skipWS(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return i + 1
+	}
+	for {
+		if i >= len(data) || data[i] != '"' {
+			return s.fail(ReasonInvalidJSON)
+		}
+		keyEnd, keyEscaped := s.scanString(i + 1)
+		if keyEnd < 0 {
+			return -1
+		}
+		child := int32(-1)
+		if keyEscaped {
+			child = s.m.childEscaped(node, data[i+1:keyEnd])
+		} else if keyEnd > i+1 && s.m.nodes[node].keys&keyBit(keyEnd-i-1, data[i+1]) != 0 {
+			child = s.m.child(node, data[i+1:keyEnd])
+		}
+		i = skipWS(data, keyEnd+1)
+		if i >= len(data) || data[i] != ':' {
+			return s.fail(ReasonInvalidJSON)
+		}
+		i = skipWS(data, i+1)
+		var end int
+		if child < 0 {
+			end, _ = s.scanValue(i, depth)
+		} else {
+			n := &s.m.nodes[child]
+			var kind valueKind
+			if n.sub >= 0 {
+				for j := n.lo; j < n.hi; j++ {
+					s.slots[j].kind = kindAbsent
+				}
+				if i < len(data) && data[i] == '{' {
+					end, kind = s.scanMappedObject(i, depth+1, n.sub), kindOther
+				} else {
+					end, kind = s.scanValue(i, depth)
+				}
+			} else {
+				end, kind = s.scanValue(i, depth)
+			}
+			if end >= 0 && n.slot >= 0 {
+				if kind == kindString || kind == kindEscapedString {
+					s.slots[n.slot] = field{start: i + 1, end: end - 1, kind: kind}
+				} else {
+					s.slots[n.slot] = field{start: i, end: end, kind: kind}
+				}
+			}
+		}
+		if end < 0 {
+			return -1
+		}
+		i = skipWS(data, end)
+		if i >= len(data) {
+			return s.fail(ReasonInvalidJSON)
+		}
+		switch data[i] {
+		case ',':
+			i = skipWS(data, i+1)
+		case '}':
+			return i + 1
+		default:
+			return s.fail(ReasonInvalidJSON)
+		}
+	}
+}
+
 // scanArray scans the array at i (data[i] == '[').
 func (s *scanner) scanArray(i, depth int) int {
 	if depth > maxDepth {
@@ -188,7 +274,7 @@ func (s *scanner) scanArray(i, depth int) int {
 		return i + 1
 	}
 	for {
-		end, _ := s.scanValue(i, depth)
+		end, _ := s.scanValue(i, depth) // NB: paths never descend into arrays
 		if end < 0 {
 			return -1
 		}

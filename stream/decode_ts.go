@@ -1,10 +1,13 @@
 package stream
 
 // Event times for Decode: the accepted range (MinEventTimeMs,
-// MaxEventTimeMs, ValidEventTime) and the two forms "ts" may take, an
-// integer of Unix milliseconds (parseInt64) or an RFC 3339 string
-// (parseRFC3339, which matches time.Parse without allocating), with the
-// calendar helpers the latter needs.
+// MaxEventTimeMs, ValidEventTime) and the forms "ts" may take, an integer
+// (parseInt64) of Unix milliseconds or, with a unix_* ts format, of another
+// unit (scaleToMs), a string holding such an integer (parseDecimal), or an
+// RFC 3339 string (parseRFC3339, which matches time.Parse without
+// allocating), with the calendar helpers the latter needs.
+
+import "math"
 
 // The accepted event-time range.
 const (
@@ -43,6 +46,91 @@ func parseInt64(b []byte) (int64, bool) {
 		return 0, false
 	}
 	return int64(n), true
+}
+
+// tsFormat says how a ts value is read (InputOptions.TSFormat).
+type tsFormat uint8
+
+const (
+	tsAuto tsFormat = iota
+	tsRFC3339
+	tsUnixS
+	tsUnixMs
+	tsUnixUs
+	tsUnixNs
+)
+
+// parseTimeString parses a ts string (unescaped) in the given format:
+// RFC 3339 for auto and rfc3339, an integer of the format's unit for unix_*.
+func parseTimeString(b []byte, format tsFormat) (int64, bool) {
+	if format == tsAuto || format == tsRFC3339 {
+		return parseRFC3339(b)
+	}
+	n, ok := parseDecimal(b)
+	if !ok {
+		return 0, false
+	}
+	return scaleToMs(n, format)
+}
+
+// parseDecimal parses ASCII digits with an optional leading '-' (leading
+// zeros allowed), reporting false for anything else and on int64 overflow.
+func parseDecimal(b []byte) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	digits := b
+	if neg {
+		digits = b[1:]
+	}
+	if len(digits) == 0 {
+		return 0, false
+	}
+	for _, c := range digits {
+		if !isDigit(c) {
+			return 0, false
+		}
+	}
+	for len(digits) > 1 && digits[0] == '0' {
+		digits = digits[1:]
+	}
+	n, ok := parseInt64(digits)
+	if !ok {
+		// NB: -2^63 overflows as a positive number but not negated.
+		if neg && string(digits) == "9223372036854775808" {
+			return -1 << 63, true
+		}
+		return 0, false
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+// scaleToMs converts n, in the unit of a unix_* format (milliseconds for
+// auto), to Unix milliseconds: seconds multiply, reporting false on
+// overflow; microseconds and nanoseconds divide rounding toward negative
+// infinity, so that a negative time falls in the window it lies in.
+func scaleToMs(n int64, format tsFormat) (int64, bool) {
+	switch format {
+	case tsUnixS:
+		if n > math.MaxInt64/1000 || n < math.MinInt64/1000 {
+			return 0, false
+		}
+		return n * 1000, true
+	case tsUnixUs:
+		return floorDiv(n, 1000), true
+	case tsUnixNs:
+		return floorDiv(n, 1_000_000), true
+	}
+	return n, true
+}
+
+func floorDiv(n, d int64) int64 {
+	q := n / d
+	if n%d < 0 {
+		q--
+	}
+	return q
 }
 
 // parseRFC3339 parses s exactly as time.Parse(time.RFC3339Nano, s) does and

@@ -1,10 +1,12 @@
 package stream
 
 // Tests of event-time handling (decode_ts.go): the accepted range's bounds,
-// and parseRFC3339 against time.Parse(time.RFC3339Nano) on edge cases
-// (checkRFC3339 is shared with FuzzParseRFC3339).
+// parseRFC3339 against time.Parse(time.RFC3339Nano) on edge cases
+// (checkRFC3339 is shared with FuzzParseRFC3339), and the unix_* units
+// (parseDecimal, scaleToMs).
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -105,5 +107,58 @@ func checkRFC3339(t *testing.T, s string) {
 	}
 	if ok && ms != want.UnixMilli() {
 		t.Fatalf("parseRFC3339(%q) = %d, time.Parse gives %d", s, ms, want.UnixMilli())
+	}
+}
+
+func TestScaleToMs(t *testing.T) {
+	cases := []struct {
+		n      int64
+		format tsFormat
+		want   int64
+		ok     bool
+	}{
+		{1, tsUnixS, 1000, true},
+		{-1, tsUnixS, -1000, true},
+		{math.MaxInt64 / 1000, tsUnixS, math.MaxInt64 / 1000 * 1000, true},
+		{math.MaxInt64/1000 + 1, tsUnixS, 0, false},
+		{math.MinInt64 / 1000, tsUnixS, math.MinInt64 / 1000 * 1000, true},
+		{math.MinInt64/1000 - 1, tsUnixS, 0, false},
+		{-5, tsUnixMs, -5, true},
+		{999, tsUnixUs, 0, true},
+		{1000, tsUnixUs, 1, true},
+		{-1, tsUnixUs, -1, true},
+		{-1000, tsUnixUs, -1, true},
+		{-1001, tsUnixUs, -2, true},
+		{-999999, tsUnixNs, -1, true},
+		{-1000000, tsUnixNs, -1, true},
+		{-1000001, tsUnixNs, -2, true},
+		{math.MinInt64, tsUnixNs, -9223372036855, true},
+		{math.MaxInt64, tsUnixNs, 9223372036854, true},
+	}
+	for _, c := range cases {
+		got, ok := scaleToMs(c.n, c.format)
+		if got != c.want || ok != c.ok {
+			t.Errorf("scaleToMs(%d, %d) = %d, %v; want %d, %v", c.n, c.format, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+func TestParseDecimal(t *testing.T) {
+	ok := map[string]int64{
+		"0": 0, "-0": 0, "7": 7, "-7": -7, "007": 7, "-007": -7,
+		"9223372036854775807":     math.MaxInt64,
+		"-9223372036854775808":    math.MinInt64,
+		"0009223372036854775807":  math.MaxInt64,
+		"-0009223372036854775808": math.MinInt64,
+	}
+	for s, want := range ok {
+		if got, valid := parseDecimal([]byte(s)); !valid || got != want {
+			t.Errorf("parseDecimal(%q) = %d, %v; want %d", s, got, valid, want)
+		}
+	}
+	for _, s := range []string{"", "-", "+1", " 1", "1 ", "1.0", "1e3", "0x10", "9223372036854775808", "-9223372036854775809", "--1", "1-"} {
+		if got, valid := parseDecimal([]byte(s)); valid {
+			t.Errorf("parseDecimal(%q) = %d, want invalid", s, got)
+		}
 	}
 }

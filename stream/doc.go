@@ -32,7 +32,9 @@
 // Files: operator.go (the state machine, Process, watermarks), ready.go
 // (checkpoints: Ready, Advance, Abort, holding), options.go, dedup.go and
 // bloom.go (dedup), counts.go, window.go, decode*.go (the JSON decoder),
-// normalize.go (URL normalization), source.go (Kafka client options).
+// input.go (InputOptions: where in a record's JSON the click's fields are,
+// and which records are clicks at all), normalize.go (URL normalization),
+// source.go (Kafka client options).
 //
 // With a dedup window (OperatorOptions.DedupWindow) the operator also drops
 // records whose event id was seen within that span of the partition's

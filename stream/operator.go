@@ -35,6 +35,12 @@ type Outcome struct {
 	// a Kafka key that is neither its id nor its URL: its copies may land
 	// on other partitions, where they are not caught.
 	Misrouted bool
+	// Filtered is set when the record is valid JSON but fails a condition
+	// of OperatorOptions.Input.Filter: it is not a click. It is counted
+	// nowhere (no window, no dedup sighting, no watermark move) and is not
+	// a rejection: Reason stays ReasonNone. The decision depends on the
+	// record's value alone, so a replay makes it again.
+	Filtered bool
 }
 
 // Operator is the window operator of one partition. It is a deterministic
@@ -100,6 +106,10 @@ func NewOperator(opts OperatorOptions) (*Operator, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	m, err := opts.Input.compile()
+	if err != nil {
+		return nil, err
+	}
 	sizes := make([]int64, 0, len(opts.Windows))
 	for _, w := range opts.Windows {
 		sizes = append(sizes, w.Milliseconds())
@@ -130,7 +140,7 @@ func NewOperator(opts OperatorOptions) (*Operator, error) {
 		late:        opts.Late,
 		maxAhead:    opts.MaxFutureSkew.Milliseconds(),
 		maxBehind:   opts.MaxPastSkew.Milliseconds(),
-		dec:         Decoder{MaxURLBytes: maxURL},
+		dec:         Decoder{MaxURLBytes: maxURL, m: m},
 		wm:          NoWatermark,
 		own:         NoWatermark,
 		wmCap:       NoCap,
@@ -342,6 +352,9 @@ func (o *Operator) Process(r Record) (Outcome, error) {
 		return Outcome{Replayed: replaying}, nil
 	}
 	c, reason := o.dec.Decode(r.Value)
+	if reason == reasonFiltered {
+		return Outcome{Filtered: true, Replayed: replaying}, nil
+	}
 	if reason != ReasonNone {
 		return Outcome{Reason: reason, Replayed: replaying}, nil
 	}

@@ -93,6 +93,10 @@ type OperatorOptions struct {
 	// be its event id or its URL, so that every copy of a click lands on
 	// one partition; a record keyed otherwise is flagged Misrouted.
 	DedupKeyed bool
+	// Input maps each record's JSON onto a click (see InputOptions): where
+	// the url, ts and id are, how ts is read, and which records are clicks
+	// at all. The zero value reads the top-level url, ts and id.
+	Input InputOptions
 }
 
 // Validate reports the first setting NewOperator would refuse, as a
@@ -140,7 +144,7 @@ func (opts OperatorOptions) Validate() error {
 	if opts.HoldRecords < 0 {
 		return fmt.Errorf("hold records %d: must not be negative", opts.HoldRecords)
 	}
-	return nil
+	return opts.Input.Validate()
 }
 
 // DefaultHoldRecords is OperatorOptions.HoldRecords when zero: a restart
