@@ -55,6 +55,15 @@ type Config struct {
 	URL struct {
 		Normalize bool `yaml:"normalize"` // default false: byte-exact
 	} `yaml:"url"`
+	// Input maps each JSON event to url, ts and id (README, Event format).
+	Input struct {
+		URL      string     `yaml:"url"`       // path of the URL; default url
+		TS       string     `yaml:"ts"`        // path of the event time; default ts
+		ID       string     `yaml:"id"`        // path of the event id; default id
+		TSFormat string     `yaml:"ts_format"` // auto (default) | rfc3339 | unix_s | unix_ms | unix_us | unix_ns
+		TSSource string     `yaml:"ts_source"` // event (default) | record
+		Filter   conditions `yaml:"filter"`    // conditions path==value / path!=value; default none
+	} `yaml:"input"`
 	DeadLetter struct {
 		Topic string `yaml:"topic"` // default none
 	} `yaml:"dead_letter"`
@@ -110,6 +119,24 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 
 // D returns the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// conditions is input.filter: in YAML a list of strings, since a
+// condition may hold a comma.
+type conditions []string
+
+// UnmarshalYAML reads a sequence of strings, and refuses a single string
+// with a message naming the setting.
+func (c *conditions) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.SequenceNode {
+		return fmt.Errorf("line %d: input.filter must be a list of conditions, like [type==track]", n.Line)
+	}
+	var l []string
+	if err := n.Decode(&l); err != nil {
+		return fmt.Errorf("line %d: input.filter must be a list of conditions, like [type==track]", n.Line)
+	}
+	*c = l
+	return nil
+}
 
 // configError is a bad setting: main prints it on one line and exits 2.
 type configError struct{ msg string }
@@ -231,6 +258,18 @@ var settings = []setting{
 	{key: "url.normalize", env: "CLICKAGG_URL_NORMALIZE", flag: "url-normalize", help: "lowercase each URL's scheme and host and drop its #fragment before counting (default: byte-exact)",
 		boolean: true,
 		set:     boolSetter(func(c *Config) *bool { return &c.URL.Normalize })},
+	{key: "input.url", env: "CLICKAGG_INPUT_URL", flag: "input-url", help: "dotted path of the event's URL in the JSON object (a key with a dot or backslash: escape it, a\\.b)",
+		set: stringSetter(func(c *Config) *string { return &c.Input.URL })},
+	{key: "input.ts", env: "CLICKAGG_INPUT_TS", flag: "input-ts", help: "dotted path of the event time",
+		set: stringSetter(func(c *Config) *string { return &c.Input.TS })},
+	{key: "input.id", env: "CLICKAGG_INPUT_ID", flag: "input-id", help: "dotted path of the event id (dedup)",
+		set: stringSetter(func(c *Config) *string { return &c.Input.ID })},
+	{key: "input.ts_format", env: "CLICKAGG_INPUT_TS_FORMAT", flag: "input-ts-format", help: "auto (integer epoch ms or RFC 3339 string), rfc3339, unix_s, unix_ms, unix_us or unix_ns",
+		set: stringSetter(func(c *Config) *string { return &c.Input.TSFormat })},
+	{key: "input.ts_source", env: "CLICKAGG_INPUT_TS_SOURCE", flag: "input-ts-source", help: "event (the payload's time, else the Kafka record timestamp) or record (always the Kafka record timestamp)",
+		set: stringSetter(func(c *Config) *string { return &c.Input.TSSource })},
+	{key: "input.filter", env: "CLICKAGG_INPUT_FILTER", flag: "input-filter", help: "count only events meeting every condition path==value or path!=value, comma-separated (up to 8)",
+		set: func(c *Config, v string) error { c.Input.Filter = splitList(v); return nil }},
 	{key: "dead_letter.topic", env: "CLICKAGG_DEAD_LETTER_TOPIC", flag: "dead-letter-topic", help: "produce invalid (and, with late policy dead-letter, late) records here, unchanged plus headers",
 		set: stringSetter(func(c *Config) *string { return &c.DeadLetter.Topic })},
 	{key: "late.policy", env: "CLICKAGG_LATE_POLICY", flag: "late-policy", help: "late records: count (into clicks and late_clicks), drop, or dead-letter",
@@ -385,6 +424,11 @@ func (c *Config) finish() error {
 	def(&c.Late.Policy, "count")
 	def(&c.Log.Level, "info")
 	def(&c.Log.Format, "auto")
+	def(&c.Input.URL, "url")
+	def(&c.Input.TS, "ts")
+	def(&c.Input.ID, "id")
+	def(&c.Input.TSFormat, "auto")
+	def(&c.Input.TSSource, "event")
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = ":8080"
 	}
@@ -445,8 +489,8 @@ func (c *Config) finish() error {
 	c.late = late
 
 	// The pipeline's own check of its options (windows, intervals,
-	// start_offset, max_url_bytes, skews, dedup.window, hold_windows...):
-	// the one source of those rules.
+	// start_offset, max_url_bytes, skews, dedup.window, hold_windows,
+	// input.*...): the one source of those rules.
 	if err := checkpoint.ValidateOptions(c.pipelineOptions("check", nil, nil)); err != nil {
 		return badConfig("%s", c.settingError(err))
 	}
@@ -567,6 +611,7 @@ func (c *Config) pipelineOptions(clientID string, log *zap.Logger, metrics *chec
 			MaxFutureSkew: c.MaxFutureSkew.D(), MaxPastSkew: c.MaxPastSkew.D(),
 			DedupWindow: c.Dedup.Window.D(), DedupKeyed: c.Dedup.Scope == "global",
 			NormalizeURLs: c.URL.Normalize, HoldWindows: c.HoldWindows.D(),
+			Input: c.inputOptions(),
 		},
 		CheckpointInterval: c.CheckpointInterval.D(),
 		EarlyInterval:      c.Emit.EarlyInterval.D(),
@@ -580,6 +625,15 @@ func (c *Config) pipelineOptions(clientID string, log *zap.Logger, metrics *chec
 		SpillDir:           c.StateDir,
 		Logger:             log,
 		Metrics:            metrics,
+	}
+}
+
+// inputOptions returns the input mapping (input.*).
+func (c *Config) inputOptions() stream.InputOptions {
+	return stream.InputOptions{
+		URL: c.Input.URL, TS: c.Input.TS, ID: c.Input.ID,
+		TSFormat: c.Input.TSFormat, TSSource: c.Input.TSSource,
+		Filter: slices.Clone(c.Input.Filter),
 	}
 }
 

@@ -7,9 +7,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clickagg/clickagg/stream"
 )
 
 func load(t *testing.T, args []string, env map[string]string, yaml string) (*Config, error) {
@@ -165,5 +168,95 @@ func TestBooleanFlagsTakeNoValue(t *testing.T) {
 	}
 	if !c.HTTPPprof || !c.Kafka.TLS.Enabled || c.Kafka.TLS.InsecureSkipVerify || c.Topic != "x" {
 		t.Fatalf("pprof %v tls %v insecure %v topic %q", c.HTTPPprof, c.Kafka.TLS.Enabled, c.Kafka.TLS.InsecureSkipVerify, c.Topic)
+	}
+}
+
+func TestConfigInputMapping(t *testing.T) {
+	def := stream.InputOptions{URL: "url", TS: "ts", ID: "id", TSFormat: "auto", TSSource: "event"}
+	yaml := "input:\n  url: context.page.url\n  ts: timestamp\n  id: messageId\n  ts_format: rfc3339\n  ts_source: event\n" +
+		"  filter:\n    - type==track\n    - event!=Page Viewed, or not\n"
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		yaml string
+		want stream.InputOptions
+	}{
+		{name: "defaults", want: def},
+		{name: "file", yaml: yaml, want: stream.InputOptions{URL: "context.page.url", TS: "timestamp", ID: "messageId",
+			TSFormat: "rfc3339", TSSource: "event", Filter: []string{"type==track", "event!=Page Viewed, or not"}}},
+		{name: "environment", env: map[string]string{"CLICKAGG_INPUT_URL": "page_url", "CLICKAGG_INPUT_TS": "dvce_created_tstamp",
+			"CLICKAGG_INPUT_ID": "event_id", "CLICKAGG_INPUT_TS_FORMAT": "unix_ms", "CLICKAGG_INPUT_TS_SOURCE": "record",
+			"CLICKAGG_INPUT_FILTER": "event==page_view, app_id!=test"},
+			want: stream.InputOptions{URL: "page_url", TS: "dvce_created_tstamp", ID: "event_id", TSFormat: "unix_ms",
+				TSSource: "record", Filter: []string{"event==page_view", "app_id!=test"}}},
+		{name: "flags", args: []string{"--input-url", `page.url`, "--input-ts", "event_time", "--input-id", `a\.b`,
+			"--input-ts-format", "unix_s", "--input-ts-source", "event", "--input-filter", "kind==click"},
+			want: stream.InputOptions{URL: "page.url", TS: "event_time", ID: `a\.b`, TSFormat: "unix_s", TSSource: "event",
+				Filter: []string{"kind==click"}}},
+		{name: "precedence", yaml: yaml, env: map[string]string{"CLICKAGG_INPUT_TS": "sentAt", "CLICKAGG_INPUT_FILTER": "type==page",
+			"CLICKAGG_INPUT_TS_FORMAT": "auto"},
+			args: []string{"--input-filter", "type==identify,userId!=null", "--input-ts-source", "record"},
+			want: stream.InputOptions{URL: "context.page.url", TS: "sentAt", ID: "messageId", TSFormat: "auto",
+				TSSource: "record", Filter: []string{"type==identify", "userId!=null"}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := load(t, tc.args, tc.env, tc.yaml)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := c.pipelineOptions("test", nil, nil).Operator.Input
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("Operator.Input = %#v, want %#v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestConfigInputErrors(t *testing.T) {
+	cases := []struct {
+		args []string
+		env  map[string]string
+		yaml string
+		want string
+	}{
+		{args: []string{"--input-url", "a..b"}, want: "input.url"},
+		{args: []string{"--input-url", `trailing\`}, want: "input.url"},
+		{env: map[string]string{"CLICKAGG_INPUT_TS": "ts."}, want: "input.ts"},
+		{yaml: "input:\n  id: .id\n", want: "input.id"},
+		{args: []string{"--input-ts-format", "unix_min"}, want: "input.ts_format"},
+		{env: map[string]string{"CLICKAGG_INPUT_TS_FORMAT": "epoch"}, want: "input.ts_format"},
+		{args: []string{"--input-ts-source", "kafka"}, want: "input.ts_source"},
+		{yaml: "input:\n  ts_source: broker\n", want: "input.ts_source"},
+		{args: []string{"--input-filter", "type=track"}, want: "input.filter"},
+		{env: map[string]string{"CLICKAGG_INPUT_FILTER": "==track"}, want: "input.filter"},
+		{args: []string{"--input-filter", "a==1,b==2,c==3,d==4,e==5,f==6,g==7,h==8,i==9"}, want: "input.filter"},
+		{yaml: "input:\n  filter: type==track\n", want: "input"}, // a list, not a string
+		{yaml: "input:\n  uri: u\n", want: "uri"},
+	}
+	for _, c := range cases {
+		_, err := load(t, c.args, c.env, c.yaml)
+		var ce *configError
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v %v %q: err = %v, want a one-line config error naming %q", c.args, c.env, c.yaml, err, c.want)
+		}
+	}
+	// Through main: exit 2 and one line on stderr.
+	var stdout, stderr bytes.Buffer
+	t.Setenv("DATABASE_URL", "postgres://app@db/clicks")
+	code := realMain([]string{"run", "--print-config", "--input-ts-format", "unix_min"}, &stdout, &stderr)
+	if msg := strings.TrimSpace(stderr.String()); code != 2 || !strings.Contains(msg, "input.ts_format") || strings.Contains(msg, "\n") {
+		t.Fatalf("exit %d, stderr %q: want 2 and one line naming input.ts_format", code, stderr.String())
+	}
+}
+
+func TestRunPrintConfigShowsInput(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	t.Setenv("DATABASE_URL", "postgres://app@db/clicks")
+	code := realMain([]string{"run", "--print-config", "--input-url", "context.page.url", "--input-filter", "type==track"}, &stdout, &stderr)
+	out := stdout.String()
+	if code != 0 || !strings.Contains(out, "url: context.page.url") || !strings.Contains(out, "- type==track") || !strings.Contains(out, "ts_format: auto") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, stderr.String())
 	}
 }

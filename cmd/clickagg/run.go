@@ -80,7 +80,8 @@ type runHooks struct {
 func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHooks) error {
 	log.Info("starting clickagg", zap.String("version", version), zap.Strings("brokers", cfg.Brokers),
 		zap.String("topic", cfg.Topic), zap.String("group", cfg.Group), zap.Strings("windows", cfg.Windows),
-		zap.String("state_dir", cfg.StateDir), zap.String("postgres_schema", cfg.PostgresSchema))
+		zap.String("state_dir", cfg.StateDir), zap.String("postgres_schema", cfg.PostgresSchema),
+		zap.Stringer("input", cfg.inputOptions()))
 	pool, err := sink.NewPool(ctx, cfg.Postgres)
 	if err != nil {
 		return err
