@@ -148,7 +148,14 @@ func StateIdentity(o Options) string {
 		sizes = append(sizes, w.String())
 	}
 	slices.Sort(sizes)
-	return fmt.Sprintf("v2\x00%s\x00%s\x00windows=%v ooo=%s late=%s max_url=%d skew=%s/%s dedup=%s normalize=%v",
+	id := fmt.Sprintf("v2\x00%s\x00%s\x00windows=%v ooo=%s late=%s max_url=%d skew=%s/%s dedup=%s normalize=%v",
 		o.Consumer.Group, o.Consumer.Topic, sizes, o.Operator.OutOfOrder, o.Operator.Late, o.Operator.MaxURLBytes,
 		o.Operator.MaxFutureSkew, o.Operator.MaxPastSkew, o.Operator.DedupWindow, o.Operator.NormalizeURLs)
+	// NB: the input mapping decides which records count and where. The
+	// default one (zero or spelled out: String is canonical) adds nothing,
+	// so stores written before input mapping existed stay valid.
+	if in := o.Operator.Input.String(); in != (stream.InputOptions{}).String() {
+		id += " input=" + in
+	}
+	return id
 }
