@@ -13,6 +13,7 @@ type Metrics struct {
 	Consumed           prometheus.Counter
 	Accepted           prometheus.Counter
 	Rejected           *prometheus.CounterVec
+	Filtered           prometheus.Counter
 	Duplicates         prometheus.Counter
 	DeadLetters        *prometheus.CounterVec
 	DeadLetterRefs     *prometheus.CounterVec // dead letters sent as references (HeaderTruncated), also in DeadLetters
@@ -59,6 +60,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "clickagg_events_rejected_total",
 			Help: "Records skipped as invalid, by reason.",
 		}, []string{"reason"}),
+		Filtered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "clickagg_events_filtered_total",
+			Help: "Valid JSON records skipped because they failed input.filter (not rejections, not dead-lettered, not counted).",
+		}),
 		Duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "clickagg_duplicates_total",
 			Help: "Valid records not counted because their event id was seen already (dedup.window).",
@@ -191,7 +196,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.PostgresUp.Set(1)
 	if reg != nil {
-		reg.MustRegister(m.Consumed, m.Accepted, m.Rejected, m.Duplicates, m.DeadLetters, m.DeadLetterRefs, m.Misrouted, m.Late, m.Checkpoints,
+		reg.MustRegister(m.Consumed, m.Accepted, m.Rejected, m.Filtered, m.Duplicates, m.DeadLetters, m.DeadLetterRefs, m.Misrouted, m.Late, m.Checkpoints,
 			m.CheckpointFailures, m.CheckpointDuration, m.CheckpointRows, m.TxDuration,
 			m.PostgresUp, m.Ready, m.NotReady, m.RowsWritten, m.Finalized,
 			m.Fenced, m.Restores, m.RestoreDuration, m.Replayed, m.RecordsLost, m.Partitions, m.Lag,

@@ -161,6 +161,7 @@ type progress struct {
 	consumed    int64
 	late        int64
 	duplicates  int64
+	filtered    int64
 	rejected    [32]int64
 	checkpoints int64
 	rows        int64
@@ -178,6 +179,7 @@ func (pl *Pipeline) logProgress(now time.Time, force bool) {
 		zap.Float64("records_per_sec", float64(s.consumed)/max(now.Sub(s.since).Seconds(), 1e-9)),
 		zap.Int64("late", s.late),
 		zap.Int64("duplicates", s.duplicates),
+		zap.Int64("filtered", s.filtered),
 		zap.Int64("checkpoints", s.checkpoints),
 		zap.Int64("rows_written", s.rows),
 		zap.Int("partitions", len(pl.c.tasks)),

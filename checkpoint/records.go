@@ -124,6 +124,13 @@ func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) (perr error) {
 				continue
 			}
 			live++
+			if out.Filtered {
+				// NB: not a rejection: no reason, no dead letter, not
+				// accepted; still consumed.
+				pl.m.Filtered.Inc()
+				pl.stats.filtered++
+				continue
+			}
 			if out.Reason != stream.ReasonNone {
 				pl.m.Rejected.WithLabelValues(out.Reason.String()).Inc()
 				pl.stats.rejected[out.Reason]++

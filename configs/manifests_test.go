@@ -1228,6 +1228,7 @@ var knownMetrics = map[string]metricInfo{
 	"clickagg_records_consumed_total":                {counter: true},
 	"clickagg_events_accepted_total":                 {counter: true},
 	"clickagg_events_rejected_total":                 {counter: true, labels: []string{"reason"}},
+	"clickagg_events_filtered_total":                 {counter: true},
 	"clickagg_late_events_total":                     {counter: true, labels: []string{"window", "policy"}},
 	"clickagg_duplicates_total":                      {counter: true},
 	"clickagg_dedup_misrouted_total":                 {counter: true},
