@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/clickagg/clickagg/internal/gen"
@@ -34,6 +35,8 @@ func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Float64Var(&o.InvalidFraction, "invalid", 0, "fraction of invalid records (every rejection kind)")
 	fs.Float64Var(&o.DuplicateFraction, "duplicates", 0, "fraction of records that repeat a recent valid record (same id), as client retries do")
 	fs.BoolVar(&o.Unkeyed, "unkeyed", false, "produce without keys (a URL's clicks spread over partitions)")
+	fs.StringVar(&o.Shape, "shape", "clicks", "clicks ({\"url\",\"ts\",\"id\"}) or tracker (Segment-style events, 5% not clicks; read them with "+
+		strings.Join(gen.TrackerInputFlags, " ")+")")
 	asJSON := fs.Bool("json", false, "print the summary as JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -77,12 +80,17 @@ func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		_ = enc.Encode(map[string]any{
 			"topic": cfg.Topic, "produced": st.Produced - st.Failed, "valid": st.Valid, "late": st.Late,
 			"out_of_order": st.OutOfOrder, "duplicates": st.Duplicates, "invalid": st.Invalid, "failed": st.Failed,
+			"filtered": st.Filtered, "shape": g.Shape(),
 			"seconds": st.Elapsed.Seconds(), "records_per_second": st.Rate(),
 			"first_event": st.FirstEvent, "last_event": st.LastEvent,
 		})
 	} else {
-		fmt.Fprintf(stdout, "produced %d records to %s in %.2fs (%.0f/s): %d valid (%d late, %d out of order, %d duplicates), %d invalid",
-			st.Produced-st.Failed, cfg.Topic, st.Elapsed.Seconds(), st.Rate(), st.Valid, st.Late, st.OutOfOrder, st.Duplicates, st.Produced-st.Valid)
+		fmt.Fprintf(stdout, "produced %d records to %s in %.2fs (%.0f/s): %d valid (%d late, %d out of order, %d duplicates), ",
+			st.Produced-st.Failed, cfg.Topic, st.Elapsed.Seconds(), st.Rate(), st.Valid, st.Late, st.OutOfOrder, st.Duplicates)
+		if st.Filtered > 0 {
+			fmt.Fprintf(stdout, "%d not clicks (input.filter drops them), ", st.Filtered)
+		}
+		fmt.Fprintf(stdout, "%d invalid", st.Produced-st.Valid-st.Filtered)
 		kinds := slices.Sorted(func(yield func(string) bool) {
 			for k := range st.Invalid {
 				if !yield(k) {

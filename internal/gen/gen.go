@@ -1,7 +1,8 @@
 // Package gen generates click events for load tests, demos and the
 // end-to-end tests: a seeded, reproducible stream of JSON clicks over a
 // Zipf or uniform URL population, with chosen fractions of out-of-order,
-// late and invalid records. Product feature: `clickagg gen`, `clickagg
+// late and invalid records, in clickagg's own format (shape clicks) or as
+// an analytics tracker sends them (shape tracker, tracker.go). Product feature: `clickagg gen`, `clickagg
 // demo` and `clickagg bench` use it; the tests use it for their input.
 package gen
 
@@ -51,7 +52,14 @@ type Options struct {
 	Unkeyed bool
 	// URLPrefix prefixes every URL; default https://example.com/page/.
 	URLPrefix string
+	// Shape is the records' JSON: "" or "clicks" for {"url","ts","id"},
+	// "tracker" for Segment-style events of about 600 bytes (tracker.go),
+	// TrackerNonClickFraction of them not clicks (Kind "filtered").
+	Shape string
 }
+
+// Shapes are the values of Options.Shape.
+var Shapes = []string{"clicks", "tracker"}
 
 // InvalidKinds are the kinds of invalid records Generator makes, named
 // after the rejection reason each should get.
@@ -68,6 +76,7 @@ type Stats struct {
 	Late       int64
 	OutOfOrder int64
 	Duplicates int64 // repeats of earlier valid records (counted in Valid too)
+	Filtered   int64 // not click events (shape tracker): input.filter drops them
 	Failed     int64 // produce errors (not acknowledged by the broker)
 	Elapsed    time.Duration
 	FirstEvent time.Time
@@ -79,13 +88,21 @@ type Event struct {
 	Key, Value []byte
 	URL        string    // the URL the record is about (also for invalid ones)
 	Time       time.Time // event time (also the Kafka record timestamp)
-	Kind       string    // "valid", "late", "out_of_order", "duplicate", or an InvalidKinds entry
+	Kind       string    // "valid", "late", "out_of_order", "duplicate", "filtered" (not a click), or an InvalidKinds entry
 }
 
 // Valid reports whether the record is a valid click (late and out-of-order
 // ones included): the aggregator must count it under URL at Time.
 func (e Event) Valid() bool {
 	return e.Kind == "valid" || e.Kind == "late" || e.Kind == "out_of_order" || e.Kind == "duplicate"
+}
+
+// Shape returns the generator's shape: clicks or tracker.
+func (g *Generator) Shape() string {
+	if g.tracker {
+		return "tracker"
+	}
+	return "clicks"
 }
 
 // Generator makes events deterministically from Options.Seed.
@@ -97,13 +114,19 @@ type Generator struct {
 	urls []string
 	t0   time.Time
 	// recent is a sample of the valid events so far, for duplicates.
-	recent []Event
+	recent  []Event
+	tracker bool
 }
 
 // New returns a generator.
 func New(o Options) (*Generator, error) {
 	if o.URLs == 0 {
 		o.URLs = 1000
+	}
+	switch o.Shape {
+	case "", "clicks", "tracker":
+	default:
+		return nil, fmt.Errorf("shape %q: must be clicks or tracker", o.Shape)
 	}
 	if o.URLs < 0 {
 		return nil, fmt.Errorf("urls %d: must be positive", o.URLs)
@@ -141,7 +164,7 @@ func New(o Options) (*Generator, error) {
 		o.StartTime = time.Now()
 	}
 	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
-	g := &Generator{o: o, rng: rng, urls: make([]string, o.URLs), t0: o.StartTime.Truncate(time.Millisecond)}
+	g := &Generator{o: o, rng: rng, urls: make([]string, o.URLs), t0: o.StartTime.Truncate(time.Millisecond), tracker: o.Shape == "tracker"}
 	for i := range g.urls {
 		g.urls[i] = o.URLPrefix + strconv.Itoa(i)
 	}
@@ -174,9 +197,17 @@ func (g *Generator) Next() Event {
 		}
 	}
 	switch {
+	case g.tracker && g.rng.Float64() < TrackerNonClickFraction:
+		// NB: a draw of its own, so the clicks shape's stream is unchanged.
+		ev.Kind = "filtered"
+		ev.Value = g.trackerNonClick(u, now, i)
 	case x < g.o.InvalidFraction:
 		ev.Kind = InvalidKinds[g.rng.IntN(len(InvalidKinds))]
-		ev.Value = invalidValue(ev.Kind, u, now)
+		if g.tracker {
+			ev.Value = g.trackerInvalid(ev.Kind, u, now, i)
+		} else {
+			ev.Value = invalidValue(ev.Kind, u, now)
+		}
 	case x < g.o.InvalidFraction+g.o.LateFraction:
 		ev.Kind = "late"
 		ev.Time = now.Add(-g.o.LateBy - time.Duration(g.rng.Int64N(int64(time.Minute))))
@@ -184,7 +215,11 @@ func (g *Generator) Next() Event {
 		ev.Kind = "out_of_order"
 		ev.Time = now.Add(-time.Duration(g.rng.Int64N(int64(g.o.Jitter)))).Truncate(time.Millisecond)
 	}
-	if ev.Value == nil {
+	switch {
+	case ev.Value != nil:
+	case g.tracker:
+		ev.Value = g.trackerValid(u, ev.Time, i)
+	default:
 		ev.Value = g.validValue(u, ev.Time, i)
 	}
 	if !g.o.Unkeyed {
@@ -313,6 +348,8 @@ func Produce(ctx context.Context, cl *kgo.Client, topic string, g *Generator, on
 		case "duplicate":
 			st.Valid++
 			st.Duplicates++
+		case "filtered":
+			st.Filtered++
 		default:
 			st.Invalid[ev.Kind]++
 		}
