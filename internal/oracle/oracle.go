@@ -7,21 +7,21 @@
 // internal/testutil).
 //
 // The oracle deliberately shares no code with package stream: it decodes
-// with encoding/json and applies the README's event-format rules on its
-// own, so a bug in the product's decoder or window code cannot hide itself.
+// with encoding/json and applies the README's event-format and input
+// mapping rules on its own (input.go; it takes stream.InputOptions only as
+// the type of the settings), so a bug in the product's decoder or window
+// code cannot hide itself.
 package oracle
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/clickagg/clickagg/stream"
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -44,6 +44,16 @@ type Expected struct {
 	Valid      int64
 	Invalid    int64
 	Duplicates int64
+	Filtered   int64 // failed input.filter: neither valid nor invalid
+}
+
+// Options are the aggregator's settings the counts depend on; late policy
+// count and the default max_future_skew (1h) are assumed.
+type Options struct {
+	Windows     []time.Duration
+	MaxURLBytes int           // 0: 2048
+	DedupWindow time.Duration // 0: off
+	Input       stream.InputOptions
 }
 
 // ReadTopic returns every committed record of topic, reading each partition
@@ -115,6 +125,22 @@ func Compute(records []*kgo.Record, windows []time.Duration, maxURLBytes int) Ex
 // event time minus the window. Duplicates count as neither valid nor
 // invalid.
 func ComputeDedup(records []*kgo.Record, windows []time.Duration, maxURLBytes int, dedupWindow time.Duration) Expected {
+	return compute(records, Options{Windows: windows, MaxURLBytes: maxURLBytes, DedupWindow: dedupWindow}, DefaultMapping)
+}
+
+// ComputeWith returns the counts a correct aggregator produces from
+// records under o, input mapping included; records that fail input.filter
+// count in Filtered only. The error is a mapping the oracle cannot parse.
+func ComputeWith(records []*kgo.Record, o Options) (Expected, error) {
+	m, err := NewMapping(o.Input)
+	if err != nil {
+		return NewExpected(), err
+	}
+	return compute(records, o, m), nil
+}
+
+func compute(records []*kgo.Record, o Options, m *Mapping) Expected {
+	windows, dedupWindow := o.Windows, o.DedupWindow
 	e := NewExpected()
 	if dedupWindow > 0 {
 		// NB: dedup decides in offset order; counting alone needs no order.
@@ -132,9 +158,13 @@ func ComputeDedup(records []*kgo.Record, windows []time.Duration, maxURLBytes in
 	}
 	parts := map[int32]*part{}
 	for _, r := range records {
-		url, ts, id, ok := oracleDecode(r.Value, r.Timestamp.UnixMilli(), maxURLBytes)
-		if !ok {
+		url, ts, id, res := m.Decode(r.Value, r.Timestamp.UnixMilli(), o.MaxURLBytes)
+		switch res {
+		case Invalid:
 			e.Invalid++
+			continue
+		case Filtered:
+			e.Filtered++
 			continue
 		}
 		if dedupWindow > 0 {
@@ -180,65 +210,6 @@ var (
 	minTS = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
 	maxTS = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
 )
-
-// oracleDecode applies the README's event format with encoding/json.
-// The id is returned as a string, a numeric one as its literal text.
-func oracleDecode(v []byte, recordTS int64, maxURL int) (string, int64, string, bool) {
-	if !utf8.Valid(v) {
-		return "", 0, "", false
-	}
-	var m map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(v))
-	if err := dec.Decode(&m); err != nil || m == nil || dec.More() {
-		return "", 0, "", false
-	}
-	var url string
-	raw, ok := m["url"]
-	if !ok || json.Unmarshal(raw, &url) != nil || url == "" || len(url) > maxURL || strings.ContainsRune(url, 0) {
-		return "", 0, "", false
-	}
-	ts := recordTS
-	if raw, ok := m["ts"]; ok && string(raw) != "null" {
-		var s string
-		var n json.Number
-		switch {
-		case json.Unmarshal(raw, &s) == nil:
-			t, err := time.Parse(time.RFC3339Nano, s)
-			if err != nil {
-				return "", 0, "", false
-			}
-			ts = t.UnixMilli()
-		case json.Unmarshal(raw, &n) == nil:
-			i, err := n.Int64()
-			if err != nil || strings.ContainsAny(string(raw), ".eE") {
-				return "", 0, "", false
-			}
-			ts = i
-		default:
-			return "", 0, "", false
-		}
-	}
-	if ts < minTS || ts >= maxTS {
-		return "", 0, "", false
-	}
-	// clickagg's default max_future_skew: an event time more than an hour
-	// ahead of its record's timestamp is rejected.
-	if ts-recordTS > time.Hour.Milliseconds() {
-		return "", 0, "", false
-	}
-	var id string
-	if raw, ok := m["id"]; ok && string(raw) != "null" {
-		var n json.Number
-		switch {
-		case json.Unmarshal(raw, &id) == nil:
-		case json.Unmarshal(raw, &n) == nil && !strings.ContainsAny(string(raw), ".eE"):
-			id = n.String()
-		default:
-			return "", 0, "", false
-		}
-	}
-	return url, ts, id, true
-}
 
 // Querier is what Compare needs of a PostgreSQL connection or pool.
 type Querier interface {
@@ -329,8 +300,8 @@ func DistinctIDs(records []*kgo.Record, windows []time.Duration, maxURLBytes int
 	type urlID struct{ url, id string }
 	seen := map[urlID]bool{}
 	for _, r := range records {
-		url, ts, id, ok := oracleDecode(r.Value, r.Timestamp.UnixMilli(), maxURLBytes)
-		if !ok {
+		url, ts, id, res := DefaultMapping.Decode(r.Value, r.Timestamp.UnixMilli(), maxURLBytes)
+		if res != Valid {
 			e.Invalid++
 			continue
 		}
@@ -349,7 +320,8 @@ func DistinctIDs(records []*kgo.Record, windows []time.Duration, maxURLBytes int
 // Decode applies the event format to one record as the oracle does; ok is
 // false for a record clickagg must reject.
 func Decode(r *kgo.Record, maxURLBytes int) (url string, ts int64, id string, ok bool) {
-	return oracleDecode(r.Value, r.Timestamp.UnixMilli(), maxURLBytes)
+	url, ts, id, res := DefaultMapping.Decode(r.Value, r.Timestamp.UnixMilli(), maxURLBytes)
+	return url, ts, id, res == Valid
 }
 
 // WindowStart returns the start of the window of size w holding ts (ms).
