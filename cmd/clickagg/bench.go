@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -36,6 +37,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	profile := fs.String("cpuprofile-dir", "", "write a CPU profile of each aggregator run into this folder")
 	logDir := fs.String("log-dir", "", "write each aggregator run's log into this folder")
 	aggArgs := fs.String("aggregator-args", "", "extra flags for clickagg run, space-separated (experiments)")
+	shape := fs.String("shape", "clicks", "records of the zipf, uniform and multi workloads: clicks, or tracker (Segment-style events read with "+
+		strings.Join(bench.ShapeArgs("tracker"), " ")+", verified under that mapping)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -53,6 +56,18 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		default:
 			return badConfig("--workload %q: want zipf, uniform, multi, freshness, recovery or all", w)
 		}
+	}
+	switch *shape {
+	case "clicks", "":
+		*shape = ""
+	case "tracker":
+		for _, w := range list {
+			if w == "freshness" || w == "recovery" {
+				return badConfig("--shape tracker: only for the zipf, uniform and multi workloads, not %s", w)
+			}
+		}
+	default:
+		return badConfig("--shape %q: want clicks or tracker", *shape)
 	}
 	// NB: before the long pre-load, not after it.
 	for flagName, d := range map[string]string{"--cpuprofile-dir": *profile, "--log-dir": *logDir} {
@@ -139,8 +154,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if *records > 0 {
 				w.Records = *records
 			}
+			w.Shape = *shape
 			topic := fmt.Sprintf("bench-%s-%d", name, i)
-			logf("%s: pre-loading %d records (%d URLs, windows %v)", name, w.Records, w.URLs, w.Windows)
+			logf("%s: pre-loading %d records (%d URLs, windows %v, shape %s)", name, w.Records, w.URLs, w.Windows, cmp.Or(w.Shape, "clicks"))
 			exp, took, perr := bench.Preload(ctx, env, topic, w, 1)
 			if perr != nil {
 				return perr
@@ -161,6 +177,12 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				r.Extra = st
 			}
 			r.ValidRecords = exp.Valid
+			if exp.Filtered > 0 {
+				if r.Extra == nil {
+					r.Extra = map[string]any{}
+				}
+				r.Extra["filtered"] = exp.Filtered
+			}
 			if verr := bench.Verify(ctx, env.DSN, schema, exp); verr != nil {
 				r.VerifyError = verr.Error()
 			} else {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/clickagg/clickagg/internal/gen"
 	"github.com/clickagg/clickagg/internal/oracle"
+	"github.com/clickagg/clickagg/stream"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -43,6 +44,33 @@ type Workload struct {
 	// Env is added to the aggregator's environment, e.g. a Go memory limit
 	// for the memory-budget workload (as a Kubernetes pod would set).
 	Env []string
+	// Shape is the records' shape (gen.Options.Shape): "" or "clicks", or
+	// "tracker", read with TrackerInput (ShapeArgs) and verified by the
+	// oracle under that mapping.
+	Shape string
+}
+
+// TrackerInput is the input mapping that reads the tracker shape.
+var TrackerInput = stream.InputOptions{URL: "context.page.url", TS: "timestamp", ID: "messageId", Filter: []string{"type==track"}}
+
+// ShapeArgs are the `clickagg run` flags that read the shape.
+func ShapeArgs(shape string) []string {
+	if shape == "tracker" {
+		return InputArgs(TrackerInput)
+	}
+	return nil
+}
+
+// InputArgs are the --input-* flags of the mapping in.
+func InputArgs(in stream.InputOptions) []string {
+	var args []string
+	for _, f := range []struct{ flag, v string }{{"--input-url", in.URL}, {"--input-ts", in.TS}, {"--input-id", in.ID},
+		{"--input-ts-format", in.TSFormat}, {"--input-ts-source", in.TSSource}, {"--input-filter", strings.Join(in.Filter, ",")}} {
+		if f.v != "" {
+			args = append(args, f.flag, f.v)
+		}
+	}
+	return args
 }
 
 // Workloads are the standard ones (BENCHMARKS.md).
@@ -72,6 +100,7 @@ type Env struct {
 // Result is one benchmark's measurements.
 type Result struct {
 	Workload       string         `json:"workload"`
+	Shape          string         `json:"shape,omitempty"` // "" for clicks
 	Broker         string         `json:"broker"`
 	Records        int64          `json:"records"`
 	ValidRecords   int64          `json:"valid_records"`
@@ -90,9 +119,21 @@ type Result struct {
 }
 
 // Preload creates the topic and fills it with the workload's records,
-// returning the expected counts.
+// returning the expected counts: for the clicks shape from what the
+// generator made, for the tracker shape from the oracle's decoding of each
+// record under TrackerInput (which must agree with the generator).
 func Preload(ctx context.Context, env Env, topic string, w Workload, seed uint64) (oracle.Expected, time.Duration, error) {
 	exp := oracle.NewExpected()
+	var mapping *oracle.Mapping
+	if w.Shape == "tracker" {
+		m, err := oracle.NewMapping(TrackerInput)
+		if err != nil {
+			return exp, 0, err
+		}
+		mapping = m
+	}
+	var disagree int64
+	var firstDisagreement string
 	cl, err := kgo.NewClient(kgo.SeedBrokers(env.Brokers...), kgo.ProducerLinger(20*time.Millisecond),
 		kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(500_000), kgo.ProducerBatchCompression(kgo.Lz4Compression()))
 	if err != nil {
@@ -105,19 +146,46 @@ func Preload(ctx context.Context, env Env, topic string, w Workload, seed uint64
 	g, err := gen.New(gen.Options{Count: w.Records, URLs: w.URLs, Zipf: w.Zipf, Seed: seed,
 		StartTime: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC),
 		EventRate: float64(w.Records) / w.EventSpan.Seconds(), URLPrefix: "https://example.com/p/",
-		OutOfOrderFraction: 0.05, LateFraction: 0.001, InvalidFraction: 0.001, Unkeyed: true})
+		OutOfOrderFraction: 0.05, LateFraction: 0.001, InvalidFraction: 0.001, Unkeyed: true, Shape: w.Shape})
 	if err != nil {
 		return exp, 0, err
 	}
 	t0 := time.Now()
 	// NB: Produce serializes its onEvent calls.
-	st, err := gen.Produce(ctx, cl, topic, g, func(ev gen.Event, _ *kgo.Record) {
-		if ev.Valid() {
-			exp.Add(ev.URL, ev.Time.UnixMilli(), w.Windows)
+	st, err := gen.Produce(ctx, cl, topic, g, func(ev gen.Event, r *kgo.Record) {
+		if mapping == nil {
+			if ev.Valid() {
+				exp.Add(ev.URL, ev.Time.UnixMilli(), w.Windows)
+			}
+			return
+		}
+		url, ts, _, res := mapping.Decode(r.Value, r.Timestamp.UnixMilli(), 0)
+		switch res {
+		case oracle.Valid:
+			exp.Add(url, ts, w.Windows)
+		case oracle.Filtered:
+			exp.Filtered++
+		default:
+			exp.Invalid++
+		}
+		want := oracle.Invalid
+		switch {
+		case ev.Valid():
+			want = oracle.Valid
+		case ev.Kind == "filtered":
+			want = oracle.Filtered
+		}
+		if res != want || (res == oracle.Valid && (url != ev.URL || ts != ev.Time.UnixMilli())) {
+			if disagree++; disagree == 1 {
+				firstDisagreement = fmt.Sprintf("%s record %s: oracle %v %q %d", ev.Kind, r.Value, res, url, ts)
+			}
 		}
 	})
 	if err != nil {
 		return exp, 0, err
+	}
+	if disagree > 0 {
+		return exp, 0, fmt.Errorf("the oracle and the generator disagree on %d records, first: %s", disagree, firstDisagreement)
 	}
 	if st.Produced != w.Records {
 		return exp, 0, fmt.Errorf("produced %d of %d records", st.Produced, w.Records)
@@ -136,7 +204,8 @@ func RunAggregator(ctx context.Context, env Env, topic, group string, w Workload
 	args := append([]string{"run", "--brokers", strings.Join(env.Brokers, ","), "--topic", topic, "--group", group,
 		"--state-dir", filepath.Join(env.Dir, "state-"+group), "--windows", strings.Join(sizes, ","),
 		"--exit-when-idle", idle.String(), "--http-addr", "off", "--log-format", "json",
-		"--idle-timeout", "0s"}, extraArgs...)
+		"--idle-timeout", "0s"}, ShapeArgs(w.Shape)...)
+	args = append(args, extraArgs...)
 	cmd := exec.CommandContext(ctx, env.Binary, args...)
 	cmd.Env = append(append(os.Environ(), "DATABASE_URL="+env.DSN), w.Env...)
 	stderr, err := cmd.StderrPipe()
@@ -181,7 +250,7 @@ func RunAggregator(ctx context.Context, env Env, topic, group string, w Workload
 	}
 	ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	r := Result{
-		Workload: w.Name, Records: w.Records, Windows: sizes,
+		Workload: w.Name, Shape: w.Shape, Records: w.Records, Windows: sizes,
 		WallSeconds: wall.Seconds(),
 		CPUSeconds:  (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds(),
 	}
@@ -257,7 +326,7 @@ func TableStats(ctx context.Context, dsn, schema string) (map[string]any, error)
 
 // PrintTable writes results as an aligned table.
 func PrintTable(w io.Writer, rs []Result) {
-	fmt.Fprintf(w, "%-9s %-6s %12s %9s %12s %8s %14s %9s %10s %7s %s\n",
+	fmt.Fprintf(w, "%-13s %-6s %12s %9s %12s %8s %14s %9s %10s %7s %s\n",
 		"workload", "broker", "records", "wall s", "records/s", "CPU s", "records/CPU-s", "RSS MiB", "PG rows", "PG txs", "verified")
 	for _, r := range rs {
 		v := "exact"
@@ -271,8 +340,12 @@ func PrintTable(w io.Writer, rs []Result) {
 			}
 			v += " " + strings.Join(parts, " ")
 		}
-		fmt.Fprintf(w, "%-9s %-6s %12d %9.1f %12.0f %8.1f %14.0f %9.0f %10d %7d %s\n",
-			r.Workload, r.Broker, r.Records, r.WallSeconds, r.RecordsPerSec, r.CPUSeconds, r.RecordsPerCPU,
+		name := r.Workload
+		if r.Shape != "" {
+			name += "/" + r.Shape
+		}
+		fmt.Fprintf(w, "%-13s %-6s %12d %9.1f %12.0f %8.1f %14.0f %9.0f %10d %7d %s\n",
+			name, r.Broker, r.Records, r.WallSeconds, r.RecordsPerSec, r.CPUSeconds, r.RecordsPerCPU,
 			r.PeakRSSMiB, r.RowsWritten, r.Transactions, v)
 	}
 }
