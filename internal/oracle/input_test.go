@@ -313,3 +313,44 @@ func equalInput(a, b stream.InputOptions) bool {
 	return a.URL == b.URL && a.TS == b.TS && a.ID == b.ID && a.TSFormat == b.TSFormat && a.TSSource == b.TSSource &&
 		strings.Join(a.Filter, "\x00") == strings.Join(b.Filter, "\x00")
 }
+
+// TestReadmeExamples: the README's three input mapping examples decode as
+// it says.
+func TestReadmeExamples(t *testing.T) {
+	cases := []struct {
+		value string
+		in    stream.InputOptions
+		url   string
+		ts    int64
+		id    string
+	}{
+		{`{"type":"track","event":"Link Clicked","messageId":"3f1c9a52-8d4e-4b1a-9c2e-5a7b0e6d4f21",
+ "timestamp":"2026-01-01T00:00:00.123Z","sentAt":"2026-01-01T00:00:00.512Z",
+ "context":{"page":{"url":"https://example.com/pricing","path":"/pricing"},"userAgent":"Mozilla/5.0 …"},
+ "properties":{"href":"https://example.com/pricing"},"userId":"user-42"}`,
+			stream.InputOptions{URL: "context.page.url", TS: "timestamp", ID: "messageId", Filter: []string{"type==track"}},
+			"https://example.com/pricing", 1767225600123, "3f1c9a52-8d4e-4b1a-9c2e-5a7b0e6d4f21"},
+		{`{"app_id":"site","event":"page_view","event_id":"c6ef3124-b53a-4b13-a233-0088f79dcbcb",
+ "page_url":"https://example.com/pricing","dvce_created_tstamp":1767225600123,"derived_tstamp":1767225600101}`,
+			stream.InputOptions{URL: "page_url", TS: "dvce_created_tstamp", TSFormat: "unix_ms", ID: "event_id", Filter: []string{"event==page_view"}},
+			"https://example.com/pricing", 1767225600123, "c6ef3124-b53a-4b13-a233-0088f79dcbcb"},
+		{`{"page":{"url":"https://example.com/pricing"},"event_time":1767225600}`,
+			stream.InputOptions{URL: "page.url", TS: "event_time", TSFormat: "unix_s"},
+			"https://example.com/pricing", 1767225600000, ""},
+	}
+	for _, c := range cases {
+		m, err := NewMapping(c.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		url, ts, id, res := m.Decode([]byte(c.value), recTS, 2048)
+		if res != Valid || url != c.url || ts != c.ts || id != c.id {
+			t.Errorf("%s: %v %q %d %q", c.value, res, url, ts, id)
+		}
+	}
+	// The plain event under ts_format auto: milliseconds, 1970, rejected.
+	m, _ := NewMapping(stream.InputOptions{URL: "page.url", TS: "event_time"})
+	if _, _, _, res := m.Decode([]byte(cases[2].value), recTS, 2048); res != Invalid {
+		t.Errorf("10-digit time under auto: %v, want invalid", res)
+	}
+}
