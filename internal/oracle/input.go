@@ -207,12 +207,12 @@ func (c condition) holds(obj map[string]any) bool {
 	return eq == c.equal
 }
 
-// isInteger reports whether s is a JSON integer literal.
+// isInteger reports whether s is ASCII digits with an optional leading
+// '-': a JSON number without fraction or exponent, or the text of an
+// integer in a string (where leading zeros are allowed).
 func isInteger(s string) bool {
-	if strings.HasPrefix(s, "-") {
-		s = s[1:]
-	}
-	if s == "" || (len(s) > 1 && s[0] == '0') {
+	s = strings.TrimPrefix(s, "-")
+	if s == "" {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
