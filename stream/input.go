@@ -22,7 +22,8 @@ import (
 // of the "page" object in the "context" object of the record. A key that
 // holds a dot or a backslash is written with a backslash before it: `a\.b`
 // is the one key "a.b", `a\\b` the key `a\b`; no other escape exists. An
-// empty key ("a..b", a leading or trailing dot) is a configuration error.
+// empty key ("a..b", a leading or trailing dot) is a configuration error,
+// and so is a path (or filter condition) that is not valid UTF-8.
 // Keys match exactly, after JSON unescaping (case-sensitive). A path never
 // descends into an array: a path through an array, string, number, true,
 // false or null is absent. With duplicate keys the last occurrence wins,
@@ -52,8 +53,8 @@ import (
 // the Kafka record timestamp.
 //
 // Filter conditions "path==value" and "path!=value" (split at the first
-// "==" or "!=", so a filter path cannot hold either) must all hold for the
-// record to be a click; a record failing one is filtered (Outcome.Filtered):
+// "==" or "!=", so a filter path cannot hold either; at most
+// MaxInputFilters of them) must all hold for the record to be a click; a record failing one is filtered (Outcome.Filtered):
 // not a rejection, counted nowhere. Filtering is decided after the record is
 // found to be valid JSON and before its url is looked at. The value is
 // compared with the JSON value at the path: a string by its unescaped text,
