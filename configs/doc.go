@@ -3,7 +3,7 @@
 //
 //   - clickagg.yaml: the commented example configuration of `clickagg run`.
 //   - k8s/: a kustomize base (StatefulSet, ConfigMap, Services,
-//     PodDisruptionBudget; secret.example.yaml shows the Secret to create).
+//     PodDisruptionBudget; examples/secret.example.yaml shows the Secret to create).
 //   - grafana/clickagg-dashboard.json: a dashboard of clickagg's metrics.
 //
 // The tests decode every manifest strictly into the Kubernetes API types (an

@@ -35,7 +35,10 @@ const (
 	dockerfileFile    = "../Dockerfile"
 	metricsGoFile     = "../checkpoint/metrics.go"
 	kustomizationFile = "kustomization.yaml"
-	secretExampleFile = "secret.example.yaml"
+	// secretExampleFile is the example Secret, in a folder of its own so that
+	// `kubectl apply -f configs/k8s/` (not recursive) never applies its
+	// placeholder DSN.
+	secretExampleFile = "examples/secret.example.yaml"
 	configKey         = "clickagg.yaml" // the ConfigMap key holding the configuration file
 	nameLabel         = "app.kubernetes.io/name"
 )
@@ -159,10 +162,19 @@ func loadManifests(t *testing.T) *manifests {
 	if more, _ := filepath.Glob(filepath.Join(k8sDir, "*.yml")); len(more) > 0 {
 		t.Fatalf("%v: use the .yaml extension (the kustomization and this test only see *.yaml)", more)
 	}
+	examples, err := filepath.Glob(filepath.Join(k8sDir, "examples", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	m := &manifests{}
-	for _, p := range paths {
-		base := filepath.Base(p)
-		m.files = append(m.files, base)
+	for _, p := range append(paths, examples...) {
+		base, err := filepath.Rel(k8sDir, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if filepath.Dir(base) == "." {
+			m.files = append(m.files, base) // NB: what kubectl apply -f k8s/ reads
+		}
 		b, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)

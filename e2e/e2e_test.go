@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -538,6 +539,9 @@ func TestMetricsHealthAndSecrets(t *testing.T) {
 		{"clickagg_state_bytes", func(a, b float64) bool { return a > 0 && b > 0 }},
 		{`clickagg_restores_total{kind="fresh"}`, func(a, b float64) bool { return a == 2 && b == 2 }},
 		{"clickagg_last_checkpoint_timestamp_seconds", func(a, b float64) bool { return a > 0 && b >= a }},
+	}
+	if info := fmt.Sprintf("clickagg_build_info{goversion=%q,version=", runtime.Version()); !strings.Contains(first, info) {
+		t.Errorf("no %s...} 1 in the metrics:\n%s", info, grepLines(first, "clickagg_build_info"))
 	}
 	for _, ck := range checks {
 		a, b := metric(first, ck.name), metric(second, ck.name)

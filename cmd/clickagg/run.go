@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime"
 	pprofrt "runtime/pprof"
 	"slices"
 	"strings"
@@ -109,6 +110,11 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "clickagg_build_info",
+		Help: "Always 1; the labels say which build runs (version: the release tag or commit; goversion: the Go toolchain)."},
+		[]string{"version", "goversion"})
+	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	reg.MustRegister(buildInfo)
 	metrics := checkpoint.NewMetrics(reg)
 	hostname, _ := os.Hostname()
 	// NB: load validated these options already (Config.finish), before
