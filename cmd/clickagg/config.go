@@ -225,7 +225,7 @@ var settings = []setting{
 		set: durationSetter(func(c *Config) *Duration { return &c.OutOfOrderness })},
 	{key: "idle_timeout", env: "CLICKAGG_IDLE_TIMEOUT", flag: "idle-timeout", help: "after this long without records a caught-up partition's watermark follows the clock (0: never)",
 		set: durationSetter(func(c *Config) *Duration { return &c.IdleTimeout })},
-	{key: "http_addr", env: "CLICKAGG_HTTP_ADDR", flag: "http-addr", help: "listen address of /metrics, /healthz, /readyz (empty: off)",
+	{key: "http_addr", env: "CLICKAGG_HTTP_ADDR", flag: "http-addr", help: "listen address of /metrics, /healthz, /readyz (off or empty: none)",
 		set: stringSetter(func(c *Config) *string { return &c.HTTPAddr })},
 	{key: "session_timeout", env: "CLICKAGG_SESSION_TIMEOUT", flag: "session-timeout", help: "Kafka group session timeout",
 		set: durationSetter(func(c *Config) *Duration { return &c.SessionTimeout })},
@@ -317,6 +317,7 @@ func configFlags(fs *flag.FlagSet, keys ...string) func() (*Config, error) {
 	var configPath string
 	fs.StringVar(&configPath, "config", "", "YAML configuration file (settings: see README)")
 	var used []setting
+	defaults := settingDefaults()
 	for _, s := range settings {
 		if keys != nil && !slices.Contains(keys, s.key) {
 			continue
@@ -329,7 +330,11 @@ func configFlags(fs *flag.FlagSet, keys ...string) func() (*Config, error) {
 			raw[s.key] = v
 			return nil
 		}
-		usage := s.help + " [env " + strings.ReplaceAll(s.env, ",", ", ") + "]"
+		usage := s.help
+		if d := defaults[s.key]; d != "" && !strings.Contains(usage, "(default") {
+			usage += " (default " + d + ")"
+		}
+		usage += " [env " + strings.ReplaceAll(s.env, ",", ", ") + "]"
 		if s.boolean {
 			fs.BoolFunc(s.flag, usage, record)
 		} else {
@@ -396,6 +401,51 @@ func loadYAML(c *Config, path string) error {
 	return nil
 }
 
+// settingDefaults returns each setting's default as --print-config shows
+// it (lists comma-separated), leaving out settings whose default is empty,
+// zero or false: what -h prints after each flag.
+func settingDefaults() map[string]string {
+	var c Config
+	_ = c.finish() // NB: the defaults are applied before anything is checked
+	b, err := yaml.Marshal(&c)
+	if err != nil {
+		return nil
+	}
+	var tree map[string]any
+	if err := yaml.Unmarshal(b, &tree); err != nil {
+		return nil
+	}
+	out := make(map[string]string)
+	for _, s := range settings {
+		var v any = tree
+		for _, k := range strings.Split(s.key, ".") {
+			m, ok := v.(map[string]any)
+			if !ok {
+				v = nil
+				break
+			}
+			v = m[k]
+		}
+		switch v := v.(type) {
+		case nil, bool:
+			if v == true {
+				out[s.key] = "true"
+			}
+		case []any:
+			parts := make([]string, 0, len(v))
+			for _, e := range v {
+				parts = append(parts, fmt.Sprint(e))
+			}
+			out[s.key] = strings.Join(parts, ",")
+		default:
+			if t := fmt.Sprint(v); t != "" && t != "0" && t != "0s" {
+				out[s.key] = t
+			}
+		}
+	}
+	return out
+}
+
 // finish applies defaults and validates, with messages that name the setting.
 func (c *Config) finish() error {
 	if len(c.Brokers) == 0 {
@@ -429,8 +479,8 @@ func (c *Config) finish() error {
 	def(&c.Input.ID, "id")
 	def(&c.Input.TSFormat, "auto")
 	def(&c.Input.TSSource, "event")
-	if c.HTTPAddr == "" {
-		c.HTTPAddr = ":8080"
+	if c.HTTPAddr == "" && !c.setExplicitly("http_addr") {
+		c.HTTPAddr = ":8080" // NB: given empty (--http-addr ''), it means off
 	}
 	if c.HTTPAddr == "off" || c.HTTPAddr == "none" {
 		c.HTTPAddr = ""

@@ -15,8 +15,13 @@ import (
 )
 
 func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	const use = "usage: clickagg dlq inspect [--dead-letter-topic T] [--show N] [--json]"
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprintln(stdout, use)
+		return flag.ErrHelp
+	}
 	if len(args) == 0 || args[0] != "inspect" {
-		fmt.Fprintln(stderr, "usage: clickagg dlq inspect [--dead-letter-topic T] [--show N] [--json]")
+		fmt.Fprintln(stderr, use)
 		return errUsage
 	}
 	fs := flag.NewFlagSet("clickagg dlq inspect", flag.ContinueOnError)

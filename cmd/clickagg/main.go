@@ -103,6 +103,15 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "--help", "-help", "help":
+		return true
+	}
+	return false
+}
+
 // errUsage: the flag package has printed the problem and the usage already.
 var errUsage = errors.New("usage")
 

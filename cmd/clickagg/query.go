@@ -12,8 +12,13 @@ import (
 )
 
 func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	const use = "usage: clickagg query top [--window 1m] [--limit 10] | clickagg query url [--limit 20] URL"
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprintln(stdout, use)
+		return flag.ErrHelp
+	}
 	if len(args) == 0 || (args[0] != "top" && args[0] != "url") {
-		fmt.Fprintln(stderr, "usage: clickagg query top [--window 1m] [--limit 10] | clickagg query url [--limit 20] URL")
+		fmt.Fprintln(stderr, use)
 		return errUsage
 	}
 	sub := args[0]

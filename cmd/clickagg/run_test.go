@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net/http"
@@ -53,6 +54,63 @@ func TestPprofNeverServesCmdline(t *testing.T) {
 	for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/goroutine?debug=1", "/debug/pprof/symbol"} {
 		if code, body := get(path); code != http.StatusOK || strings.Contains(body, secret) {
 			t.Errorf("GET %s = %d (secret served: %v), want 200 without the command line", path, code, strings.Contains(body, secret))
+		}
+	}
+}
+
+// TestHelpExitsZero: -h (and --help) of every command, and of the
+// subcommands, prints its usage and exits 0, like the flag package's
+// commands do; a missing subcommand is still a usage error (2).
+func TestHelpExitsZero(t *testing.T) {
+	for _, args := range [][]string{
+		{"-h"}, {"help"}, {"run", "-h"}, {"migrate", "-h"}, {"query", "-h"}, {"query", "--help"},
+		{"query", "top", "-h"}, {"query", "url", "-h"}, {"gen", "-h"}, {"dlq", "-h"}, {"dlq", "inspect", "-h"},
+		{"demo", "-h"}, {"bench", "-h"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := realMain(args, &stdout, &stderr); code != exitOK {
+			t.Errorf("%v: exit %d, want 0; stderr %q", args, code, stderr.String())
+		}
+		if stdout.Len()+stderr.Len() == 0 {
+			t.Errorf("%v: printed no usage", args)
+		}
+	}
+	for _, args := range [][]string{{"query"}, {"dlq"}, {"query", "nope"}} {
+		var stdout, stderr bytes.Buffer
+		if code := realMain(args, &stdout, &stderr); code != exitConfig {
+			t.Errorf("%v: exit %d, want %d", args, code, exitConfig)
+		}
+	}
+}
+
+// TestHTTPAddrEmptyMeansOff: as the help says, an explicitly empty
+// --http-addr turns the HTTP server off, like "off"; left unset it is :8080.
+// And -h shows each setting's default.
+func TestHTTPAddrEmptyMeansOff(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, `http_addr: :8080`},
+		{[]string{"--http-addr", ""}, `http_addr: ""`},
+		{[]string{"--http-addr", "off"}, `http_addr: ""`},
+		{[]string{"--http-addr", "127.0.0.1:9"}, `http_addr: 127.0.0.1:9`},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := realMain(append([]string{"run", "--print-config"}, tc.args...), &stdout, &stderr); code != exitOK {
+			t.Fatalf("%v: exit %d: %s", tc.args, code, stderr.String())
+		}
+		if !strings.Contains(stdout.String(), tc.want+"\n") {
+			t.Errorf("%v: want %q in:\n%s", tc.args, tc.want, stdout.String())
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	realMain([]string{"run", "-h"}, &stdout, &stderr)
+	help := stdout.String() + stderr.String()
+	for _, want := range []string{"(default 1s) [env CLICKAGG_CHECKPOINT_INTERVAL]", "(default clicks) [env CLICKAGG_TOPIC]",
+		"(default :8080) [env CLICKAGG_HTTP_ADDR]", "(default localhost:9092) [env KAFKA_BROKERS, CLICKAGG_BROKERS]"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("run -h lacks %q", want)
 		}
 	}
 }
