@@ -99,6 +99,9 @@ type Config struct {
 	windows  []time.Duration // parsed Windows
 	late     stream.LatePolicy
 	explicit map[string]bool // keys set by the file, the environment or a flag
+	// envConflicts say which settings had two environment variables set to
+	// different values (names only: values may be secrets); run warns.
+	envConflicts []string
 }
 
 // Duration is a time.Duration that YAML reads as "1s", "5m", ...
@@ -352,12 +355,18 @@ func configFlags(fs *flag.FlagSet, keys ...string) func() (*Config, error) {
 			}
 		}
 		for _, s := range used {
-			for _, env := range strings.Split(s.env, ",") {
+			envs := strings.Split(s.env, ",")
+			for i, env := range envs {
 				if v, ok := os.LookupEnv(env); ok && v != "" {
 					if err := s.set(&c, v); err != nil {
 						return nil, badConfig("%s (environment %s): %v", s.key, env, err)
 					}
 					c.markExplicit(s.key)
+					for _, other := range envs[i+1:] {
+						if w := os.Getenv(other); w != "" && w != v {
+							c.envConflicts = append(c.envConflicts, fmt.Sprintf("%s and %s are both set and differ; %s wins for %s", env, other, env, s.key))
+						}
+					}
 					break
 				}
 			}

@@ -260,3 +260,27 @@ func TestRunPrintConfigShowsInput(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, stderr.String())
 	}
 }
+
+// TestEnvConflictsNamedNotShown: DATABASE_URL wins over CLICKAGG_POSTGRES
+// and KAFKA_BROKERS over CLICKAGG_BROKERS; both set and different is
+// reported by name, never with the values (a DSN holds a password).
+func TestEnvConflictsNamedNotShown(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://u:first-secret@db1/x")
+	t.Setenv("CLICKAGG_POSTGRES", "postgres://u:second-secret@db2/x")
+	t.Setenv("KAFKA_BROKERS", "k1:9092")
+	t.Setenv("CLICKAGG_BROKERS", "k1:9092") // the same: no conflict
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	cfg, err := configFlags(fs)()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(cfg.Postgres, "db1") {
+		t.Errorf("DATABASE_URL must win: %s", redactDSN(cfg.Postgres))
+	}
+	if len(cfg.envConflicts) != 1 || !strings.Contains(cfg.envConflicts[0], "DATABASE_URL and CLICKAGG_POSTGRES") {
+		t.Fatalf("conflicts %q, want one naming DATABASE_URL and CLICKAGG_POSTGRES", cfg.envConflicts)
+	}
+	if strings.Contains(cfg.envConflicts[0], "secret") || strings.Contains(cfg.envConflicts[0], "db2") {
+		t.Errorf("a conflict note shows a value: %q", cfg.envConflicts[0])
+	}
+}

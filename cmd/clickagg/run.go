@@ -79,6 +79,9 @@ type runHooks struct {
 // runPipeline wires the aggregator: PostgreSQL (schema applied), the state
 // store, the pipeline and the HTTP endpoints, until ctx ends.
 func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHooks) error {
+	for _, c := range cfg.envConflicts {
+		log.Warn("environment: " + c)
+	}
 	log.Info("starting clickagg", zap.String("version", version), zap.Strings("brokers", cfg.Brokers),
 		zap.String("topic", cfg.Topic), zap.String("group", cfg.Group), zap.Strings("windows", cfg.Windows),
 		zap.String("state_dir", cfg.StateDir), zap.String("postgres_schema", cfg.PostgresSchema),
