@@ -99,12 +99,19 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 		if err == nil {
 			break
 		}
-		if !sink.Retryable(err) || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			// NB: SIGTERM while waiting: nothing was consumed, nothing is
+			// lost; a clean stop (exit 0), as after any other SIGTERM.
+			log.Info("stopped while waiting for postgres")
+			return nil
+		}
+		if !sink.Retryable(err) {
 			return err
 		}
 		log.Warn("postgres unavailable at start; retrying", zap.Int("retry", wait.Attempts()+1), zap.Error(err))
-		if err := wait.Wait(ctx); err != nil {
-			return err
+		if wait.Wait(ctx) != nil {
+			log.Info("stopped while waiting for postgres")
+			return nil
 		}
 	}
 	w, err := sink.NewWriter(pool, sink.Options{Schema: cfg.PostgresSchema, Group: cfg.Group, Topic: cfg.Topic})

@@ -2,13 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"github.com/clickagg/clickagg/internal/testutil"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -113,4 +118,54 @@ func TestHTTPAddrEmptyMeansOff(t *testing.T) {
 			t.Errorf("run -h lacks %q", want)
 		}
 	}
+}
+
+// TestStopWhileWaitingForPostgres: a SIGTERM (the context ending) while run
+// waits for an unreachable PostgreSQL is a clean stop: no error (exit 0),
+// not "context canceled" (exit 1).
+func TestStopWhileWaitingForPostgres(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // NB: nobody listens there now
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- cmdRun(ctx, []string{"--postgres", "postgres://u@" + addr + "/db?connect_timeout=1", "--http-addr", "off",
+			"--state-dir", t.TempDir(), "--log-format", "json"}, &out, &out)
+	}()
+	testutil.WaitFor(t, 30*time.Second, "a retry logged", func() bool {
+		return strings.Contains(out.String(), "postgres unavailable at start")
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run returned %v after the stop, want nil (exit 0)", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not stop")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
