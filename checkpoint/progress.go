@@ -184,6 +184,21 @@ func (pl *Pipeline) logProgress(now time.Time, force bool) {
 		zap.Int64("rows_written", s.rows),
 		zap.Int("partitions", len(pl.c.tasks)),
 	}
+	// NB: how far behind: records left to read (known ends only), and the
+	// wall clock minus the slowest partition's watermark.
+	lag, wm := int64(0), stream.NoCap
+	for _, t := range pl.c.tasks {
+		if t.end >= 0 {
+			lag += max(0, t.end-t.op.NextOffset())
+		}
+		if w := t.op.Watermark(); w != stream.NoWatermark {
+			wm = min(wm, w)
+		}
+	}
+	fields = append(fields, zap.Int64("lag_records", lag))
+	if wm != stream.NoCap {
+		fields = append(fields, zap.Duration("event_time_lag", now.Sub(time.UnixMilli(wm)).Round(time.Millisecond)))
+	}
 	var rejected []zap.Field
 	for _, r := range stream.Reasons() {
 		if n := s.rejected[r]; n > 0 {
