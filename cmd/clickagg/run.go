@@ -76,8 +76,10 @@ type runHooks struct {
 	started func(*checkpoint.Pipeline, *pgxpool.Pool)
 }
 
-// runPipeline wires the aggregator: PostgreSQL (schema applied), the state
-// store, the pipeline and the HTTP endpoints, until ctx ends.
+// runPipeline wires the aggregator: the HTTP endpoints first (so that
+// /healthz answers from the first second and /readyz says what start-up
+// waits for), then PostgreSQL (schema applied), the state store and the
+// pipeline, until ctx ends.
 func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHooks) error {
 	for _, c := range cfg.envConflicts {
 		log.Warn("environment: " + c)
@@ -86,6 +88,68 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 		zap.String("topic", cfg.Topic), zap.String("group", cfg.Group), zap.Strings("windows", cfg.Windows),
 		zap.String("state_dir", cfg.StateDir), zap.String("postgres_schema", cfg.PostgresSchema),
 		zap.Stringer("input", cfg.inputOptions()))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "clickagg_build_info",
+		Help: "Always 1; the labels say which build runs (version: the release tag or commit; goversion: the Go toolchain)."},
+		[]string{"version", "goversion"})
+	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	reg.MustRegister(buildInfo)
+	metrics := checkpoint.NewMetrics(reg)
+
+	// NB: everything below runs in g: an HTTP failure stops start-up and
+	// the pipeline through the same clean path as SIGTERM.
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	g, gctx := errgroup.WithContext(runCtx)
+	st := &startup{}
+	st.set("connecting to postgres")
+	if cfg.HTTPAddr != "" {
+		srv, ln, err := newHTTPServer(cfg.HTTPAddr, reg, st, cfg.HTTPPprof)
+		if err != nil {
+			return err
+		}
+		log.Info("http listening", zap.String("addr", ln.Addr().String()))
+		g.Go(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("http server: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		})
+	}
+	g.Go(func() error {
+		err := runStages(gctx, cfg, log, hooks, reg, metrics, st)
+		if err == nil {
+			err = errStopped // NB: unblocks the HTTP server's shutdown
+		}
+		return err
+	})
+	if err := g.Wait(); err != nil && !errors.Is(err, errStopped) {
+		return err
+	}
+	return nil
+}
+
+// startup is what the HTTP endpoints see of a starting process: what it
+// waits for, then the running pipeline and its PostgreSQL writer.
+type startup struct {
+	phase    atomic.Pointer[string]
+	pipeline atomic.Pointer[checkpoint.Pipeline]
+	writer   atomic.Pointer[sink.Writer]
+}
+
+func (s *startup) set(phase string) { s.phase.Store(&phase) }
+
+// runStages connects to PostgreSQL (waiting for it), opens the state store
+// and runs the pipeline, restarting it in-process after a store failure
+// it can rebuild from.
+func runStages(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHooks, reg *prometheus.Registry, metrics *checkpoint.Metrics, st *startup) error {
 	pool, err := sink.NewPool(ctx, cfg.Postgres)
 	if err != nil {
 		return err
@@ -108,6 +172,7 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 		if !sink.Retryable(err) {
 			return err
 		}
+		st.set(fmt.Sprintf("waiting for postgres (attempt %d): %v", wait.Attempts()+1, err))
 		log.Warn("postgres unavailable at start; retrying", zap.Int("retry", wait.Attempts()+1), zap.Error(err))
 		if wait.Wait(ctx) != nil {
 			log.Info("stopped while waiting for postgres")
@@ -118,14 +183,8 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "clickagg_build_info",
-		Help: "Always 1; the labels say which build runs (version: the release tag or commit; goversion: the Go toolchain)."},
-		[]string{"version", "goversion"})
-	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
-	reg.MustRegister(buildInfo)
-	metrics := checkpoint.NewMetrics(reg)
+	st.writer.Store(w)
+	st.set("opening the state store")
 	hostname, _ := os.Hostname()
 	// NB: load validated these options already (Config.finish), before
 	// any connection.
@@ -140,13 +199,12 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 		return err
 	}
 	defer func() { _ = store.Close() }()
-	var current atomic.Pointer[checkpoint.Pipeline]
 	start := func() error {
 		pl, err := checkpoint.New(popts, store, w)
 		if err != nil {
 			return err
 		}
-		current.Store(pl)
+		st.pipeline.Store(pl)
 		if hooks != nil && hooks.started != nil {
 			hooks.started(pl, pool)
 		}
@@ -155,65 +213,29 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 	if err := start(); err != nil {
 		return err
 	}
-
-	g, gctx := errgroup.WithContext(ctx)
-	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun()
-	if cfg.HTTPAddr != "" {
-		srv, ln, err := newHTTPServer(cfg.HTTPAddr, reg, current.Load, w, cfg.HTTPPprof)
-		if err != nil {
+	for restarts := 0; ; restarts++ {
+		err := st.pipeline.Load().Run(ctx)
+		if err == nil {
+			log.Info("stopped cleanly")
+			return nil
+		}
+		if store.Err() == nil {
 			return err
 		}
-		log.Info("http listening", zap.String("addr", ln.Addr().String()))
-		g.Go(func() error {
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("http server: %w", err)
-			}
-			return nil
-		})
-		g.Go(func() error {
-			<-gctx.Done()
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			return srv.Shutdown(sctx)
-		})
-	}
-	g.Go(func() error {
-		// NB: the pipeline gets its own context so that an HTTP failure
-		// stops it through the same clean path as SIGTERM.
-		go func() {
-			<-gctx.Done()
-			stopRun()
-		}()
-		for restarts := 0; ; restarts++ {
-			err := current.Load().Run(runCtx)
-			if err == nil {
-				log.Info("stopped cleanly")
-				// Unblock the HTTP server's shutdown.
-				return errStopped
-			}
-			if store.Err() == nil {
-				return err
-			}
-			current.Load().SetStoreUnusable(store.Err().Error())
-			// NB: the store is a cache: the pipeline stopped without
-			// touching PostgreSQL's positions, so a fresh store rebuilds
-			// every partition by replay, as after a lost volume.
-			if !stores.failed(store) || restarts == stateRestarts {
-				return fmt.Errorf("%w (restarting the process rebuilds it from PostgreSQL)", store.Err())
-			}
-			if store, err = stores.open(runCtx); err != nil {
-				return err
-			}
-			if err := start(); err != nil {
-				return err
-			}
+		st.pipeline.Load().SetStoreUnusable(store.Err().Error())
+		// NB: the store is a cache: the pipeline stopped without
+		// touching PostgreSQL's positions, so a fresh store rebuilds
+		// every partition by replay, as after a lost volume.
+		if !stores.failed(store) || restarts == stateRestarts {
+			return fmt.Errorf("%w (restarting the process rebuilds it from PostgreSQL)", store.Err())
 		}
-	})
-	if err := g.Wait(); err != nil && !errors.Is(err, errStopped) {
-		return err
+		if store, err = stores.open(ctx); err != nil {
+			return err
+		}
+		if err := start(); err != nil {
+			return err
+		}
 	}
-	return nil
 }
 
 var errStopped = errors.New("stopped")
@@ -238,7 +260,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string, log *zap.Lo
 // line per reason the process is not ready), /debug/pprof/ (but its
 // cmdline) when enabled, and nothing else. pipeline returns the current
 // pipeline (a new one replaces it after the state store was rebuilt).
-func newHTTPServer(addr string, reg *prometheus.Registry, pipeline func() *checkpoint.Pipeline, w *sink.Writer, pprofOn bool) (*http.Server, net.Listener, error) {
+func newHTTPServer(addr string, reg *prometheus.Registry, st *startup, pprofOn bool) (*http.Server, net.Listener, error) {
 	mux := http.NewServeMux()
 	if pprofOn {
 		// NB: never the command line: it may hold secrets (a DSN with its
@@ -256,23 +278,28 @@ func newHTTPServer(addr string, reg *prometheus.Registry, pipeline func() *check
 		fmt.Fprintln(rw, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
-		st := pipeline().Status()
+		pl := st.pipeline.Load()
+		if pl == nil {
+			http.Error(rw, "not ready\nstarting: "+*st.phase.Load(), http.StatusServiceUnavailable)
+			return
+		}
+		status := pl.Status()
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		var lines []string
-		for _, reason := range st.NotReady() {
-			lines = append(lines, st.Explain(reason, time.Now()))
+		for _, reason := range status.NotReady() {
+			lines = append(lines, status.Explain(reason, time.Now()))
 		}
 		// NB: the pipeline learns of an outage at its next PostgreSQL
 		// operation; the ping tells now.
-		if err := w.Ping(ctx); err != nil && st.PostgresOK {
+		if err := st.writer.Load().Ping(ctx); err != nil && status.PostgresOK {
 			lines = append(lines, fmt.Sprintf("%s: ping: %v", checkpoint.NotReadyPostgres, err))
 		}
 		if len(lines) > 0 {
 			http.Error(rw, "not ready\n"+strings.Join(lines, "\n"), http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintf(rw, "ready: partitions %v\n", st.Partitions)
+		fmt.Fprintf(rw, "ready: partitions %v\n", status.Partitions)
 	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

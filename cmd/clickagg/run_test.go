@@ -27,7 +27,7 @@ func TestPprofNeverServesCmdline(t *testing.T) {
 	os.Args = append(slices.Clone(args), "--postgres", "postgres://clickagg:"+secret+"@localhost/clickagg")
 	defer func() { os.Args = args }()
 
-	srv, ln, err := newHTTPServer("127.0.0.1:0", prometheus.NewRegistry(), nil, nil, true)
+	srv, ln, err := newHTTPServer("127.0.0.1:0", prometheus.NewRegistry(), &startup{}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,27 +120,46 @@ func TestHTTPAddrEmptyMeansOff(t *testing.T) {
 	}
 }
 
-// TestStopWhileWaitingForPostgres: a SIGTERM (the context ending) while run
-// waits for an unreachable PostgreSQL is a clean stop: no error (exit 0),
-// not "context canceled" (exit 1).
+// TestStopWhileWaitingForPostgres: while run waits for an unreachable
+// PostgreSQL, /healthz answers 200 (a startup probe does not kill the pod)
+// and /readyz 503 saying what it waits for; a SIGTERM (the context ending)
+// then is a clean stop: no error (exit 0), not "context canceled" (exit 1).
 func TestStopWhileWaitingForPostgres(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	freeAddr := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close() // NB: nobody listens there once the test uses it
+		return ln.Addr().String()
 	}
-	addr := ln.Addr().String()
-	ln.Close() // NB: nobody listens there now
+	pgAddr, httpAddr := freeAddr(), freeAddr()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- cmdRun(ctx, []string{"--postgres", "postgres://u@" + addr + "/db?connect_timeout=1", "--http-addr", "off",
+		done <- cmdRun(ctx, []string{"--postgres", "postgres://u@" + pgAddr + "/db?connect_timeout=1", "--http-addr", httpAddr,
 			"--state-dir", t.TempDir(), "--log-format", "json"}, &out, &out)
 	}()
-	testutil.WaitFor(t, 30*time.Second, "a retry logged", func() bool {
-		return strings.Contains(out.String(), "postgres unavailable at start")
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + httpAddr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	var body string
+	testutil.WaitFor(t, 30*time.Second, "/readyz saying it waits for postgres", func() bool {
+		var code int
+		code, body = get("/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "starting: waiting for postgres")
 	})
+	if code, b := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz while waiting: %d %s", code, b)
+	}
 	cancel()
 	select {
 	case err := <-done:
