@@ -25,6 +25,7 @@ type Metrics struct {
 	CheckpointRows     prometheus.Histogram
 	TxDuration         prometheus.Histogram
 	PostgresUp         prometheus.Gauge
+	TopicMissing       prometheus.Gauge
 	Ready              prometheus.Gauge
 	NotReady           *prometheus.GaugeVec
 	RowsWritten        *prometheus.CounterVec
@@ -110,6 +111,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		PostgresUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "clickagg_postgres_up",
 			Help: "1 when the last PostgreSQL operation succeeded, 0 while it fails.",
+		}),
+		TopicMissing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "clickagg_topic_missing",
+			Help: "1 while the input topic does not exist (the process waits for it), else 0.",
 		}),
 		Ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "clickagg_ready",
@@ -198,7 +203,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.Consumed, m.Accepted, m.Rejected, m.Filtered, m.Duplicates, m.DeadLetters, m.DeadLetterRefs, m.Misrouted, m.Late, m.Checkpoints,
 			m.CheckpointFailures, m.CheckpointDuration, m.CheckpointRows, m.TxDuration,
-			m.PostgresUp, m.Ready, m.NotReady, m.RowsWritten, m.Finalized,
+			m.PostgresUp, m.TopicMissing, m.Ready, m.NotReady, m.RowsWritten, m.Finalized,
 			m.Fenced, m.Restores, m.RestoreDuration, m.Replayed, m.RecordsLost, m.Partitions, m.Lag,
 			m.Watermark, m.WatermarkLag, m.StateBytes, m.PendingKeys, m.OpenWindows, m.LastCheckpoint)
 	}

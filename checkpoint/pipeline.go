@@ -10,6 +10,7 @@ import (
 	"github.com/clickagg/clickagg/sink"
 	"github.com/clickagg/clickagg/state"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 )
@@ -48,6 +49,48 @@ func New(opts Options, store *state.Store, w *sink.Writer) (*Pipeline, error) {
 	pl.board = newBoard(&pl.opts)
 	pl.c = newCoordinator(&pl.opts, store, w, pl, pl.board)
 	return pl, nil
+}
+
+// topicCheckPeriod is how often watchTopic looks for a missing topic.
+const topicCheckPeriod = 2 * time.Second
+
+// watchTopic says so, once, when the input topic does not exist (the
+// consumer then waits without a word), keeps clickagg_topic_missing and the
+// status current, and says so again when the topic appears. It returns once
+// the topic exists, or when stop is closed.
+func (pl *Pipeline) watchTopic(ctx context.Context, stop <-chan struct{}) {
+	topic, warned := pl.opts.Consumer.Topic, false
+	tick := time.NewTicker(topicCheckPeriod)
+	defer tick.Stop()
+	for {
+		mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		md, err := pl.adm.Metadata(mctx, topic)
+		cancel()
+		if err == nil {
+			td, ok := md.Topics[topic]
+			switch {
+			case ok && td.Err == nil && len(td.Partitions) > 0:
+				if warned {
+					pl.log.Info("input topic exists now", zap.String("topic", topic), zap.Int("partitions", len(td.Partitions)))
+					pl.board.setTopicMissing(false)
+				}
+				return
+			case !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition):
+				if !warned {
+					pl.log.Error("input topic does not exist; waiting for it (create it, or check --topic)", zap.String("topic", topic))
+					pl.board.setTopicMissing(true)
+					warned = true
+				}
+			}
+		}
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // errIdle ends the loop when ExitWhenIdle holds.
@@ -98,6 +141,12 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 		defer close(watching)
 		pl.board.watch(stopWatch, readinessPeriod)
 	}()
+	topicWatch := make(chan struct{})
+	go func() {
+		defer close(topicWatch)
+		pl.watchTopic(ctx, stopWatch)
+	}()
+	defer func() { <-topicWatch }()
 	defer func() {
 		close(stopWatch)
 		<-watching

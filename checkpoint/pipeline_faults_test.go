@@ -445,3 +445,32 @@ func TestReadinessDuringCheckpointStall(t *testing.T) {
 	}
 	e.expectExact(context.Background(), []time.Duration{time.Minute, time.Hour})
 }
+
+// TestMissingTopicSaidOnceAndAwaited: a topic that does not exist is said
+// (status, /readyz detail, clickagg_topic_missing) instead of a silent
+// wait, and the process takes its partitions once it is created.
+func TestMissingTopicSaidOnceAndAwaited(t *testing.T) {
+	e := newEnv(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const late = "created-later"
+	pl, m, done := e.start(ctx, pipelineConfig{opts: func(o *Options) {
+		o.Consumer.Topic = late
+		o.ExitWhenIdle = 0
+	}})
+	testhelp.WaitFor(t, 30*time.Second, "the missing topic reported", func() bool {
+		st := pl.Status()
+		return st.TopicMissing && testutil.ToFloat64(m.TopicMissing) == 1 &&
+			strings.Contains(st.Explain(NotReadyUnassigned, time.Now()), "the topic does not exist")
+	})
+	cl := mustClient(t, e.brokers)
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 2, 1, nil, late); err != nil {
+		t.Fatal(err)
+	}
+	testhelp.WaitFor(t, 30*time.Second, "the topic found and partitions assigned", func() bool {
+		st := pl.Status()
+		return !st.TopicMissing && testutil.ToFloat64(m.TopicMissing) == 0 && len(st.Partitions) == 2
+	})
+	cancel()
+	e.wait(done, 30*time.Second)
+}

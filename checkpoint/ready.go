@@ -61,7 +61,10 @@ type Status struct {
 	PostgresOK bool    // the last PostgreSQL operation succeeded
 	// StoreUnusable, when set, says why the local state store cannot be
 	// used (Pipeline.SetStoreUnusable).
-	StoreUnusable  string
+	StoreUnusable string
+	// TopicMissing is set while the input topic does not exist: the
+	// process waits for it (no assignment comes meanwhile).
+	TopicMissing   bool
 	LastCheckpoint time.Time // zero before the first that wrote to PostgreSQL
 	// Progress is when the last checkpoint succeeded (one with nothing to
 	// write included) or, if later, when the process came to own
@@ -112,6 +115,9 @@ func (s Status) Ready() bool { return len(s.NotReady()) == 0 }
 func (s Status) Explain(r NotReady, now time.Time) string {
 	switch r {
 	case NotReadyUnassigned:
+		if s.TopicMissing {
+			return fmt.Sprintf("%s: no partition assignment yet: the topic does not exist", r)
+		}
 		return fmt.Sprintf("%s: no partition assignment yet", r)
 	case NotReadyFenced:
 		return fmt.Sprintf("%s: the Kafka group refuses this instance id: another process runs with the same one", r)
@@ -207,6 +213,15 @@ func (b *board) setFenced(fenced bool, err error) {
 			"this one owns no partitions until one of them stops", zap.String("instance_id", b.instanceID), zap.Error(err))
 	}
 	b.s.Fenced = fenced
+	b.readinessLocked(time.Now())
+}
+
+// setTopicMissing records whether the input topic exists.
+func (b *board) setTopicMissing(missing bool) {
+	b.Lock()
+	defer b.Unlock()
+	b.s.TopicMissing = missing
+	b.m.TopicMissing.Set(b2f(missing))
 	b.readinessLocked(time.Now())
 }
 

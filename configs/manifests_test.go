@@ -1241,6 +1241,7 @@ var knownMetrics = map[string]metricInfo{
 	"clickagg_events_accepted_total":                 {counter: true},
 	"clickagg_events_rejected_total":                 {counter: true, labels: []string{"reason"}},
 	"clickagg_events_filtered_total":                 {counter: true},
+	"clickagg_topic_missing":                         {},
 	"clickagg_late_events_total":                     {counter: true, labels: []string{"window", "policy"}},
 	"clickagg_duplicates_total":                      {counter: true},
 	"clickagg_dedup_misrouted_total":                 {counter: true},
