@@ -469,7 +469,7 @@ func TestMetricsHealthAndSecrets(t *testing.T) {
 		"--state-dir", t.TempDir(), "--http-addr", httpAddr, "--log-level", "debug", "--log-format", "json",
 		"--checkpoint-interval", "100ms", "--kafka-sasl-mechanism", "SCRAM-SHA-256", "--kafka-sasl-username", "app")
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+dsn, "CLICKAGG_KAFKA_SASL_PASSWORD="+saslPW)
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -574,25 +574,6 @@ func TestMetricsHealthAndSecrets(t *testing.T) {
 	if !strings.Contains(out.String(), `"msg":"checkpoint"`) {
 		t.Fatal("no debug checkpoint lines were logged: the leak check saw too little")
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a
-// subprocess's stdout and stderr.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestFencedReplicaNotReady: a second process started with the same

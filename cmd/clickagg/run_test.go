@@ -11,7 +11,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -136,7 +135,7 @@ func TestStopWhileWaitingForPostgres(t *testing.T) {
 	pgAddr, httpAddr := freeAddr(), freeAddr()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- cmdRun(ctx, []string{"--postgres", "postgres://u@" + pgAddr + "/db?connect_timeout=1", "--http-addr", httpAddr,
@@ -169,22 +168,4 @@ func TestStopWhileWaitingForPostgres(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("run did not stop")
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and one reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
