@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -393,6 +394,10 @@ func loadYAML(c *Config, path string) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		if m := unknownField.FindStringSubmatch(err.Error()); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			return badConfig("config file %s: line %s: unknown key %q%s", path, m[1], m[2], suggestKey(keyPath(b, line, m[2])))
+		}
 		msg := strings.ReplaceAll(err.Error(), "\n", "; ")
 		return badConfig("config file %s: %s", path, strings.TrimPrefix(msg, "yaml: "))
 	}
@@ -408,6 +413,94 @@ func loadYAML(c *Config, path string) error {
 		}
 	}
 	return nil
+}
+
+// unknownField matches the YAML decoder's error for a key no setting has.
+var unknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type`)
+
+// keyPath returns the dotted path of the mapping key named key on line
+// line of the YAML document b ("input.urll"), or key when not found.
+func keyPath(b []byte, line int, key string) string {
+	var doc yaml.Node
+	if yaml.Unmarshal(b, &doc) != nil {
+		return key
+	}
+	var walk func(n *yaml.Node, prefix string) string
+	walk = func(n *yaml.Node, prefix string) string {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				if p := walk(c, prefix); p != "" {
+					return p
+				}
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				if k.Line == line && k.Value == key {
+					return prefix + key
+				}
+				if p := walk(v, prefix+k.Value+"."); p != "" {
+					return p
+				}
+			}
+		}
+		return ""
+	}
+	if p := walk(&doc, ""); p != "" {
+		return p
+	}
+	return key
+}
+
+// suggestKey names the setting a mistyped key (a dotted path) most likely
+// meant ("; did you mean ..."), or lists the settings when none is close.
+func suggestKey(key string) string {
+	best, bestD := "", 3 // NB: at most two edits away
+	var all []string
+	for _, s := range settings {
+		all = append(all, s.key)
+		if d := editDistance(key, s.key); d < bestD {
+			best, bestD = s.key, d
+		}
+	}
+	if best == "" {
+		// NB: the last part alone, for a key under the wrong section.
+		last := key[strings.LastIndexByte(key, '.')+1:]
+		for _, s := range settings {
+			parts := strings.Split(s.key, ".")
+			for i := range parts {
+				if d := editDistance(last, parts[i]); d < bestD {
+					best, bestD = strings.Join(parts[:i+1], "."), d
+				}
+			}
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf("; did you mean %q?", best)
+	}
+	return "; the settings are " + strings.Join(all, ", ")
+}
+
+// editDistance is the Levenshtein distance between a and b (bytes).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // settingDefaults returns each setting's default as --print-config shows

@@ -284,3 +284,25 @@ func TestEnvConflictsNamedNotShown(t *testing.T) {
 		t.Errorf("a conflict note shows a value: %q", cfg.envConflicts[0])
 	}
 }
+
+// TestUnknownYAMLKeySuggests: a mistyped key in the file is one line naming
+// it and its line, with the setting it most likely meant, or the list of
+// settings when nothing is close.
+func TestUnknownYAMLKeySuggests(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"topik: clicks\n", `line 1: unknown key "topik"; did you mean "topic"?`},
+		{"dedup:\n  windw: 1m\n", `line 2: unknown key "windw"; did you mean "dedup.window"?`},
+		{"input:\n  urll: page.url\n", `line 2: unknown key "urll"; did you mean "input.url"?`},
+		{"zzzqqq: 1\n", `line 1: unknown key "zzzqqq"; the settings are brokers, topic,`},
+	} {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var stdout, stderr bytes.Buffer
+		code := realMain([]string{"run", "--print-config", "--config", path}, &stdout, &stderr)
+		if code != exitConfig || !strings.Contains(stderr.String(), tc.want) || strings.Count(stderr.String(), "\n") != 1 {
+			t.Errorf("%q: exit %d, stderr %q; want exit 2 and one line with %q", tc.yaml, code, stderr.String(), tc.want)
+		}
+	}
+}
