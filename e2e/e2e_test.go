@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -443,6 +444,64 @@ func TestGenRunQuery(t *testing.T) {
 	u := cli("query", "url", best)
 	if !strings.HasPrefix(u, fmt.Sprintf("%s: %d clicks in total", best, exp.Totals[best])) {
 		t.Fatalf("query url: %q, want total %d", u, exp.Totals[best])
+	}
+
+	// --json, and a time range: the hours starting in [from, to), summed
+	// per URL, against the oracle's hours.
+	var js struct {
+		Total   int64 `json:"total"`
+		Windows []struct {
+			WindowStart time.Time `json:"window_start"`
+			Clicks      int64     `json:"clicks"`
+		} `json:"windows"`
+	}
+	from, to := time.UnixMilli(newest).Add(-time.Hour), time.UnixMilli(newest).Add(time.Hour)
+	if err := json.Unmarshal([]byte(cli("query", "url", "--json", "--limit", "1000", "--from", from.UTC().Format(time.RFC3339),
+		"--to", to.UTC().Format(time.RFC3339), best)), &js); err != nil {
+		t.Fatal(err)
+	}
+	want := map[int64]int64{}
+	for k, n := range exp.Clicks {
+		if k.URL == best && k.Start >= from.UnixMilli() && k.Start < to.UnixMilli() {
+			want[k.Start] += n // NB: every window size starting in the range
+		}
+	}
+	got := map[int64]int64{}
+	for _, w := range js.Windows {
+		got[w.WindowStart.UnixMilli()] += w.Clicks
+	}
+	if js.Total != exp.Totals[best] || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("query url --json in [%s, %s): total %d windows %v, want %d and %v", from, to, js.Total, got, exp.Totals[best], want)
+	}
+	var tr struct {
+		URLs []struct {
+			URL    string `json:"url"`
+			Clicks int64  `json:"clicks"`
+		} `json:"urls"`
+	}
+	if err := json.Unmarshal([]byte(cli("query", "top", "--json", "--window", "1h", "--limit", "1", "--from", from.UTC().Format(time.RFC3339),
+		"--to", to.UTC().Format(time.RFC3339))), &tr); err != nil {
+		t.Fatal(err)
+	}
+	sums := map[string]int64{}
+	for k, n := range exp.Clicks {
+		if k.End-k.Start == time.Hour.Milliseconds() && k.Start >= from.UnixMilli() && k.Start < to.UnixMilli() {
+			sums[k.URL] += n
+		}
+	}
+	if len(tr.URLs) != 1 || sums[tr.URLs[0].URL] != tr.URLs[0].Clicks {
+		t.Fatalf("query top --json over [%s, %s): %+v, want the sum of the oracle's hours", from, to, tr.URLs)
+	}
+	for u, n := range sums {
+		if n > tr.URLs[0].Clicks {
+			t.Fatalf("query top over the range: %s has %d clicks, more than the top %+v", u, n, tr.URLs[0])
+		}
+	}
+	// A window size no run counts is said, not an empty answer.
+	cmd := exec.Command(binary, "query", "top", "--window", "5m")
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+e.dsn)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "no such windows: the configured sizes are 1m") {
+		t.Fatalf("query top --window 5m: %v %q", err, out)
 	}
 }
 

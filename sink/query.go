@@ -11,13 +11,13 @@ import (
 
 // WindowCount is one url_clicks row.
 type WindowCount struct {
-	URL         string
-	WindowStart time.Time
-	WindowEnd   time.Time
-	Clicks      int64
-	LateClicks  int64
-	Final       bool
-	UpdatedAt   time.Time
+	URL         string    `json:"url"`
+	WindowStart time.Time `json:"window_start"`
+	WindowEnd   time.Time `json:"window_end"`
+	Clicks      int64     `json:"clicks"`
+	LateClicks  int64     `json:"late_clicks"`
+	Final       bool      `json:"final"`
+	UpdatedAt   time.Time `json:"updated_at"`
 }
 
 // Reader answers the read queries of `clickagg query` and the demo.
@@ -67,12 +67,42 @@ ORDER BY clicks DESC, url LIMIT $3`, size, start, limit)
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[WindowCount])
 }
 
-// URL returns a URL's most recent windows (newest first, at most limit)
-// and its all-time total (0 when unknown).
-func (r *Reader) URL(ctx context.Context, url string, limit int) ([]WindowCount, int64, error) {
+// URLCount is one URL's clicks summed over several windows.
+type URLCount struct {
+	URL        string `json:"url"`
+	Clicks     int64  `json:"clicks"`
+	LateClicks int64  `json:"late_clicks"`
+	Windows    int64  `json:"windows"` // windows with rows that the sum covers
+}
+
+// TopRange returns the limit URLs with the most clicks summed over the
+// windows of the given size that start in [from, to).
+func (r *Reader) TopRange(ctx context.Context, size time.Duration, from, to time.Time, limit int) ([]URLCount, error) {
+	rows, err := r.pool.Query(ctx, `SELECT url, sum(clicks)::bigint, sum(late_clicks)::bigint, count(*)
+FROM `+r.table("url_clicks")+`
+WHERE window_end - window_start = $1 AND window_start >= $2 AND window_start < $3
+GROUP BY url ORDER BY 2 DESC, url LIMIT $4`, size, from, to, limit)
+	if err != nil {
+		return nil, fmt.Errorf("query top urls: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[URLCount])
+}
+
+// URL returns a URL's most recent windows (newest first, at most limit),
+// those starting in [from, to) when the bounds are not zero, and its
+// all-time total (0 when unknown).
+func (r *Reader) URL(ctx context.Context, url string, from, to time.Time, limit int) ([]WindowCount, int64, error) {
+	var lo, hi any // NB: NULL: unbounded
+	if !from.IsZero() {
+		lo = from
+	}
+	if !to.IsZero() {
+		hi = to
+	}
 	rows, err := r.pool.Query(ctx, `SELECT url, window_start, window_end, clicks, late_clicks, final, updated_at
 FROM `+r.table("url_clicks")+`
-WHERE url = $1 ORDER BY window_start DESC, window_end LIMIT $2`, url, limit)
+WHERE url = $1 AND ($3::timestamptz IS NULL OR window_start >= $3) AND ($4::timestamptz IS NULL OR window_start < $4)
+ORDER BY window_start DESC, window_end LIMIT $2`, url, limit, lo, hi)
 	if err != nil {
 		return nil, 0, fmt.Errorf("query url windows: %w", err)
 	}
