@@ -138,46 +138,13 @@ func unescapedEqual(raw []byte, s string) bool {
 		if len(s) < i || string(raw[:i]) != s[:i] {
 			return false
 		}
-		s, raw = s[i:], raw[i:]
-		if len(raw) < 2 {
-			return false // unreachable for validated input
-		}
-		c := raw[1]
-		raw = raw[2:]
-		var b byte
-		switch c {
-		case 'b':
-			b = '\b'
-		case 'f':
-			b = '\f'
-		case 'n':
-			b = '\n'
-		case 'r':
-			b = '\r'
-		case 't':
-			b = '\t'
-		case 'u':
-			r, _ := hex4(raw, 0)
-			raw = raw[min(4, len(raw)):]
-			if r >= 0xD800 && r < 0xDC00 && len(raw) >= 6 {
-				r2, _ := hex4(raw, 2)
-				r = 0x10000 + (r-0xD800)<<10 + (r2 - 0xDC00)
-				raw = raw[6:]
-			}
-			var buf [utf8.UTFMax]byte
-			n := utf8.EncodeRune(buf[:], r)
-			if !strings.HasPrefix(s, string(buf[:n])) {
-				return false
-			}
-			s = s[n:]
-			continue
-		default: // '"', '\\', '/'
-			b = c
-		}
-		if len(s) == 0 || s[0] != b {
+		var buf [utf8.UTFMax]byte
+		var dec []byte
+		dec, raw = appendEscape(buf[:0], raw[i:])
+		if !strings.HasPrefix(s[i:], string(dec)) {
 			return false
 		}
-		s = s[1:]
+		s = s[i+len(dec):]
 	}
 }
 

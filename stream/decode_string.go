@@ -154,35 +154,40 @@ func appendUnescaped(dst, raw []byte) []byte {
 			return append(dst, raw...)
 		}
 		dst = append(dst, raw[:i]...)
-		raw = raw[i:]
-		if len(raw) < 2 {
-			return dst // unreachable for validated input
-		}
-		c := raw[1]
-		raw = raw[2:]
-		switch c {
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
-			r, _ := hex4(raw, 0)
-			raw = raw[min(4, len(raw)):]
-			if r >= 0xD800 && r < 0xDC00 && len(raw) >= 6 {
-				r2, _ := hex4(raw, 2)
-				r = 0x10000 + (r-0xD800)<<10 + (r2 - 0xDC00)
-				raw = raw[6:]
-			}
-			dst = utf8.AppendRune(dst, r)
-		default: // '"', '\\', '/'
-			dst = append(dst, c)
-		}
+		dst, raw = appendEscape(dst, raw[i:])
 	}
 	return dst
+}
+
+// appendEscape appends the decoded form of the one escape sequence raw
+// starts with (raw[0] is the backslash; validated by scanString, a
+// surrogate pair counting as one) and returns what follows it.
+func appendEscape(dst, raw []byte) ([]byte, []byte) {
+	if len(raw) < 2 {
+		return dst, nil // unreachable for validated input
+	}
+	c := raw[1]
+	raw = raw[2:]
+	switch c {
+	case 'b':
+		return append(dst, '\b'), raw
+	case 'f':
+		return append(dst, '\f'), raw
+	case 'n':
+		return append(dst, '\n'), raw
+	case 'r':
+		return append(dst, '\r'), raw
+	case 't':
+		return append(dst, '\t'), raw
+	case 'u':
+		r, _ := hex4(raw, 0)
+		raw = raw[min(4, len(raw)):]
+		if r >= 0xD800 && r < 0xDC00 && len(raw) >= 6 {
+			r2, _ := hex4(raw, 2)
+			r = 0x10000 + (r-0xD800)<<10 + (r2 - 0xDC00)
+			raw = raw[6:]
+		}
+		return utf8.AppendRune(dst, r), raw
+	}
+	return append(dst, c), raw // '"', '\\', '/'
 }
