@@ -116,6 +116,15 @@ type task struct {
 
 func (t *task) live() bool { return !t.op.Replaying() }
 
+// lag returns the records left to read up to the partition's last known
+// end; ok is false while the end is unknown.
+func (t *task) lag() (n int64, ok bool) {
+	if t.end < 0 {
+		return 0, false
+	}
+	return max(0, t.end-t.op.NextOffset()), true
+}
+
 // task returns partition p's task, or nil when not owned.
 func (c *Coordinator) task(p int32) *task { return c.tasks[p] }
 

@@ -29,8 +29,7 @@ func (pl *Pipeline) publishTasks() {
 		if !t.live() {
 			restoring = append(restoring, p)
 		}
-		if t.end >= 0 {
-			l := max(0, t.end-t.op.NextOffset())
+		if l, ok := t.lag(); ok {
 			lag += l
 			pl.m.Lag.WithLabelValues(strconv.Itoa(int(p))).Set(float64(l))
 		}
@@ -188,8 +187,8 @@ func (pl *Pipeline) logProgress(now time.Time, force bool) {
 	// wall clock minus the slowest partition's watermark.
 	lag, wm := int64(0), stream.NoCap
 	for _, t := range pl.c.tasks {
-		if t.end >= 0 {
-			lag += max(0, t.end-t.op.NextOffset())
+		if l, ok := t.lag(); ok {
+			lag += l
 		}
 		if w := t.op.Watermark(); w != stream.NoWatermark {
 			wm = min(wm, w)
