@@ -247,8 +247,9 @@ func retryPG[T any](ctx context.Context, c *Coordinator, fn func() (T, error)) (
 			return v, err
 		}
 		c.board.setPostgresOK(false, err)
-		c.log.Warn("postgres unavailable; retrying", zap.Int("attempt", bo.Attempts()+1), zap.Error(err))
-		if werr := bo.Wait(ctx); werr != nil {
+		d := bo.Next()
+		c.log.Warn("postgres unavailable; retrying", zap.Int("attempt", bo.Attempts()), zap.Duration("backoff", d), zap.Error(err))
+		if werr := backoff.Sleep(ctx, d); werr != nil {
 			return v, errors.Join(err, werr)
 		}
 	}

@@ -173,8 +173,9 @@ func runStages(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHook
 			return err
 		}
 		st.set(fmt.Sprintf("waiting for postgres (attempt %d): %v", wait.Attempts()+1, err))
-		log.Warn("postgres unavailable at start; retrying", zap.Int("retry", wait.Attempts()+1), zap.Error(err))
-		if wait.Wait(ctx) != nil {
+		d := wait.Next()
+		log.Warn("postgres unavailable at start; retrying", zap.Int("retry", wait.Attempts()), zap.Duration("backoff", d), zap.Error(err))
+		if backoff.Sleep(ctx, d) != nil {
 			log.Info("stopped while waiting for postgres")
 			return nil
 		}

@@ -71,10 +71,10 @@ func (s *stateStore) open(ctx context.Context) (*state.Store, error) {
 			continue // NB: a fresh store needs no wait
 		}
 		if errors.Is(err, state.ErrUnusable) && !errors.Is(err, state.ErrRestart) && try < stateTries {
-			next := wait // NB: without jitter a copy's Next is the wait Wait takes
+			d := wait.Next()
 			s.log.Error("state volume unusable; retrying", zap.String("state_dir", s.opts.Dir),
-				zap.Int("try", try), zap.Int("tries", stateTries), zap.Duration("backoff", next.Next()), zap.Error(err))
-			if err := wait.Wait(ctx); err != nil {
+				zap.Int("try", try), zap.Int("tries", stateTries), zap.Duration("backoff", d), zap.Error(err))
+			if err := backoff.Sleep(ctx, d); err != nil {
 				return nil, err
 			}
 			continue

@@ -50,8 +50,12 @@ func (b *Backoff) Next() time.Duration {
 }
 
 // Wait sleeps for the next wait, or returns ctx's error when ctx ends first.
-func (b *Backoff) Wait(ctx context.Context) error {
-	t := time.NewTimer(b.Next())
+func (b *Backoff) Wait(ctx context.Context) error { return Sleep(ctx, b.Next()) }
+
+// Sleep sleeps for d, or returns ctx's error when ctx ends first: for a
+// caller that logs the wait (Next) before taking it.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
