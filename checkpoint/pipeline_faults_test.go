@@ -54,21 +54,11 @@ func TestPostgresOutageMidRun(t *testing.T) {
 		e.produce(ctx, gen.Options{Count: 12_000, Rate: 2000, URLs: 100, Seed: 17, OutOfOrderFraction: 0.1, LateFraction: 0.02})
 	}()
 	pl, _, done := e.start(ctx, pipelineConfig{opts: func(o *Options) { o.ExitWhenIdle = 2 * time.Second }})
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(time.Minute)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	waitFor("first checkpoint", func() bool { return pl.Status().CheckpointsTotal > 0 })
+	testhelp.WaitFor(t, time.Minute, "first checkpoint", func() bool { return pl.Status().CheckpointsTotal > 0 })
 	if err := srv.Pause(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("readiness to notice", func() bool { return !pl.Status().PostgresOK })
+	testhelp.WaitFor(t, time.Minute, "readiness to notice", func() bool { return !pl.Status().PostgresOK })
 	stalled := pl.Status().CheckpointsTotal
 	time.Sleep(3 * time.Second) // the outage; not a wait for a result
 	if got := pl.Status().CheckpointsTotal; got != stalled {
@@ -77,7 +67,7 @@ func TestPostgresOutageMidRun(t *testing.T) {
 	if err := srv.Resume(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("recovery", func() bool { return pl.Status().PostgresOK && pl.Status().CheckpointsTotal > stalled })
+	testhelp.WaitFor(t, time.Minute, "recovery", func() bool { return pl.Status().PostgresOK && pl.Status().CheckpointsTotal > stalled })
 	<-produced
 	e.wait(done, 2*time.Minute)
 	e.expectExact(ctx, []time.Duration{time.Minute, time.Hour})
