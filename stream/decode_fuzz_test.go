@@ -59,16 +59,22 @@ func FuzzDecode(f *testing.F) {
 		if r != wr {
 			t.Fatalf("reason = %v, reference = %v", r, wr)
 		}
-		if !bytes.Equal(c.URL, want.URL) {
-			t.Fatalf("URL = %q, reference = %q", c.URL, want.URL)
-		}
-		if c.HasTime != want.HasTime || c.TimeMs != want.TimeMs {
-			t.Fatalf("time = (%d, %v), reference = (%d, %v)", c.TimeMs, c.HasTime, want.TimeMs, want.HasTime)
-		}
-		if (c.ID == nil) != (want.ID == nil) || !bytes.Equal(c.ID, want.ID) {
-			t.Fatalf("ID = %q (nil %v), reference = %q (nil %v)", c.ID, c.ID == nil, want.ID, want.ID == nil)
-		}
+		checkReference(t, c, want)
 	})
+}
+
+// checkReference fails t unless click c equals the reference decoder's.
+func checkReference(t *testing.T, c, want Click) {
+	t.Helper()
+	if !bytes.Equal(c.URL, want.URL) {
+		t.Fatalf("URL = %q, reference = %q", c.URL, want.URL)
+	}
+	if c.HasTime != want.HasTime || c.TimeMs != want.TimeMs {
+		t.Fatalf("time = (%d, %v), reference = (%d, %v)", c.TimeMs, c.HasTime, want.TimeMs, want.HasTime)
+	}
+	if (c.ID == nil) != (want.ID == nil) || !bytes.Equal(c.ID, want.ID) {
+		t.Fatalf("ID = %q (nil %v), reference = %q (nil %v)", c.ID, c.ID == nil, want.ID, want.ID == nil)
+	}
 }
 
 // FuzzParseRFC3339 checks that parseRFC3339 agrees with

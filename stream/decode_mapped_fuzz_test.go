@@ -104,15 +104,7 @@ func checkMapped(t *testing.T, input []byte, in InputOptions, maxURL int) {
 	if r != wr {
 		t.Fatalf("%s\nmapping %s: reason = %v, reference = %v", input, in, r, wr)
 	}
-	if !bytes.Equal(c.URL, want.URL) {
-		t.Fatalf("URL = %q, reference = %q", c.URL, want.URL)
-	}
-	if c.HasTime != want.HasTime || c.TimeMs != want.TimeMs {
-		t.Fatalf("time = (%d, %v), reference = (%d, %v)", c.TimeMs, c.HasTime, want.TimeMs, want.HasTime)
-	}
-	if (c.ID == nil) != (want.ID == nil) || !bytes.Equal(c.ID, want.ID) {
-		t.Fatalf("ID = %q (nil %v), reference = %q (nil %v)", c.ID, c.ID == nil, want.ID, want.ID == nil)
-	}
+	checkReference(t, c, want)
 }
 
 // staleRecord returns a record with a string at every path of in (where
