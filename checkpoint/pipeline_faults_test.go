@@ -213,8 +213,9 @@ func TestHostileURLsStoredByteExact(t *testing.T) {
 		t.Errorf("url_too_long rejections = %v, want 1", n)
 	}
 	var tables int
-	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema = 'clickagg'`).Scan(&tables); err != nil || tables != 4 {
-		t.Fatalf("clickagg has %d tables (%v), want 4", tables, err)
+	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema = 'clickagg'
+	AND table_name IN ('url_clicks', 'url_totals', 'checkpoints', 'schema_migrations', 'window_sizes')`).Scan(&tables); err != nil || tables != 5 {
+		t.Fatalf("clickagg has %d of its 5 tables (%v)", tables, err)
 	}
 }
 

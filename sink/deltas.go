@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"unsafe"
 )
 
@@ -26,6 +27,10 @@ type Deltas struct {
 	SpillBytes int    // 0 means 32 MiB
 	clicks     spillBuffer
 	nClicks    int
+	// spans are the url_clicks partitions the deltas touch, each once;
+	// lastSpan is the newest, the common case for the next delta.
+	spans    []spanKey
+	lastSpan spanKey
 }
 
 // copyHeader starts a binary COPY stream: signature, flags, header
@@ -42,6 +47,7 @@ const pgEpochMicros = 946684800 * 1_000_000
 func (d *Deltas) Reset() {
 	d.clicks.reset()
 	d.nClicks = 0
+	d.spans = d.spans[:0]
 }
 
 // Err returns the first error writing a spill file.
@@ -69,6 +75,12 @@ func (d *Deltas) AddClick(url string, start, end, clicks, late int64) {
 		b.Write(copyHeader)
 	}
 	d.nClicks++
+	if k := spanOf(end-start, start); len(d.spans) == 0 || k != d.lastSpan {
+		d.lastSpan = k
+		if !slices.Contains(d.spans, k) {
+			d.spans = append(d.spans, k)
+		}
+	}
 	var tmp [64]byte
 	row := binary.BigEndian.AppendUint16(tmp[:0], 5)
 	row = binary.BigEndian.AppendUint32(row, uint32(len(url)))

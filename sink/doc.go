@@ -16,6 +16,13 @@
 // retries the same Checkpoint: a commit whose acknowledgement was lost is
 // recognised because every row already holds the target position.
 //
+// url_clicks is partitioned by window size and, within a size, by spans of
+// window_start (partition.go, layout.go), so that retention drops whole
+// tables (Writer.Maintain, maintain.go). Partitions are created before the
+// transaction that needs them, never in it; a checkpoint skips (and counts
+// in Result.Expired) the deltas of windows whose span has expired, under a
+// shared advisory lock that Maintain takes exclusively to move the expiry.
+//
 // A url_clicks row is final when every partition of the topic known to the
 // checkpoints table has a watermark at or past the row's window_end: no
 // on-time record can still change it (late records under policy "count"

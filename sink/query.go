@@ -44,7 +44,7 @@ func (r *Reader) table(name string) string { return pgx.Identifier{r.schema, nam
 func (r *Reader) LatestWindow(ctx context.Context, size time.Duration) (start time.Time, ok bool, err error) {
 	var t *time.Time
 	err = r.pool.QueryRow(ctx, `SELECT max(window_start) FROM `+r.table("url_clicks")+`
-WHERE window_end - window_start = $1`, size).Scan(&t)
+WHERE window_size = $1`, size).Scan(&t)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("find latest %s window: %w", size, err)
 	}
@@ -59,7 +59,7 @@ WHERE window_end - window_start = $1`, size).Scan(&t)
 func (r *Reader) Top(ctx context.Context, size time.Duration, start time.Time, limit int) ([]WindowCount, error) {
 	rows, err := r.pool.Query(ctx, `SELECT url, window_start, window_end, clicks, late_clicks, final, updated_at
 FROM `+r.table("url_clicks")+`
-WHERE window_end - window_start = $1 AND window_start = $2
+WHERE window_size = $1 AND window_start = $2
 ORDER BY clicks DESC, url LIMIT $3`, size, start, limit)
 	if err != nil {
 		return nil, fmt.Errorf("query top urls: %w", err)
@@ -80,7 +80,7 @@ type URLCount struct {
 func (r *Reader) TopRange(ctx context.Context, size time.Duration, from, to time.Time, limit int) ([]URLCount, error) {
 	rows, err := r.pool.Query(ctx, `SELECT url, sum(clicks)::bigint, sum(late_clicks)::bigint, count(*)
 FROM `+r.table("url_clicks")+`
-WHERE window_end - window_start = $1 AND window_start >= $2 AND window_start < $3
+WHERE window_size = $1 AND window_start >= $2 AND window_start < $3
 GROUP BY url ORDER BY 2 DESC, url LIMIT $4`, size, from, to, limit)
 	if err != nil {
 		return nil, fmt.Errorf("query top urls: %w", err)

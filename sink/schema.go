@@ -29,9 +29,10 @@ func ValidateSchemaName(s string) error {
 // A btree index entry must fit in a third of an 8 KiB page: at most 2704
 // bytes (PostgreSQL's BTMaxItemSize, btree version 4). url_clicks' primary
 // key entry is an 8-byte tuple header, the URL (4-byte length word, padded
-// to 8) and two 8-byte timestamps, so a URL of n bytes needs
-// 8 + roundup8(4+n) + 16 bytes: 2676 is the longest that fits even when it
-// does not compress (url_totals' key, without the timestamps, holds more).
+// to 8), an 8-byte timestamp and a 16-byte interval (window_size, part of
+// the key because url_clicks is partitioned by it), so a URL of n bytes
+// needs 8 + roundup8(4+n) + 24 bytes: 2668 is the longest that fits even
+// when it does not compress (url_totals' key holds more).
 // A longer URL in a checkpoint would fail the whole transaction on every
 // retry (SQLSTATE 54000), so the decoder must reject it before it is
 // counted; TestMaxURLBytesFitsIndex checks the bound against the server.
@@ -40,13 +41,13 @@ func ValidateSchemaName(s string) error {
 // length but costs a hash per row in every checkpoint and turns every query
 // by URL into a query by hash; URLs over 2.6 KB are rare enough to reject
 // (and dead-letter) instead.
-const MaxURLBytes = 2676
+const MaxURLBytes = 2668
 
 // migrations are applied in order, each once, recorded in schema_migrations.
 // Never edit a released one; append.
-var migrations = []string{
+var migrations = []migration{
 	// 1: url_clicks, url_totals, checkpoints.
-	`
+	{sql: `
 CREATE TABLE {{s}}.url_clicks (
 	url          text        NOT NULL,
 	window_start timestamptz NOT NULL,
@@ -79,21 +80,32 @@ CREATE TABLE {{s}}.checkpoints (
 	updated_at     timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (consumer_group, topic, partition)
 );
-`,
+`},
 	// 2: where a replay must start to rebuild dedup sightings, and the
 	// dedup clock there (NULL: as restart_offset, no clock).
-	`
+	{sql: `
 ALTER TABLE {{s}}.checkpoints
 	ADD COLUMN dedup_offset bigint,
 	ADD COLUMN dedup_clock  timestamptz;
-`,
+`},
 	// 3: where in the dead-letter topic a restore looks for the records a
 	// crashed run dead-lettered past the checkpoint (NULL: nowhere).
-	`
+	{sql: `
 ALTER TABLE {{s}}.checkpoints
 	ADD COLUMN dead_letter_partition int,
 	ADD COLUMN dead_letter_offset    bigint;
-`,
+`},
+	// 4: url_clicks partitioned by window size and window_start span, so
+	// that retention drops tables instead of deleting rows; the sizes
+	// table records each size's span, retention and expiry.
+	{fn: migratePartitioned},
+}
+
+// migration is one schema version: SQL ({{s}} is the schema), or a
+// function for steps SQL alone cannot express.
+type migration struct {
+	sql string
+	fn  func(ctx context.Context, tx pgx.Tx, s string) error
 }
 
 // SchemaVersion is the version Migrate brings a database to.
@@ -111,6 +123,11 @@ var ErrEncoding = errors.New("sink: unsupported database encoding")
 // transaction, serialized between replicas by an advisory lock. It returns
 // the number of migrations applied.
 func Migrate(ctx context.Context, conn *pgx.Conn, schema string) (int, error) {
+	return migrateTo(ctx, conn, schema, len(migrations))
+}
+
+// migrateTo is Migrate up to version target (tests of upgrades).
+func migrateTo(ctx context.Context, conn *pgx.Conn, schema string, target int) (int, error) {
 	if err := ValidateSchemaName(schema); err != nil {
 		return 0, err
 	}
@@ -139,9 +156,15 @@ CREATE TABLE IF NOT EXISTS `+s+`.schema_migrations (
 	if have > len(migrations) {
 		return 0, fmt.Errorf("%w: database at version %d, binary knows %d", ErrSchemaTooNew, have, len(migrations))
 	}
-	for v := have + 1; v <= len(migrations); v++ {
-		sql := strings.ReplaceAll(migrations[v-1], "{{s}}", s)
-		if _, err := tx.Exec(ctx, sql); err != nil {
+	for v := have + 1; v <= target; v++ {
+		m := migrations[v-1]
+		var err error
+		if m.fn != nil {
+			err = m.fn(ctx, tx, s)
+		} else {
+			_, err = tx.Exec(ctx, strings.ReplaceAll(m.sql, "{{s}}", s))
+		}
+		if err != nil {
 			return 0, fmt.Errorf("apply migration %d: %w", v, err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO `+s+`.schema_migrations (version) VALUES ($1)`, v); err != nil {
@@ -151,7 +174,7 @@ CREATE TABLE IF NOT EXISTS `+s+`.schema_migrations (
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("commit migration: %w", err)
 	}
-	return len(migrations) - have, nil
+	return max(target-have, 0), nil
 }
 
 // checkEncoding refuses a database whose encoding cannot store every UTF-8

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -72,6 +74,9 @@ type Result struct {
 	Recovered  bool  // an earlier attempt had committed; nothing was rewritten
 	Duration   time.Duration
 	FinalUntil int64 // windows ending at or before this (Unix ms) are final; NoWatermark if none
+	// Expired holds, per window size (ms), the clicks not written to
+	// url_clicks because their window's span had expired (see Maintain).
+	Expired map[int64]int64
 }
 
 // ErrFenced is matched (errors.Is) by *FencedError.
@@ -120,7 +125,34 @@ type Writer struct {
 
 	sqlCAS, sqlRead, sqlInit, sqlGlobalMin     string
 	sqlUpsertClicks, sqlUpsertTotals, sqlFinal string
-	sqlCopyClicks                              string
+	sqlCopyClicks, sqlExpiry                   string
+
+	partMu sync.Mutex
+	known  map[spanKey]bool // url_clicks partitions known to exist (or to be expired)
+}
+
+// upsertClicks is the statement that adds the staged deltas to url_clicks
+// (table), skipping the rows that where matches.
+func upsertClicks(table, where string) string {
+	// NB: ORDER BY gives every replica the same row-lock order (no
+	// deadlocks on hot rows); the staging url column is COLLATE "C" (byte
+	// order, cheap), so grouping and ordering share one sort. GROUP BY sums
+	// the deltas several partitions sent for one row.
+	if where != "" {
+		where = "WHERE NOT (" + where + ")\n"
+	}
+	return `INSERT INTO ` + table + ` AS t
+	(url, window_start, window_end, window_size, clicks, late_clicks, final, updated_at)
+SELECT url, window_start, window_end, window_end - window_start, sum(clicks)::bigint, sum(late_clicks)::bigint,
+	coalesce(window_end <= $1, false), now()
+FROM pg_temp.` + stageClicksTable + `
+` + where + `GROUP BY url, window_start, window_end
+ORDER BY url, window_start, window_end
+ON CONFLICT (url, window_start, window_size) DO UPDATE SET
+	clicks = t.clicks + excluded.clicks,
+	late_clicks = t.late_clicks + excluded.late_clicks,
+	final = t.final OR excluded.final,
+	updated_at = excluded.updated_at`
 }
 
 const stageClicksTable = "clickagg_stage_clicks"
@@ -182,7 +214,7 @@ func NewWriter(pool *pgxpool.Pool, opts Options) (*Writer, error) {
 		opts.AttemptTimeout = 5 * time.Minute
 	}
 	t := func(name string) string { return pgx.Identifier{opts.Schema, name}.Sanitize() }
-	w := &Writer{pool: pool, opts: opts}
+	w := &Writer{pool: pool, opts: opts, known: map[spanKey]bool{}}
 	w.sqlCAS = `UPDATE ` + t("checkpoints") + `
 SET next_offset = $4, watermark = $5, restart_offset = $6, dedup_offset = $10, dedup_clock = $11,
 	dead_letter_partition = nullif($14::int, -1), dead_letter_offset = nullif($15::bigint, -1), updated_at = now()
@@ -197,21 +229,7 @@ WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3)`
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nullif($9::int, -1), nullif($10::bigint, -1)) ON CONFLICT DO NOTHING`
 	w.sqlGlobalMin = `SELECT count(*), count(watermark), min(watermark) FROM ` + t("checkpoints") + `
 WHERE consumer_group = $1 AND topic = $2`
-	// NB: ORDER BY gives every replica the same row-lock order (no
-	// deadlocks on hot rows); the staging url column is COLLATE "C" (byte
-	// order, cheap), so grouping and ordering share one sort. GROUP BY sums
-	// the deltas several partitions sent for one row.
-	w.sqlUpsertClicks = `INSERT INTO ` + t("url_clicks") + ` AS t
-	(url, window_start, window_end, clicks, late_clicks, final, updated_at)
-SELECT url, window_start, window_end, sum(clicks)::bigint, sum(late_clicks)::bigint, coalesce(window_end <= $1, false), now()
-FROM pg_temp.` + stageClicksTable + `
-GROUP BY url, window_start, window_end
-ORDER BY url, window_start, window_end
-ON CONFLICT (url, window_start, window_end) DO UPDATE SET
-	clicks = t.clicks + excluded.clicks,
-	late_clicks = t.late_clicks + excluded.late_clicks,
-	final = t.final OR excluded.final,
-	updated_at = excluded.updated_at`
+	w.sqlUpsertClicks = upsertClicks(t("url_clicks"), "")
 	// NB: url_totals follow the smallest window size; its staged click
 	// deltas are the totals' deltas, so they are not sent twice.
 	w.sqlUpsertTotals = `INSERT INTO ` + t("url_totals") + ` AS t (url, clicks, updated_at)
@@ -224,11 +242,16 @@ ON CONFLICT (url) DO UPDATE SET clicks = t.clicks + excluded.clicks, updated_at 
 	// NB: SKIP LOCKED: the finalizer never waits for a row another
 	// replica's checkpoint holds, so it cannot take part in a deadlock; a
 	// skipped row is finalized by a later checkpoint.
-	w.sqlFinal = `UPDATE ` + t("url_clicks") + ` SET final = true, updated_at = now()
-WHERE ctid = ANY(ARRAY(
-	SELECT ctid FROM ` + t("url_clicks") + `
-	WHERE NOT final AND window_end <= $1
-	LIMIT $2 FOR UPDATE SKIP LOCKED))`
+	// NB: window_start < $1 prunes the partitions of windows not yet
+	// ended; the rows are matched back by key (a ctid alone does not name
+	// a row of a partitioned table).
+	w.sqlFinal = `UPDATE ` + t("url_clicks") + ` AS t SET final = true, updated_at = now()
+FROM (SELECT url, window_start, window_size FROM ` + t("url_clicks") + `
+	WHERE NOT final AND window_end <= $1 AND window_start < $1
+	LIMIT $2 FOR UPDATE SKIP LOCKED) AS f
+WHERE t.url = f.url AND t.window_start = f.window_start AND t.window_size = f.window_size`
+	w.sqlExpiry = `SELECT (extract(epoch FROM window_size) * 1000)::bigint, expired_before FROM ` + t("window_sizes") + `
+WHERE expired_before IS NOT NULL`
 	return w, nil
 }
 
@@ -336,6 +359,13 @@ func Retryable(err error) bool {
 		pgconn.SafeToRetry(err) || pgconn.Timeout(err)
 }
 
+// isNoPartition reports an insert into url_clicks that found no partition
+// for a row (SQLSTATE 23514 with that message).
+func isNoPartition(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23514" && strings.Contains(pe.Message, "no partition of relation")
+}
+
 func isConflict(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
@@ -384,6 +414,12 @@ func (w *Writer) Commit(ctx context.Context, cp *Checkpoint) (Result, error) {
 		if isConflict(err) && res.Attempts < maxConflictRetries && ctx.Err() == nil {
 			continue
 		}
+		if isNoPartition(err) && res.Attempts < maxConflictRetries && ctx.Err() == nil {
+			// A partition this writer believed in was dropped by hand:
+			// look again, create what is missing, retry.
+			w.forgetSpans()
+			continue
+		}
 		return res, err
 	}
 }
@@ -411,6 +447,9 @@ func (w *Writer) alreadyCommitted(ctx context.Context, cp *Checkpoint) (bool, er
 
 func (w *Writer) commitOnce(ctx context.Context, cp *Checkpoint) (res Result, err error) {
 	res.FinalUntil = NoWatermark
+	if err := w.ensureSpans(ctx, cp.Deltas.spans); err != nil {
+		return res, err
+	}
 	conn, err := w.pool.Acquire(ctx)
 	if err != nil {
 		return res, fmt.Errorf("acquire postgres connection: %w", err)
@@ -463,10 +502,30 @@ func (w *Writer) commitOnce(ctx context.Context, cp *Checkpoint) (res Result, er
 	}
 
 	// 2. The global watermark, after our own rows moved: windows ending at
-	// or before it are final.
+	// or before it are final. And the expired spans, under the lock that
+	// Maintain takes exclusively to move them: until this transaction ends
+	// no partition it may write is expired and dropped.
+	batch = &pgx.Batch{}
+	batch.Queue(`SELECT pg_advisory_xact_lock_shared(hashtext($1))`, expiryLockName(w.opts.Schema))
+	batch.Queue(w.sqlExpiry)
+	batch.Queue(w.sqlGlobalMin, w.opts.Group, w.opts.Topic)
+	br = tx.SendBatch(ctx, batch)
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		return res, fmt.Errorf("lock expiry: %w", err)
+	}
+	expired, err := scanExpiry(br.Query())
+	if err != nil {
+		_ = br.Close()
+		return res, err
+	}
 	var rowsN, wmN int
 	var minWM *time.Time
-	if err := tx.QueryRow(ctx, w.sqlGlobalMin, w.opts.Group, w.opts.Topic).Scan(&rowsN, &wmN, &minWM); err != nil {
+	if err := br.QueryRow().Scan(&rowsN, &wmN, &minWM); err != nil {
+		_ = br.Close()
+		return res, fmt.Errorf("read global watermark: %w", err)
+	}
+	if err := br.Close(); err != nil {
 		return res, fmt.Errorf("read global watermark: %w", err)
 	}
 	var finalUntil any // NULL: nothing is final
@@ -475,7 +534,9 @@ func (w *Writer) commitOnce(ctx context.Context, cp *Checkpoint) (res Result, er
 		res.FinalUntil = minWM.UnixMilli()
 	}
 
-	// 3. The deltas, through binary COPY into staging tables.
+	// 3. The deltas, through binary COPY into staging tables. Deltas of
+	// windows whose span expired (late clicks, a replay) are not written
+	// to url_clicks, only counted; they still add to url_totals.
 	pg := tx.Conn().PgConn()
 	if cp.Deltas.nClicks > 0 {
 		r, err := cp.Deltas.clicks.reader()
@@ -485,7 +546,14 @@ func (w *Writer) commitOnce(ctx context.Context, cp *Checkpoint) (res Result, er
 		if _, err := pg.CopyFrom(ctx, r, w.sqlCopyClicks); err != nil {
 			return res, fmt.Errorf("stage click deltas: %w", err)
 		}
-		tag, err := tx.Exec(ctx, w.sqlUpsertClicks, finalUntil)
+		upsert := w.sqlUpsertClicks
+		if where := expiredWhere(cp.Deltas.spans, expired); where != "" {
+			upsert = upsertClicks(pgx.Identifier{w.opts.Schema, "url_clicks"}.Sanitize(), where)
+			if res.Expired, err = countExpired(ctx, tx, where); err != nil {
+				return res, err
+			}
+		}
+		tag, err := tx.Exec(ctx, upsert, finalUntil)
 		if err != nil {
 			return res, fmt.Errorf("upsert url_clicks: %w", err)
 		}

@@ -19,18 +19,11 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
+// newPool returns a pool on a fresh database migrated to SchemaVersion.
 func newPool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := NewPool(ctx, pgtest.DSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, conn := newEmptyPool(t)
 	defer conn.Release()
 	if n, err := Migrate(ctx, conn.Conn(), DefaultSchema); err != nil || n != SchemaVersion {
 		t.Fatalf("Migrate = %d, %v", n, err)
@@ -39,6 +32,22 @@ func newPool(t testing.TB) *pgxpool.Pool {
 		t.Fatalf("second Migrate = %d, %v; want 0 applied", n, err)
 	}
 	return pool
+}
+
+// newEmptyPool returns a pool on a fresh database, nothing migrated, and
+// one of its connections (the caller releases it).
+func newEmptyPool(t testing.TB) (*pgxpool.Pool, *pgxpool.Conn) {
+	t.Helper()
+	pool, err := NewPool(context.Background(), pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	conn, err := pool.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pool, conn
 }
 
 const (

@@ -116,7 +116,7 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{args: []string{"--dedup-scope", "cluster"}, want: "dedup.scope"},
 		{yaml: "dedup:\n  window: 1.5ms\n", want: "whole number of milliseconds"},
 		{args: []string{"--max-url-bytes", "0x10"}, want: "max_url_bytes"},
-		{args: []string{"--max-url-bytes", "4096"}, want: "max_url_bytes 4096: must be at most 2676"},
+		{args: []string{"--max-url-bytes", "4096"}, want: "max_url_bytes 4096: must be at most 2668"},
 		{args: []string{"--max-url-bytes", "-1"}, want: "max_url_bytes -1: must not be negative"},
 		{args: []string{"--log-level", "chatty"}, want: "log.level"},
 		{args: []string{"--brokers", "http://k:9092"}, want: "brokers"},
