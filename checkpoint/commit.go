@@ -338,6 +338,7 @@ func (c *Coordinator) finishJob(ctx context.Context) error {
 		c.m.RowsWritten.WithLabelValues("url_clicks").Add(float64(res.ClickRows))
 		c.m.RowsWritten.WithLabelValues("url_totals").Add(float64(res.TotalRows))
 		c.m.Finalized.Add(float64(res.Finalized))
+		c.m.countExpired(res)
 		c.m.LastCheckpoint.Set(float64(now.UnixNano()) / 1e9)
 		c.log.Debug("checkpoint", zap.String("reason", j.reason), zap.Bool("flush", j.flush),
 			zap.Int("partitions", len(j.cp.Partitions)), zap.Int64("click_rows", res.ClickRows),

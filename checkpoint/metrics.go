@@ -43,6 +43,14 @@ type Metrics struct {
 	PendingKeys        prometheus.Gauge
 	OpenWindows        prometheus.Gauge
 	LastCheckpoint     prometheus.Gauge
+
+	ExpiredClicks       *prometheus.CounterVec
+	StoragePartitions   *prometheus.GaugeVec
+	StorageBytes        *prometheus.GaugeVec
+	StorageOldest       *prometheus.GaugeVec
+	PartitionsDropped   prometheus.Counter
+	MaintenanceLast     prometheus.Gauge
+	MaintenanceFailures prometheus.Counter
 }
 
 // NewMetrics creates the series and registers them with reg (nil: not
@@ -185,6 +193,34 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "clickagg_last_checkpoint_timestamp_seconds",
 			Help: "When the last checkpoint committed, as Unix seconds.",
 		}),
+		ExpiredClicks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "clickagg_expired_clicks_total",
+			Help: "Clicks (late ones, or replayed) for windows whose url_clicks partition retention had dropped: added to url_totals, not to url_clicks.",
+		}, []string{"window"}),
+		StoragePartitions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "clickagg_storage_partitions",
+			Help: "url_clicks partitions of the window size (as of the last maintenance run).",
+		}, []string{"window"}),
+		StorageBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "clickagg_storage_bytes",
+			Help: "Bytes on disk of the window size's url_clicks partitions, indexes included (as of the last maintenance run).",
+		}, []string{"window"}),
+		StorageOldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "clickagg_storage_oldest_window_seconds",
+			Help: "Start of the oldest url_clicks window kept for the window size, as Unix seconds (absent while there is none).",
+		}, []string{"window"}),
+		PartitionsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "clickagg_storage_partitions_dropped_total",
+			Help: "url_clicks partitions this process dropped because retention expired them.",
+		}),
+		MaintenanceLast: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "clickagg_storage_maintenance_last_success_timestamp_seconds",
+			Help: "When the storage maintenance (partitions ahead, retention) last succeeded, as Unix seconds.",
+		}),
+		MaintenanceFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "clickagg_storage_maintenance_failures_total",
+			Help: "Storage maintenance runs that failed (retried at the next run).",
+		}),
 	}
 	for _, r := range stream.Reasons() {
 		m.Rejected.WithLabelValues(r.String())
@@ -205,7 +241,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			m.CheckpointFailures, m.CheckpointDuration, m.CheckpointRows, m.TxDuration,
 			m.PostgresUp, m.TopicMissing, m.Ready, m.NotReady, m.RowsWritten, m.Finalized,
 			m.Fenced, m.Restores, m.RestoreDuration, m.Replayed, m.RecordsLost, m.Partitions, m.Lag,
-			m.Watermark, m.WatermarkLag, m.StateBytes, m.PendingKeys, m.OpenWindows, m.LastCheckpoint)
+			m.Watermark, m.WatermarkLag, m.StateBytes, m.PendingKeys, m.OpenWindows, m.LastCheckpoint,
+			m.ExpiredClicks, m.StoragePartitions, m.StorageBytes, m.StorageOldest, m.PartitionsDropped,
+			m.MaintenanceLast, m.MaintenanceFailures)
 	}
 	return m
 }

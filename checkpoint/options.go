@@ -67,6 +67,14 @@ type Options struct {
 	// StatsInterval is the period of the progress log line; zero means 10s,
 	// negative disables it.
 	StatsInterval time.Duration
+	// Retention is, per window size, how much of url_clicks to keep behind
+	// the global watermark (the lowest partition's); older partitions are
+	// dropped. A size without an entry is kept forever. Each entry must be
+	// a configured window size, kept at least one window long.
+	Retention map[time.Duration]time.Duration
+	// MaintainInterval is the period of the storage maintenance (creating
+	// url_clicks partitions ahead, applying Retention); zero means 30s.
+	MaintainInterval time.Duration
 
 	Logger  *zap.Logger // nil: no logs
 	Metrics *Metrics    // nil: unregistered series
@@ -106,6 +114,20 @@ func (o *Options) setDefaults() error {
 	}
 	if o.StatsInterval == 0 {
 		o.StatsInterval = 10 * time.Second
+	}
+	if o.MaintainInterval == 0 {
+		o.MaintainInterval = 30 * time.Second
+	}
+	if o.MaintainInterval < 0 {
+		return fmt.Errorf("maintain interval %s: must not be negative", o.MaintainInterval)
+	}
+	for size, keep := range o.Retention {
+		if !slices.Contains(o.Operator.Windows, size) {
+			return fmt.Errorf("retention for %s windows: not a configured window size (windows: %v)", size, o.Operator.Windows)
+		}
+		if keep < size {
+			return fmt.Errorf("retention %s for %s windows: must keep at least one window (%s)", keep, size, size)
+		}
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()

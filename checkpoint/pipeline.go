@@ -37,6 +37,7 @@ type Pipeline struct {
 	polls        uint64 // the loop's polls so far
 	closing      bool
 	stats        progress
+	maint        maintainer
 }
 
 // New returns a pipeline over an open state store and sink writer; Run
@@ -46,6 +47,7 @@ func New(opts Options, store *state.Store, w *sink.Writer) (*Pipeline, error) {
 		return nil, err
 	}
 	pl := &Pipeline{opts: opts, log: opts.Logger, m: opts.Metrics, store: store}
+	pl.maint.w = w
 	pl.board = newBoard(&pl.opts)
 	pl.c = newCoordinator(&pl.opts, store, w, pl, pl.board)
 	return pl, nil
@@ -172,8 +174,14 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 		if finalErr == nil {
 			pl.commitKafka(fctx, true /* sync */)
 		}
+		if finalErr == nil && idle {
+			// NB: a batch run leaves the retention applied to what it
+			// wrote.
+			finalErr = pl.finalMaintain(fctx)
+		}
 		cancel()
 	}
+	pl.maint.wg.Wait()
 	if pl.c.job != nil {
 		// NB: never leave a job writing to a store the caller closes next.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pl.opts.ShutdownTimeout)
@@ -232,6 +240,7 @@ func (pl *Pipeline) loop(ctx context.Context) error {
 			}
 			return err
 		}
+		pl.maybeMaintain(ctx, now)
 		if err := pl.maybeExit(ctx, now); err != nil {
 			return err
 		}

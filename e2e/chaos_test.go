@@ -67,6 +67,9 @@ type scenario struct {
 	restarts   int
 	rebalances int
 	notes      []string
+	// expire, when set, removes from the expected counts what retention
+	// dropped.
+	expire func(*oracle.Expected)
 }
 
 func newScenario(t *testing.T, name string, partitions int32) *scenario {
@@ -87,6 +90,9 @@ func (s *scenario) finish(ctx context.Context) {
 	s.t.Helper()
 	recs := s.e.records(ctx)
 	exp := oracle.Compute(recs, windows, 2048)
+	if s.expire != nil {
+		s.expire(&exp)
+	}
 	err := oracle.Compare(ctx, s.e.pool, sink.DefaultSchema, exp)
 	lagErr := s.e.checkLagZero(ctx)
 	result := "exact, lag 0"
@@ -278,33 +284,7 @@ func TestChaosReplicas(t *testing.T) {
 	s := newScenario(t, "replicas", 12)
 	wait := s.producer(ctx, int64(40_000*scale), 2000, true)
 	producing := doneFunc(wait)
-	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
-	procs := make([]*proc, 3)
-	start := func(i int) {
-		procs[i] = s.e.run("--state-dir", dirs[i], "--session-timeout", "3s")
-		s.restarts++
-	}
-	for i := range procs {
-		start(i)
-	}
-	for round := 0; round < 6*scale; round++ {
-		before := sumNext(s.e.positions(ctx))
-		s.waitProgress(ctx, before, producing)
-		i := s.rng.IntN(3)
-		if s.rng.IntN(2) == 0 {
-			procs[i].kill(syscall.SIGKILL)
-			s.kills++
-		} else {
-			procs[i].kill(syscall.SIGTERM)
-		}
-		procs[i].wait(t, time.Minute)
-		s.rebalances++
-		if s.rng.IntN(3) == 0 {
-			os.RemoveAll(dirs[i]) // the replica comes back on a new node
-		}
-		start(i)
-		s.rebalances++
-	}
+	procs, dirs := s.churn(ctx, 6*scale, 3, producing)
 	// Freeze one replica past its session timeout: the others take its
 	// partitions and move their rows; when it wakes up it must not write.
 	// NB: one that owns partitions; a replica just restarted may not have
@@ -354,6 +334,42 @@ func TestChaosReplicas(t *testing.T) {
 	s.note("frozen replica: %d fenced checkpoints, %d lost/revoked notices", fenced, lost)
 	s.finalRun(dirs[0])
 	s.finish(ctx)
+}
+
+// churn runs three replicas in one group and, rounds times, once the
+// checkpoints progressed, kills one (SIGKILL or SIGTERM) and starts it
+// again, on a new node (its state directory removed) one time in
+// newNode. It returns the running replicas and their state directories.
+func (s *scenario) churn(ctx context.Context, rounds, newNode int, producing func() bool, extra ...string) ([]*proc, []string) {
+	t := s.t
+	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+	procs := make([]*proc, 3)
+	start := func(i int) {
+		procs[i] = s.e.run(append([]string{"--state-dir", dirs[i], "--session-timeout", "3s"}, extra...)...)
+		s.restarts++
+	}
+	for i := range procs {
+		start(i)
+	}
+	for range rounds {
+		before := sumNext(s.e.positions(ctx))
+		s.waitProgress(ctx, before, producing)
+		i := s.rng.IntN(3)
+		if s.rng.IntN(2) == 0 {
+			procs[i].kill(syscall.SIGKILL)
+			s.kills++
+		} else {
+			procs[i].kill(syscall.SIGTERM)
+		}
+		procs[i].wait(t, time.Minute)
+		s.rebalances++
+		if s.rng.IntN(newNode) == 0 {
+			os.RemoveAll(dirs[i]) // the replica comes back on a new node
+		}
+		start(i)
+		s.rebalances++
+	}
+	return procs, dirs
 }
 
 // 3. PostgreSQL restarted and unreachable for 10 s mid-run: consumption
@@ -527,5 +543,70 @@ func TestChaosPartitionsAdded(t *testing.T) {
 		t.Fatal("no URL arrived on two partitions: the scenario did not test what it should")
 	}
 	s.note("16 partitions, %d URLs on more than one partition", split)
+	s.finish(ctx)
+}
+
+// 7. Retention drops url_clicks partitions while three replicas are killed
+// and restarted, some on a new node (a rebuild replays records of days
+// that expired meanwhile): five days of event time pass in the run, with
+// 1m windows kept one day and 1h windows two, maintenance every second,
+// and 2% of the records 30 hours late (into expired days). What remains
+// must be exact: every window from expired_before on, no row before it,
+// and url_totals complete.
+func TestChaosRetention(t *testing.T) {
+	scale := chaosLevel(t)
+	ctx := context.Background()
+	s := newScenario(t, "retention", 12)
+	count, days := int64(40_000*scale), 5.0
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.e.produce(ctx, gen.Options{Count: count, Rate: 2000, StartTime: time.Now().Add(-time.Duration(days * 24 * float64(time.Hour))),
+			EventRate: float64(count) / (days * 24 * 3600), URLs: 300, Zipf: 1.1, Seed: 11, Unkeyed: true,
+			LateFraction: 0.02, LateBy: 30 * time.Hour, OutOfOrderFraction: 0.1, InvalidFraction: 0.02})
+	}()
+	producing := doneFunc(wg.Wait)
+	keep := []string{"--retention", "1m=1d,1h=2d", "--storage-maintenance-interval", "1s"}
+	procs, dirs := s.churn(ctx, 6*scale, 2, producing, keep...)
+	wg.Wait()
+	for _, p := range procs {
+		p.kill(syscall.SIGTERM)
+	}
+	dropped := 0.0
+	for _, p := range procs {
+		if code := p.wait(t, 2*time.Minute); code != 0 {
+			t.Errorf("replica exit code %d after SIGTERM", code)
+		}
+		for _, l := range p.logEntries("storage maintenance") {
+			dropped += l["partitions_dropped"].(float64)
+		}
+	}
+	s.finalRun(dirs[0], keep...)
+	sizes, err := sink.ReadStorage(ctx, s.e.pool, sink.DefaultSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired := map[time.Duration]int64{}
+	for _, st := range sizes {
+		if !st.ExpiredBefore.IsZero() {
+			expired[st.Size] = st.ExpiredBefore.UnixMilli()
+		}
+		for _, p := range st.Partitions {
+			if !st.ExpiredBefore.IsZero() && p.Start.Before(st.ExpiredBefore) {
+				t.Errorf("partition %s lies before expired_before %s", p.Name, st.ExpiredBefore)
+			}
+		}
+	}
+	if expired[time.Minute] == 0 {
+		t.Fatal("no 1m window expired: the scenario did not test what it should")
+	}
+	s.expire = func(e *oracle.Expected) {
+		for size, before := range expired {
+			e.Expire(size, before)
+		}
+	}
+	s.note("1m kept from %s, %.0f partitions dropped while replicas were killed",
+		time.UnixMilli(expired[time.Minute]).UTC().Format(time.DateOnly), dropped)
 	s.finish(ctx)
 }

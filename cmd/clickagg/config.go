@@ -47,7 +47,13 @@ type Config struct {
 	ShutdownTimeout    Duration `yaml:"shutdown_timeout"`    // default 30s
 	HoldWindows        Duration `yaml:"hold_windows"`        // default 10m; 0 disables
 	AlignWatermarks    bool     `yaml:"align_watermarks"`    // default true
-	Late               struct {
+	// Retention: per window size (key, like 1m), how much of url_clicks to
+	// keep behind the watermark; default none (forever).
+	Retention map[string]Duration `yaml:"retention"`
+	Storage   struct {
+		MaintenanceInterval Duration `yaml:"maintenance_interval"` // default 30s
+	} `yaml:"storage"`
+	Late struct {
 		Policy string `yaml:"policy"` // count (default) | drop
 	} `yaml:"late"`
 	Emit struct {
@@ -97,9 +103,10 @@ type Config struct {
 	// checkpoint; default 0: 10 checkpoint intervals, at least 30s.
 	StallTimeout Duration `yaml:"checkpoint_stall_timeout"`
 
-	windows  []time.Duration // parsed Windows
-	late     stream.LatePolicy
-	explicit map[string]bool // keys set by the file, the environment or a flag
+	windows   []time.Duration                 // parsed Windows
+	retention map[time.Duration]time.Duration // parsed Retention
+	late      stream.LatePolicy
+	explicit  map[string]bool // keys set by the file, the environment or a flag
 	// envConflicts say which settings had two environment variables set to
 	// different values (names only: values may be secrets); run warns.
 	envConflicts []string
@@ -108,11 +115,11 @@ type Config struct {
 // Duration is a time.Duration that YAML reads as "1s", "5m", ...
 type Duration time.Duration
 
-// UnmarshalYAML parses a Go duration string.
+// UnmarshalYAML parses a duration string (parseDuration).
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := time.ParseDuration(n.Value)
+	v, err := parseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration (like 500ms, 10s, 1m)", n.Line, n.Value)
+		return fmt.Errorf("line %d: %q is not a duration (%s)", n.Line, n.Value, durationExamples)
 	}
 	*d = Duration(v)
 	return nil
@@ -120,6 +127,49 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML prints the duration as a string.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// durationExamples ends the error about a duration that does not parse.
+const durationExamples = "like 500ms, 10s, 1m, 1h30m, 7d"
+
+// parseDuration is time.ParseDuration plus a leading number of days:
+// 7d, 1.5d, 1d12h.
+func parseDuration(s string) (time.Duration, error) {
+	i := strings.IndexByte(s, 'd')
+	if i <= 0 {
+		return time.ParseDuration(s)
+	}
+	days, err := strconv.ParseFloat(s[:i], 64)
+	if err != nil || days < 0 || strings.ContainsAny(s[:i], "eEInfinfaAN+-_") || days > 100_000 {
+		return 0, fmt.Errorf("%q is not a duration", s)
+	}
+	d := time.Duration(days * float64(24*time.Hour))
+	if rest := s[i+1:]; rest != "" {
+		r, err := time.ParseDuration(rest)
+		if err != nil || r < 0 {
+			return 0, fmt.Errorf("%q is not a duration", s)
+		}
+		d += r
+	}
+	return d, nil
+}
+
+// parseRetention parses the flag and environment form of retention:
+// size=keep pairs, comma-separated (1m=7d,1h=90d).
+func parseRetention(v string) (map[string]Duration, error) {
+	out := map[string]Duration{}
+	for _, pair := range splitList(v) {
+		size, keep, ok := strings.Cut(pair, "=")
+		if !ok {
+			return nil, fmt.Errorf("%q: want size=duration pairs, like 1m=7d,1h=90d", pair)
+		}
+		d, err := parseDuration(strings.TrimSpace(keep))
+		if err != nil {
+			return nil, fmt.Errorf("%q: %q is not a duration (%s)", pair, keep, durationExamples)
+		}
+		out[strings.TrimSpace(size)] = Duration(d)
+	}
+	return out, nil
+}
 
 // D returns the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
@@ -167,9 +217,9 @@ type setting struct {
 
 func durationSetter(f func(*Config) *Duration) func(*Config, string) error {
 	return func(c *Config, v string) error {
-		d, err := time.ParseDuration(v)
+		d, err := parseDuration(v)
 		if err != nil {
-			return fmt.Errorf("%q is not a duration (like 500ms, 10s, 1m)", v)
+			return fmt.Errorf("%q is not a duration (%s)", v, durationExamples)
 		}
 		*f(c) = Duration(d)
 		return nil
@@ -256,6 +306,14 @@ var settings = []setting{
 		set: durationSetter(func(c *Config) *Duration { return &c.ShutdownTimeout })},
 	{key: "hold_windows", env: "CLICKAGG_HOLD_WINDOWS", flag: "hold-windows", help: "keep the newest counts of open windows up to this size in memory between checkpoints, not in the state store; a restart replays them (0: off)",
 		set: durationSetter(func(c *Config) *Duration { return &c.HoldWindows })},
+	{key: "retention", env: "CLICKAGG_RETENTION", flag: "retention", help: "how much of url_clicks to keep per window size behind the watermark, e.g. 1m=7d,1h=90d; older partitions are dropped (default: keep forever)",
+		set: func(c *Config, v string) error {
+			m, err := parseRetention(v)
+			c.Retention = m
+			return err
+		}},
+	{key: "storage.maintenance_interval", env: "CLICKAGG_STORAGE_MAINTENANCE_INTERVAL", flag: "storage-maintenance-interval", help: "how often to create url_clicks partitions ahead and apply retention",
+		set: durationSetter(func(c *Config) *Duration { return &c.Storage.MaintenanceInterval })},
 	{key: "align_watermarks", env: "CLICKAGG_ALIGN_WATERMARKS", flag: "align-watermarks", help: "while partitions catch up, close a window on each only once the slowest passed it, so its rows are written once (default true)",
 		boolean: true,
 		set:     boolSetter(func(c *Config) *bool { return &c.AlignWatermarks })},
@@ -590,6 +648,7 @@ func (c *Config) finish() error {
 	defD(&c.CheckpointInterval, time.Second)
 	defD(&c.SessionTimeout, 10*time.Second)
 	defD(&c.ShutdownTimeout, 30*time.Second)
+	defD(&c.Storage.MaintenanceInterval, 30*time.Second)
 	if len(c.Windows) == 0 {
 		c.Windows = []string{"1m"}
 	}
@@ -621,11 +680,19 @@ func (c *Config) finish() error {
 	// Only the syntax here: the rules on windows are the pipeline's (below).
 	c.windows = c.windows[:0]
 	for _, w := range c.Windows {
-		d, err := time.ParseDuration(w)
+		d, err := parseDuration(w)
 		if err != nil {
-			return badConfig("windows: %q is not a duration (like 1m, 1h)", w)
+			return badConfig("windows: %q is not a duration (like 1m, 1h, 1d)", w)
 		}
 		c.windows = append(c.windows, d)
+	}
+	c.retention = map[time.Duration]time.Duration{}
+	for size, keep := range c.Retention {
+		d, err := parseDuration(size)
+		if err != nil {
+			return badConfig("retention: window size %q is not a duration (like 1m, 1h, 1d)", size)
+		}
+		c.retention[d] = keep.D()
 	}
 	switch c.Dedup.Scope {
 	case "":
@@ -660,6 +727,7 @@ func (c *Config) finish() error {
 		{"exit_when_idle", c.ExitWhenIdle, 0},
 		{"emit.early_interval", c.Emit.EarlyInterval, 0},
 		{"shutdown_timeout", c.ShutdownTimeout, time.Second},
+		{"storage.maintenance_interval", c.Storage.MaintenanceInterval, time.Second},
 	}
 	for _, ck := range checks {
 		if ck.d.D() < ck.min {
@@ -775,6 +843,8 @@ func (c *Config) pipelineOptions(clientID string, log *zap.Logger, metrics *chec
 		ShutdownTimeout:    c.ShutdownTimeout.D(),
 		StallTimeout:       c.StallTimeout.D(),
 		SpillDir:           c.StateDir,
+		Retention:          c.retention,
+		MaintainInterval:   c.Storage.MaintenanceInterval.D(),
 		Logger:             log,
 		Metrics:            metrics,
 	}

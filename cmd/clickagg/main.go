@@ -24,6 +24,7 @@ Usage:
   clickagg migrate  [flags]   create or upgrade the PostgreSQL schema
   clickagg query top [--window 1m] [--limit 10]   top URLs of the latest window
   clickagg query url URL                          one URL's windows and total
+  clickagg storage status [--partitions]  url_clicks partitions, retention, sizes
   clickagg gen      [flags]   produce generated clicks to a topic
   clickagg dlq inspect [flags]  summarize the dead-letter topic by reason
   clickagg demo     [flags]   embedded broker + generator + aggregator + PostgreSQL
@@ -65,6 +66,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdMigrate(ctx, rest, stdout, stderr)
 	case "query":
 		err = cmdQuery(ctx, rest, stdout, stderr)
+	case "storage":
+		err = cmdStorage(ctx, rest, stdout, stderr)
 	case "gen":
 		err = cmdGen(ctx, rest, stdout, stderr)
 	case "dlq":

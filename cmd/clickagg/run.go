@@ -309,6 +309,23 @@ func newHTTPServer(addr string, reg *prometheus.Registry, st *startup, pprofOn b
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln, nil
 }
 
+// loadPostgres loads the configuration of a command that needs only
+// PostgreSQL and opens a pool; the caller closes it.
+func loadPostgres(ctx context.Context, load func() (*Config, error)) (*Config, *pgxpool.Pool, error) {
+	cfg, err := load()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cfg.requirePostgres(); err != nil {
+		return nil, nil, err
+	}
+	pool, err := sink.NewPool(ctx, cfg.Postgres)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, pool, nil
+}
+
 func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("clickagg migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -316,14 +333,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := load()
-	if err != nil {
-		return err
-	}
-	if err := cfg.requirePostgres(); err != nil {
-		return err
-	}
-	pool, err := sink.NewPool(ctx, cfg.Postgres)
+	cfg, pool, err := loadPostgres(ctx, load)
 	if err != nil {
 		return err
 	}

@@ -69,7 +69,7 @@ func TestHelpExitsZero(t *testing.T) {
 	for _, args := range [][]string{
 		{"-h"}, {"help"}, {"run", "-h"}, {"migrate", "-h"}, {"query", "-h"}, {"query", "--help"},
 		{"query", "top", "-h"}, {"query", "url", "-h"}, {"gen", "-h"}, {"dlq", "-h"}, {"dlq", "inspect", "-h"},
-		{"demo", "-h"}, {"bench", "-h"},
+		{"demo", "-h"}, {"bench", "-h"}, {"storage", "-h"}, {"storage", "status", "-h"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := realMain(args, &stdout, &stderr); code != exitOK {
@@ -79,7 +79,7 @@ func TestHelpExitsZero(t *testing.T) {
 			t.Errorf("%v: printed no usage", args)
 		}
 	}
-	for _, args := range [][]string{{"query"}, {"dlq"}, {"query", "nope"}} {
+	for _, args := range [][]string{{"query"}, {"dlq"}, {"query", "nope"}, {"storage"}, {"storage", "nope"}} {
 		var stdout, stderr bytes.Buffer
 		if code := realMain(args, &stdout, &stderr); code != exitConfig {
 			t.Errorf("%v: exit %d, want %d", args, code, exitConfig)

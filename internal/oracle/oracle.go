@@ -206,6 +206,16 @@ func (e *Expected) Add(url string, ts int64, windows []time.Duration) {
 	}
 }
 
+// Expire removes the windows of size w starting before before (Unix ms),
+// as retention drops them from url_clicks; url_totals keeps them.
+func (e *Expected) Expire(w time.Duration, before int64) {
+	for k := range e.Clicks {
+		if k.End-k.Start == w.Milliseconds() && k.Start < before {
+			delete(e.Clicks, k)
+		}
+	}
+}
+
 var (
 	minTS = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
 	maxTS = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
