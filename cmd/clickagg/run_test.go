@@ -26,7 +26,7 @@ func TestPprofNeverServesCmdline(t *testing.T) {
 	os.Args = append(slices.Clone(args), "--postgres", "postgres://clickagg:"+secret+"@localhost/clickagg")
 	defer func() { os.Args = args }()
 
-	srv, ln, err := newHTTPServer("127.0.0.1:0", prometheus.NewRegistry(), &startup{}, true)
+	srv, ln, err := newHTTPServer("127.0.0.1:0", prometheus.NewRegistry(), &startup{}, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
