@@ -147,7 +147,7 @@ func (h *Handler) top(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer cancel()
-	ans := TopAnswer{Window: size.String(), URLs: []sink.WindowCount{}}
+	ans := TopAnswer{Window: SizeString(size), URLs: []sink.WindowCount{}}
 	start, found, err := rd.LatestWindow(ctx, size)
 	if err == nil && found {
 		end := start.Add(size).UTC()
@@ -229,7 +229,7 @@ func (h *Handler) url(rw http.ResponseWriter, r *http.Request) {
 		h.queryFailed(rw, ctx, err)
 		return
 	}
-	ans := URLAnswer{URL: u, Window: size.String(), Total: total, Windows: make([]URLWindowRow, 0, len(rows))}
+	ans := URLAnswer{URL: u, Window: SizeString(size), Total: total, Windows: make([]URLWindowRow, 0, len(rows))}
 	for _, w := range slices.Backward(rows) {
 		ans.Windows = append(ans.Windows, URLWindowRow{Start: w.WindowStart.UTC(), End: w.WindowEnd.UTC(),
 			Clicks: w.Clicks, LateClicks: w.LateClicks, Final: w.Final})
@@ -252,7 +252,7 @@ func (h *Handler) window(v string) (time.Duration, error) {
 	}
 	var sizes []string
 	for _, w := range h.src.Windows {
-		sizes = append(sizes, w.String())
+		sizes = append(sizes, SizeString(w))
 	}
 	return 0, fmt.Errorf("window %q: unknown window size; the configured sizes are %s", clip(v), strings.Join(sizes, ", "))
 }

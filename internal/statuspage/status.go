@@ -12,6 +12,7 @@ package statuspage
 
 import (
 	"math"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,7 +119,7 @@ func Build(in Input) Document {
 	d := Document{Time: in.Now, Process: in.Process, Phase: "starting", NotReady: []Reason{}, Windows: []string{},
 		Partitions: []Partition{}, Rates: Rates{RecordsPerSecond: in.Rate, OverSeconds: in.RateOver.Seconds()}}
 	for _, w := range in.Windows {
-		d.Windows = append(d.Windows, w.String())
+		d.Windows = append(d.Windows, SizeString(w))
 	}
 	m := metricValues(in.Metrics)
 	d.Counters = Counters{
@@ -173,6 +174,19 @@ func Build(in Input) Document {
 	}
 	d.Checkpoint.RowsWritten = st.RowsWritten
 	return d
+}
+
+// SizeString writes a window size as the configuration does: 1m, 1h,
+// 1h30m, not 1m0s.
+func SizeString(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 func seconds(d time.Duration) *float64 {

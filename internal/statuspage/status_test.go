@@ -37,7 +37,7 @@ func TestBuildWhileStarting(t *testing.T) {
 	if len(d.NotReady) != 1 || d.NotReady[0].Reason != "starting" || !strings.Contains(d.NotReady[0].Detail, "waiting for postgres") {
 		t.Errorf("not ready %+v, want the start-up phase", d.NotReady)
 	}
-	if strings.Join(d.Windows, ",") != "1m0s,1h0m0s" {
+	if strings.Join(d.Windows, ",") != "1m,1h" {
 		t.Errorf("windows %v", d.Windows)
 	}
 	b, err := json.Marshal(d)
@@ -119,6 +119,15 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func TestSizeString(t *testing.T) {
+	for d, want := range map[time.Duration]string{time.Minute: "1m", time.Hour: "1h", 24 * time.Hour: "24h",
+		90 * time.Minute: "1h30m", 90 * time.Second: "1m30s", 10 * time.Second: "10s", time.Hour + time.Second: "1h0m1s"} {
+		if got := SizeString(d); got != want {
+			t.Errorf("SizeString(%s) = %q, want %q", d, got, want)
+		}
+	}
 }
 
 func TestMeter(t *testing.T) {

@@ -4,6 +4,7 @@
 'use strict';
 
 const REFRESH_MS = 2000;
+const CHART_SLOTS = 60; // windows in the chart (the /api/url limit)
 const SVG = 'http://www.w3.org/2000/svg';
 const $ = (id) => document.getElementById(id);
 
@@ -171,13 +172,15 @@ function select(url) {
 async function refreshChart() {
   if (selectedURL === null) return;
   const w = $('window').value;
-  const d = await getJSON(`/api/url?url=${encodeURIComponent(selectedURL)}&window=${encodeURIComponent(w)}&limit=60`);
+  const d = await getJSON(`/api/url?url=${encodeURIComponent(selectedURL)}&window=${encodeURIComponent(w)}&limit=${CHART_SLOTS}`);
   if (d.url !== selectedURL) return; // NB: another URL was selected meanwhile
   setText('chart-title', d.url);
-  setText('chart-window', `${w} windows · ${num(d.total)} clicks in total`);
+  setText('chart-window', `${w} windows · ${num(d.total)} clicks in all`);
   drawChart(d.windows);
 }
 
+// drawChart draws one bar per window over the CHART_SLOTS windows up to the
+// newest one with clicks, placed by time: a window without clicks is a gap.
 function drawChart(rows) {
   const W = 600, H = 170, left = 44, bottom = 22, top = 8;
   const s = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'clicks per window' });
@@ -185,35 +188,39 @@ function drawChart(rows) {
   const plotW = W - left - 4, plotH = H - top - bottom;
   s.append(svg('line', { class: 'axis', x1: left, y1: top + plotH, x2: W - 4, y2: top + plotH }));
   s.append(svg('line', { class: 'axis', x1: left, y1: top, x2: left, y2: top + plotH }));
-  const yMax = svg('text', { x: left - 4, y: top + 8, 'text-anchor': 'end' });
-  yMax.textContent = num(max);
-  const y0 = svg('text', { x: left - 4, y: top + plotH, 'text-anchor': 'end' });
-  y0.textContent = '0';
-  s.append(yMax, y0);
-  if (rows.length === 0) {
-    const t = svg('text', { x: left + plotW / 2, y: top + plotH / 2, 'text-anchor': 'middle' });
-    t.textContent = 'no windows of this size yet';
+  const label = (x, y, text, anchor) => {
+    const t = svg('text', { x, y, 'text-anchor': anchor });
+    t.textContent = text;
     s.append(t);
+  };
+  label(left - 4, top + 8, num(max), 'end');
+  label(left - 4, top + plotH, '0', 'end');
+  if (rows.length === 0) {
+    label(left + plotW / 2, top + plotH / 2, 'no windows of this size yet', 'middle');
+    $('chart').replaceChildren(s);
+    return;
   }
-  const step = plotW / Math.max(rows.length, 1);
-  rows.forEach((r, i) => {
+  const size = Date.parse(rows[0].end) - Date.parse(rows[0].start);
+  const last = Date.parse(rows[rows.length - 1].start);
+  const first = last - (CHART_SLOTS - 1) * size;
+  const step = plotW / CHART_SLOTS;
+  for (const r of rows) {
+    const i = Math.round((Date.parse(r.start) - first) / size);
+    if (i < 0) continue;
     const h = Math.max(1, (r.clicks / max) * plotH);
     const bar = svg('rect', {
-      class: 'bar' + (r.final ? '' : ' partial'), x: left + i * step + 1, y: top + plotH - h,
-      width: Math.max(1, step - 2), height: h,
+      class: 'bar' + (r.final ? '' : ' partial'), x: left + i * step + 0.5, y: top + plotH - h,
+      width: Math.max(1, step - 1), height: h,
     });
     const tip = svg('title');
     tip.textContent = `${utc(r.start)} UTC: ${num(r.clicks)} clicks${r.final ? '' : ' (open)'}`;
     bar.append(tip);
     s.append(bar);
-  });
-  if (rows.length > 0) {
-    const first = svg('text', { x: left, y: H - 6 });
-    first.textContent = utc(rows[0].start).slice(11, 16);
-    const last = svg('text', { x: W - 4, y: H - 6, 'text-anchor': 'end' });
-    last.textContent = utc(rows[rows.length - 1].start).slice(11, 16);
-    s.append(first, last);
   }
+  // NB: times of day for short windows, dates too from an hour on.
+  const when = (ms) => new Date(ms).toISOString().slice(size >= 3600e3 ? 5 : 11, 16).replace('T', ' ');
+  label(left, H - 6, when(first), 'start');
+  label(W - 4, H - 6, when(last) + ' UTC', 'end');
   $('chart').replaceChildren(s);
 }
 
