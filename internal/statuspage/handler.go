@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -109,12 +110,13 @@ func (h *Handler) Snapshot(now time.Time) Document {
 		h.src.Log.Debug("status page: gather metrics", zap.Error(err))
 	}
 	in.Metrics = fams
-	d := Build(in)
-	if rate, over, ok := h.meter.Observe(now, d.Counters.Consumed); ok {
-		r := float64(int64(rate*10)) / 10
-		d.Rates = Rates{RecordsPerSecond: &r, OverSeconds: over.Round(time.Millisecond).Seconds()}
+	rate, over, ok := h.meter.Observe(now, metricValues(fams).sum(consumedTotal))
+	if ok {
+		r := math.Round(rate*10) / 10
+		in.Rate = &r
 	}
-	return d
+	in.RateOver = over.Round(time.Millisecond)
+	return Build(in)
 }
 
 func (h *Handler) status(rw http.ResponseWriter, _ *http.Request) {

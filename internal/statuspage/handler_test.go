@@ -27,7 +27,7 @@ type server struct {
 	reader atomic.Pointer[sink.Reader]
 }
 
-func newServer(t *testing.T) *server {
+func newServer(t *testing.T, queryTimeout time.Duration) *server {
 	t.Helper()
 	s := &server{}
 	reg := prometheus.NewRegistry()
@@ -36,7 +36,7 @@ func newServer(t *testing.T) *server {
 		Phase:   func() string { return "connecting to postgres" },
 		Status:  func() (checkpoint.Status, bool) { return checkpoint.Status{}, false },
 		Reader:  s.reader.Load,
-		Metrics: reg})
+		Metrics: reg, QueryTimeout: queryTimeout})
 	mux := http.NewServeMux()
 	h.Register(mux)
 	s.Server = httptest.NewServer(mux)
@@ -62,7 +62,7 @@ func (s *server) get(t *testing.T, path string) (int, http.Header, string) {
 // before PostgreSQL answers /status still says what start-up waits for,
 // /api/* answer 503 with that reason, and bad parameters are 400 either way.
 func TestPageAndStartup(t *testing.T) {
-	s := newServer(t)
+	s := newServer(t, 0)
 	code, hdr, body := s.get(t, "/")
 	if code != http.StatusOK || !strings.Contains(body, "<title>clickagg status</title>") ||
 		!strings.Contains(hdr.Get("Content-Security-Policy"), "default-src 'self'") {
@@ -155,7 +155,7 @@ func TestAPIReadsPostgres(t *testing.T) {
 	if _, err := w.Commit(ctx, cp); err != nil {
 		t.Fatal(err)
 	}
-	s := newServer(t)
+	s := newServer(t, 500*time.Millisecond)
 	rd, err := sink.NewReader(pool, sink.DefaultSchema)
 	if err != nil {
 		t.Fatal(err)
@@ -187,8 +187,23 @@ func TestAPIReadsPostgres(t *testing.T) {
 	if u.Total != 0 || u.Windows == nil || len(u.Windows) != 0 {
 		t.Errorf("unknown URL: %+v, want no windows ([]) and total 0", u)
 	}
+	// A query that waits on a lock times out: 503, saying so.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE clickagg.url_clicks IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	code, _, body := s.get(t, "/api/url?url=%2Fa")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "postgres query timed out after 500ms") {
+		t.Errorf("/api/url with url_clicks locked: %d %s, want 503 timed out", code, body)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
 	pool.Close() // PostgreSQL gone: 503, saying so without details
-	code, _, body := s.get(t, "/api/top")
+	code, _, body = s.get(t, "/api/top")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "postgres query failed") {
 		t.Errorf("/api/top with the pool closed: %d %s", code, body)
 	}

@@ -114,6 +114,10 @@ type Input struct {
 	RateOver time.Duration
 }
 
+// consumedTotal is the counter of records consumed, whose rate /status
+// shows.
+const consumedTotal = "clickagg_records_consumed_total"
+
 // Build returns the /status document.
 func Build(in Input) Document {
 	d := Document{Time: in.Now, Process: in.Process, Phase: "starting", NotReady: []Reason{}, Windows: []string{},
@@ -123,7 +127,7 @@ func Build(in Input) Document {
 	}
 	m := metricValues(in.Metrics)
 	d.Counters = Counters{
-		Consumed: m.sum("clickagg_records_consumed_total"), Accepted: m.sum("clickagg_events_accepted_total"),
+		Consumed: m.sum(consumedTotal), Accepted: m.sum("clickagg_events_accepted_total"),
 		Replayed: m.sum("clickagg_records_replayed_total"), Rejected: m.sum("clickagg_events_rejected_total"),
 		RejectedByReason: m.byLabel("clickagg_events_rejected_total", "reason"),
 		Late:             m.sum("clickagg_late_events_total"), Duplicates: m.sum("clickagg_duplicates_total"),
