@@ -9,7 +9,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 DEMO_FLAGS ?= --duration 60s
 TEST_FLAGS ?=
 
-.PHONY: all build demo test test-short soak lint bench postgres kafka clean
+.PHONY: all build demo test test-short soak lint bench postgres kafka chromium clean
 
 all: build
 
@@ -29,13 +29,18 @@ kafka:
 	@./scripts/ensure-kafka.sh
 	@./scripts/ensure-kcat.sh
 
+# Headless Chromium (/usr/bin/chromium) for the status page's browser test,
+# from the OS packages when missing (as root); the test skips without it.
+chromium:
+	@./scripts/ensure-chromium.sh
+
 demo: postgres build
 	./$(BIN) demo $(DEMO_FLAGS)
 
 # Unit, integration (kfake + a throwaway PostgreSQL), end-to-end and the
 # bounded chaos suite (real Kafka broker when available).
 CHAOS ?= short
-test: postgres kafka
+test: postgres kafka chromium
 	$(GO) vet ./...
 	@rm -f bin/chaos-report.txt; mkdir -p bin
 	CLICKAGG_REQUIRE_POSTGRES=1 CLICKAGG_CHAOS=$(CHAOS) CLICKAGG_CHAOS_REPORT=$(CURDIR)/bin/chaos-report.txt \

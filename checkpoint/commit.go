@@ -328,11 +328,12 @@ func (c *Coordinator) finishJob(ctx context.Context) error {
 		}
 	}
 	now, rows := time.Now(), int64(-1)
+	took := now.Sub(j.start)
 	if len(j.cp.Partitions) > 0 {
 		res := j.res
 		rows = res.ClickRows + res.TotalRows
 		c.m.Checkpoints.Inc()
-		c.m.CheckpointDuration.Observe(now.Sub(j.start).Seconds())
+		c.m.CheckpointDuration.Observe(took.Seconds())
 		c.m.CheckpointRows.Observe(float64(rows))
 		c.m.TxDuration.Observe(res.Duration.Seconds())
 		c.m.RowsWritten.WithLabelValues("url_clicks").Add(float64(res.ClickRows))
@@ -344,9 +345,9 @@ func (c *Coordinator) finishJob(ctx context.Context) error {
 			zap.Int("partitions", len(j.cp.Partitions)), zap.Int64("click_rows", res.ClickRows),
 			zap.Int64("total_rows", res.TotalRows), zap.Int64("finalized", res.Finalized),
 			zap.Int("attempts", res.Attempts), zap.Bool("recovered", res.Recovered),
-			zap.Duration("took", now.Sub(j.start)))
+			zap.Duration("took", took))
 	}
-	c.board.checkpointed(now, rows)
+	c.board.checkpointed(now, took, rows)
 	c.src.Checkpointed(ctx, j.reason, rows)
 	return nil
 }

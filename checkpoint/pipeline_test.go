@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -400,6 +401,37 @@ func TestCancelTakesFinalCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.expectExact(context.Background(), []time.Duration{time.Minute, time.Hour})
+}
+
+// TestStatusListsOwnedPartitions: the status the status page shows has
+// one entry per owned partition, with its lag and watermark, and the last
+// checkpoint's duration.
+func TestStatusListsOwnedPartitions(t *testing.T) {
+	e := newEnv(t, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pl, _, done := e.start(ctx, pipelineConfig{opts: func(o *Options) { o.ExitWhenIdle = 0 }})
+	e.produce(context.Background(), gen.Options{Count: 1000, URLs: 20, Seed: 9})
+	var st Status
+	testhelp.WaitFor(t, 30*time.Second, "both partitions caught up with a watermark", func() bool {
+		st = pl.Status()
+		if st.Consumed < 1000 || len(st.Owned) != 2 || st.CheckpointTook <= 0 {
+			return false
+		}
+		for i, ps := range st.Owned {
+			if ps.Partition != int32(i) || ps.Restoring || ps.Lag != 0 || ps.Watermark.IsZero() {
+				return false
+			}
+		}
+		return true
+	})
+	if !slices.Equal(st.Partitions, []int32{0, 1}) {
+		t.Errorf("partitions %v, owned %+v", st.Partitions, st.Owned)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestBadStartOffsetRejected(t *testing.T) {

@@ -21,22 +21,27 @@ import (
 // publishTasks refreshes the task part of Status and the gauges.
 func (pl *Pipeline) publishTasks() {
 	var parts, restoring []int32
+	var owned []PartitionStatus
 	var lag int64
 	open, pending := 0, 0
 	for _, p := range slices.Sorted(maps.Keys(pl.c.tasks)) {
 		t := pl.c.tasks[p]
 		parts = append(parts, p)
-		if !t.live() {
+		ps := PartitionStatus{Partition: p, Restoring: !t.live(), Lag: -1}
+		if ps.Restoring {
 			restoring = append(restoring, p)
 		}
 		if l, ok := t.lag(); ok {
 			lag += l
+			ps.Lag = l
 			pl.m.Lag.WithLabelValues(strconv.Itoa(int(p))).Set(float64(l))
 		}
 		if wm := t.op.Watermark(); wm != stream.NoWatermark {
+			ps.Watermark = time.UnixMilli(wm)
 			pl.m.Watermark.WithLabelValues(strconv.Itoa(int(p))).Set(float64(wm) / 1000)
 			pl.m.WatermarkLag.WithLabelValues(strconv.Itoa(int(p))).Set(float64(time.Now().UnixMilli()-wm) / 1000)
 		}
+		owned = append(owned, ps)
 		open += t.op.OpenWindows()
 		pending += t.op.PendingKeys() + t.op.HeldKeys()
 	}
@@ -46,7 +51,7 @@ func (pl *Pipeline) publishTasks() {
 	if pl.store != nil {
 		pl.m.StateBytes.Set(float64(pl.store.DiskUsage()))
 	}
-	pl.board.setPartitions(parts, restoring, lag, time.Now())
+	pl.board.setPartitions(parts, restoring, lag, owned, time.Now())
 }
 
 // forgetPartitionSeries drops the per-partition series of partitions this

@@ -66,6 +66,9 @@ type Status struct {
 	// process waits for it (no assignment comes meanwhile).
 	TopicMissing   bool
 	LastCheckpoint time.Time // zero before the first that wrote to PostgreSQL
+	// CheckpointTook is how long the last checkpoint that wrote to
+	// PostgreSQL took (plan, transaction, state batch).
+	CheckpointTook time.Duration
 	// Progress is when the last checkpoint succeeded (one with nothing to
 	// write included) or, if later, when the process came to own
 	// partitions: the stall clock starts there.
@@ -79,6 +82,19 @@ type Status struct {
 	LastError        string
 	CheckpointsTotal int64
 	RowsWritten      int64 // url_clicks and url_totals rows written by checkpoints
+	// Owned has one entry per owned partition, in partition order.
+	Owned []PartitionStatus
+}
+
+// PartitionStatus is one owned partition in a Status.
+type PartitionStatus struct {
+	Partition int32
+	Restoring bool
+	// Lag is the records left to read up to the partition's end; -1
+	// while the end is unknown.
+	Lag int64
+	// Watermark is the partition's watermark; zero before it has one.
+	Watermark time.Time
 }
 
 // NotReady lists why the process is not ready (the /readyz semantics), in
@@ -161,6 +177,7 @@ func (b *board) snapshot() Status {
 	s := b.readinessLocked(time.Now())
 	s.Partitions = slices.Clone(s.Partitions)
 	s.Restoring = slices.Clone(s.Restoring)
+	s.Owned = slices.Clone(s.Owned)
 	s.Consumed = b.consumed.Load()
 	s.Replayed = b.replayed.Load()
 	return s
@@ -233,13 +250,14 @@ func (b *board) setJoined() {
 	b.readinessLocked(time.Now())
 }
 
-// checkpointed records a successful checkpoint at now, and what it wrote
-// (rows < 0: it wrote nothing to PostgreSQL): the stall clock starts again.
-func (b *board) checkpointed(now time.Time, rows int64) {
+// checkpointed records a successful checkpoint at now, how long it took,
+// and what it wrote (rows < 0: it wrote nothing to PostgreSQL): the stall
+// clock starts again.
+func (b *board) checkpointed(now time.Time, took time.Duration, rows int64) {
 	b.Lock()
 	defer b.Unlock()
 	if rows >= 0 {
-		b.s.LastCheckpoint = now
+		b.s.LastCheckpoint, b.s.CheckpointTook = now, took
 		b.s.CheckpointsTotal++
 		b.s.RowsWritten += rows
 	}
@@ -247,14 +265,15 @@ func (b *board) checkpointed(now time.Time, rows int64) {
 	b.readinessLocked(now)
 }
 
-// setPartitions records the owned and restoring partitions and the lag.
-func (b *board) setPartitions(parts, restoring []int32, lag int64, now time.Time) {
+// setPartitions records the owned and restoring partitions, the lag and
+// each partition's details.
+func (b *board) setPartitions(parts, restoring []int32, lag int64, owned []PartitionStatus, now time.Time) {
 	b.Lock()
 	defer b.Unlock()
 	if len(b.s.Partitions) == 0 && len(parts) > 0 {
 		b.s.Progress = now // NB: a fresh owner is not stalled
 	}
-	b.s.Partitions, b.s.Restoring, b.s.Lag = parts, restoring, lag
+	b.s.Partitions, b.s.Restoring, b.s.Lag, b.s.Owned = parts, restoring, lag, owned
 	b.readinessLocked(now)
 }
 

@@ -507,8 +507,9 @@ func TestGenRunQuery(t *testing.T) {
 
 // TestMetricsHealthAndSecrets runs against a SASL/SCRAM broker with
 // passwords in the DSN and the SASL settings: /metrics must show the key
-// series moving, /healthz and /readyz answer, nothing else is served, and
-// no password appears in anything the process prints or serves.
+// series moving, /healthz, /readyz and the status page answer, nothing
+// else is served, and no password appears in anything the process prints
+// or serves.
 func TestMetricsHealthAndSecrets(t *testing.T) {
 	const saslPW, pgPW = "sasl-Secret-1234", "pg-Secret-5678"
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "clicks"), kfake.GroupMinSessionTimeout(time.Second),
@@ -611,7 +612,15 @@ func TestMetricsHealthAndSecrets(t *testing.T) {
 	if code, body := get("/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz: %d %s", code, body)
 	}
-	for _, path := range []string{"/", "/debug/pprof/", "/metrics/x", "/config", "/env"} {
+	// The status page and its JSON, which must not carry a secret either.
+	for _, path := range []string{"/", "/assets/app.js", "/status", "/api/top?window=1m", "/api/url?url=%2Fp1"} {
+		code, body := get(path)
+		if code != http.StatusOK {
+			t.Errorf("GET %s = %d %s", path, code, body)
+		}
+		allServed.WriteString(body)
+	}
+	for _, path := range []string{"/debug/pprof/", "/metrics/x", "/config", "/env", "/api/", "/assets/"} {
 		if code, _ := get(path); code != http.StatusNotFound {
 			t.Errorf("GET %s = %d, want 404: only the documented paths are served", path, code)
 		}

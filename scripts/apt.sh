@@ -7,11 +7,13 @@ can_apt() {
 
 # apt_install PACKAGE WHO installs a Debian package, refreshing the package
 # lists and retrying once when the first attempt fails (stale lists). WHO
-# names the caller in messages.
+# names the caller in messages. Another apt-get holding the dpkg lock is
+# waited for (up to 10 minutes), not taken for a failure.
 apt_install() {
 	echo "$2: installing $1 (apt-get install $1)..." >&2
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get install -y --no-install-recommends "$1" && return 0
+	lock='-o DPkg::Lock::Timeout=600'
+	apt-get $lock install -y --no-install-recommends "$1" && return 0
 	echo "$2: install failed; refreshing the package lists and retrying..." >&2
-	apt-get update && apt-get install -y --no-install-recommends "$1"
+	apt-get $lock update && apt-get $lock install -y --no-install-recommends "$1"
 }

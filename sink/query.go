@@ -88,34 +88,58 @@ GROUP BY url ORDER BY 2 DESC, url LIMIT $4`, size, from, to, limit)
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[URLCount])
 }
 
-// URL returns a URL's most recent windows (newest first, at most limit),
-// those starting in [from, to) when the bounds are not zero, and its
-// all-time total (0 when unknown).
+// URL returns a URL's most recent windows of every size (newest first, at
+// most limit), those starting in [from, to) when the bounds are not zero,
+// and its all-time total (0 when unknown).
 func (r *Reader) URL(ctx context.Context, url string, from, to time.Time, limit int) ([]WindowCount, int64, error) {
-	var lo, hi any // NB: NULL: unbounded
+	windows, err := r.URLWindows(ctx, url, 0, from, to, limit)
+	if err != nil {
+		return nil, 0, err
+	}
+	total, err := r.URLTotal(ctx, url)
+	if err != nil {
+		return nil, 0, err
+	}
+	return windows, total, nil
+}
+
+// URLWindows returns a URL's most recent windows of the given size (0:
+// every size), newest first, at most limit, those starting in [from, to)
+// when the bounds are not zero.
+func (r *Reader) URLWindows(ctx context.Context, url string, size time.Duration, from, to time.Time, limit int) ([]WindowCount, error) {
+	var lo, hi, sz any // NB: NULL: unbounded, every size
 	if !from.IsZero() {
 		lo = from
 	}
 	if !to.IsZero() {
 		hi = to
 	}
+	if size > 0 {
+		sz = size
+	}
 	rows, err := r.pool.Query(ctx, `SELECT url, window_start, window_end, clicks, late_clicks, final, updated_at
 FROM `+r.table("url_clicks")+`
 WHERE url = $1 AND ($3::timestamptz IS NULL OR window_start >= $3) AND ($4::timestamptz IS NULL OR window_start < $4)
-ORDER BY window_start DESC, window_end LIMIT $2`, url, limit, lo, hi)
+  AND ($5::interval IS NULL OR window_end - window_start = $5)
+ORDER BY window_start DESC, window_end LIMIT $2`, url, limit, lo, hi, sz)
 	if err != nil {
-		return nil, 0, fmt.Errorf("query url windows: %w", err)
+		return nil, fmt.Errorf("query url windows: %w", err)
 	}
 	windows, err := pgx.CollectRows(rows, pgx.RowToStructByPos[WindowCount])
 	if err != nil {
-		return nil, 0, fmt.Errorf("query url windows: %w", err)
+		return nil, fmt.Errorf("query url windows: %w", err)
 	}
+	return windows, nil
+}
+
+// URLTotal returns a URL's all-time total (0 when unknown).
+func (r *Reader) URLTotal(ctx context.Context, url string) (int64, error) {
 	var total int64
-	err = r.pool.QueryRow(ctx, `SELECT coalesce(sum(clicks), 0) FROM `+r.table("url_totals")+` WHERE url = $1`, url).Scan(&total)
+	err := r.pool.QueryRow(ctx, `SELECT coalesce(sum(clicks), 0) FROM `+r.table("url_totals")+` WHERE url = $1`, url).Scan(&total)
 	if err != nil {
-		return nil, 0, fmt.Errorf("query url total: %w", err)
+		return 0, fmt.Errorf("query url total: %w", err)
 	}
-	return windows, total, nil
+	return total, nil
 }
 
 // Totals returns the sum of url_totals and the number of URLs.

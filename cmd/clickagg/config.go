@@ -279,7 +279,7 @@ var settings = []setting{
 		set: durationSetter(func(c *Config) *Duration { return &c.OutOfOrderness })},
 	{key: "idle_timeout", env: "CLICKAGG_IDLE_TIMEOUT", flag: "idle-timeout", help: "after this long without records a caught-up partition's watermark follows the clock (0: never)",
 		set: durationSetter(func(c *Config) *Duration { return &c.IdleTimeout })},
-	{key: "http_addr", env: "CLICKAGG_HTTP_ADDR", flag: "http-addr", help: "listen address of /metrics, /healthz, /readyz (off or empty: none)",
+	{key: "http_addr", env: "CLICKAGG_HTTP_ADDR", flag: "http-addr", help: "listen address of /metrics, /healthz, /readyz and the status page (off or empty: none)",
 		set: stringSetter(func(c *Config) *string { return &c.HTTPAddr })},
 	{key: "session_timeout", env: "CLICKAGG_SESSION_TIMEOUT", flag: "session-timeout", help: "Kafka group session timeout",
 		set: durationSetter(func(c *Config) *Duration { return &c.SessionTimeout })},

@@ -109,15 +109,23 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		mu       sync.Mutex
 		pl       *checkpoint.Pipeline
 		pool     *pgxpool.Pool
+		page     string // the status page's address, once it listens
 		produced atomic.Int64
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return runPipeline(gctx, cfg, log, &runHooks{started: func(p *checkpoint.Pipeline, pp *pgxpool.Pool) {
-			mu.Lock()
-			pl, pool = p, pp
-			mu.Unlock()
-		}})
+		return runPipeline(gctx, cfg, log, &runHooks{
+			started: func(p *checkpoint.Pipeline, pp *pgxpool.Pool) {
+				mu.Lock()
+				pl, pool = p, pp
+				mu.Unlock()
+			},
+			listening: func(addr string) {
+				mu.Lock()
+				page = "http://" + addr + "/"
+				mu.Unlock()
+			},
+		})
 	})
 	g.Go(func() error {
 		gn, err := gen.New(gen.Options{Rate: *rate, URLs: *urls, Zipf: *zipf, Seed: uint64(time.Now().UnixNano()),
@@ -155,6 +163,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			}
 			mu.Lock()
 			p, pp := pl, pool
+			v.page = page
 			mu.Unlock()
 			if p != nil {
 				v.draw(gctx, p.Status(), pp, produced.Load())
@@ -201,9 +210,10 @@ func isTerminalWriter(w io.Writer) bool {
 }
 
 // demoView draws the live view: top URLs of the current window, rates,
-// lag and the last checkpoint.
+// lag, the last checkpoint and where the status page is.
 type demoView struct {
 	out      io.Writer
+	page     string // the status page's address; "" with http_addr off
 	tty      bool
 	windows  []time.Duration
 	top      int
@@ -231,6 +241,9 @@ func (v *demoView) draw(ctx context.Context, st checkpoint.Status, pool *pgxpool
 		ckpt = fmt.Sprintf("%.1fs ago (%d in all)", now.Sub(st.LastCheckpoint).Seconds(), st.CheckpointsTotal)
 	}
 	fmt.Fprintf(&b, "clickagg demo — %s\n", now.Format("15:04:05"))
+	if v.page != "" {
+		fmt.Fprintf(&b, "status page: %s (open it in a browser)\n", v.page)
+	}
 	fmt.Fprintf(&b, "generated %.0f/s · consumed %.0f/s (%d in all) · lag %d · partitions %v · last checkpoint %s\n",
 		genRate, evRate, st.Consumed, st.Lag, st.Partitions, ckpt)
 	if len(st.Restoring) > 0 {

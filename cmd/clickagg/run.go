@@ -19,6 +19,7 @@ import (
 
 	"github.com/clickagg/clickagg/checkpoint"
 	"github.com/clickagg/clickagg/internal/backoff"
+	"github.com/clickagg/clickagg/internal/statuspage"
 	"github.com/clickagg/clickagg/sink"
 	"github.com/clickagg/clickagg/state"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -71,9 +72,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return runPipeline(ctx, cfg, log, nil)
 }
 
-// runHooks let the demo watch a pipeline it starts in-process.
+// runHooks let the demo (and tests) watch a pipeline they start
+// in-process.
 type runHooks struct {
-	started func(*checkpoint.Pipeline, *pgxpool.Pool)
+	started   func(*checkpoint.Pipeline, *pgxpool.Pool)
+	listening func(addr string) // the HTTP server's address
 }
 
 // runPipeline wires the aggregator: the HTTP endpoints first (so that
@@ -105,11 +108,14 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 	st := &startup{}
 	st.set("connecting to postgres")
 	if cfg.HTTPAddr != "" {
-		srv, ln, err := newHTTPServer(cfg.HTTPAddr, reg, st, cfg.HTTPPprof)
+		srv, ln, err := newHTTPServer(cfg.HTTPAddr, reg, st, cfg.HTTPPprof, statusPage(cfg, reg, st, log))
 		if err != nil {
 			return err
 		}
 		log.Info("http listening", zap.String("addr", ln.Addr().String()))
+		if hooks != nil && hooks.listening != nil {
+			hooks.listening(ln.Addr().String())
+		}
 		g.Go(func() error {
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("http server: %w", err)
@@ -137,14 +143,36 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 }
 
 // startup is what the HTTP endpoints see of a starting process: what it
-// waits for, then the running pipeline and its PostgreSQL writer.
+// waits for, then the running pipeline, its PostgreSQL writer and the
+// status page's reader.
 type startup struct {
 	phase    atomic.Pointer[string]
 	pipeline atomic.Pointer[checkpoint.Pipeline]
 	writer   atomic.Pointer[sink.Writer]
+	reader   atomic.Pointer[sink.Reader]
 }
 
 func (s *startup) set(phase string) { s.phase.Store(&phase) }
+
+// statusPage returns the status page's handler over st.
+func statusPage(cfg *Config, reg *prometheus.Registry, st *startup, log *zap.Logger) *statuspage.Handler {
+	hostname, _ := os.Hostname()
+	return statuspage.New(statuspage.Source{
+		Process: statuspage.Process{Name: hostname, Version: version, Group: cfg.Group, Topic: cfg.Topic,
+			InstanceID: cfg.InstanceID, StartedAt: time.Now().UTC()},
+		Windows: cfg.windows,
+		Phase:   func() string { return *st.phase.Load() },
+		Status: func() (checkpoint.Status, bool) {
+			if pl := st.pipeline.Load(); pl != nil {
+				return pl.Status(), true
+			}
+			return checkpoint.Status{}, false
+		},
+		Reader:  st.reader.Load,
+		Metrics: reg,
+		Log:     log,
+	})
+}
 
 // runStages connects to PostgreSQL (waiting for it), opens the state store
 // and runs the pipeline, restarting it in-process after a store failure
@@ -185,6 +213,11 @@ func runStages(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHook
 		return err
 	}
 	st.writer.Store(w)
+	rd, err := sink.NewReader(pool, cfg.PostgresSchema)
+	if err != nil {
+		return err
+	}
+	st.reader.Store(rd)
 	st.set("opening the state store")
 	hostname, _ := os.Hostname()
 	// NB: load validated these options already (Config.finish), before
@@ -258,11 +291,15 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string, log *zap.Lo
 }
 
 // newHTTPServer serves /metrics, /healthz and /readyz (200, or 503 with a
-// line per reason the process is not ready), /debug/pprof/ (but its
-// cmdline) when enabled, and nothing else. pipeline returns the current
+// line per reason the process is not ready), the status page (/, /assets/,
+// /status, /api/top, /api/url) when page is not nil, /debug/pprof/ (but
+// its cmdline) when enabled, and nothing else. st.pipeline is the current
 // pipeline (a new one replaces it after the state store was rebuilt).
-func newHTTPServer(addr string, reg *prometheus.Registry, st *startup, pprofOn bool) (*http.Server, net.Listener, error) {
+func newHTTPServer(addr string, reg *prometheus.Registry, st *startup, pprofOn bool, page *statuspage.Handler) (*http.Server, net.Listener, error) {
 	mux := http.NewServeMux()
+	if page != nil {
+		page.Register(mux)
+	}
 	if pprofOn {
 		// NB: never the command line: it may hold secrets (a DSN with its
 		// password passed as --postgres). Index serves only the runtime

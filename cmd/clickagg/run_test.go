@@ -26,7 +26,7 @@ func TestPprofNeverServesCmdline(t *testing.T) {
 	os.Args = append(slices.Clone(args), "--postgres", "postgres://clickagg:"+secret+"@localhost/clickagg")
 	defer func() { os.Args = args }()
 
-	srv, ln, err := newHTTPServer("127.0.0.1:0", prometheus.NewRegistry(), &startup{}, true)
+	srv, ln, err := newHTTPServer("127.0.0.1:0", prometheus.NewRegistry(), &startup{}, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,8 +120,8 @@ func TestHTTPAddrEmptyMeansOff(t *testing.T) {
 }
 
 // TestStopWhileWaitingForPostgres: while run waits for an unreachable
-// PostgreSQL, /healthz answers 200 (a startup probe does not kill the pod)
-// and /readyz 503 saying what it waits for; a SIGTERM (the context ending)
+// PostgreSQL, /healthz answers 200 (a startup probe does not kill the pod),
+// /readyz 503 saying what it waits for, and the status page its phase; a SIGTERM (the context ending)
 // then is a clean stop: no error (exit 0), not "context canceled" (exit 1).
 func TestStopWhileWaitingForPostgres(t *testing.T) {
 	freeAddr := func() string {
@@ -158,6 +158,19 @@ func TestStopWhileWaitingForPostgres(t *testing.T) {
 	})
 	if code, b := get("/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz while waiting: %d %s", code, b)
+	}
+	// The status page answers too: /status with the phase, its PostgreSQL
+	// queries 503 with the reason.
+	if code, b := get("/status"); code != http.StatusOK || !strings.Contains(b, `"phase": "starting"`) ||
+		!strings.Contains(b, `"starting": "waiting for postgres`) {
+		t.Errorf("/status while waiting: %d %s", code, b)
+	}
+	if code, b := get("/api/top?window=1m"); code != http.StatusServiceUnavailable ||
+		!strings.Contains(b, "postgres not available yet: starting: waiting for postgres") {
+		t.Errorf("/api/top while waiting: %d %s", code, b)
+	}
+	if code, b := get("/"); code != http.StatusOK || !strings.Contains(b, "clickagg status") {
+		t.Errorf("/ while waiting: %d %.100s", code, b)
 	}
 	cancel()
 	select {
