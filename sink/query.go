@@ -120,7 +120,7 @@ func (r *Reader) URLWindows(ctx context.Context, url string, size time.Duration,
 	rows, err := r.pool.Query(ctx, `SELECT url, window_start, window_end, clicks, late_clicks, final, updated_at
 FROM `+r.table("url_clicks")+`
 WHERE url = $1 AND ($3::timestamptz IS NULL OR window_start >= $3) AND ($4::timestamptz IS NULL OR window_start < $4)
-  AND ($5::interval IS NULL OR window_end - window_start = $5)
+  AND ($5::interval IS NULL OR window_size = $5)
 ORDER BY window_start DESC, window_end LIMIT $2`, url, limit, lo, hi, sz)
 	if err != nil {
 		return nil, fmt.Errorf("query url windows: %w", err)

@@ -99,7 +99,7 @@ func TestPageAndStartup(t *testing.T) {
 		"/api/top?limit=101":     `limit \"101\": must be an integer from 1 to 100`,
 		"/api/top?limit=ten":     `limit \"ten\": must be an integer`,
 		"/api/url":               `url: required`,
-		"/api/url?url=" + strings.Repeat("a", sink.MaxURLBytes+1):           `url: 2677 bytes, at most 2676`,
+		"/api/url?url=" + strings.Repeat("a", sink.MaxURLBytes+1):           `url: 2669 bytes, at most 2668`,
 		"/api/url?url=/a&limit=1441":                                        `limit \"1441\": must be an integer from 1 to 1440`,
 		"/api/url?url=/a&window=2m":                                         `unknown window size`,
 		"/api/url?url=/a&from=yesterday":                                    `from \"yesterday\": must be an RFC 3339 time`,
