@@ -9,7 +9,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 DEMO_FLAGS ?= --duration 60s
 TEST_FLAGS ?=
 
-.PHONY: all build demo test test-short soak lint bench postgres kafka promtool clean
+.PHONY: all build demo test test-short soak lint bench postgres kafka helm promtool clean
 
 all: build
 
@@ -29,9 +29,13 @@ kafka:
 	@./scripts/ensure-kafka.sh
 	@./scripts/ensure-kcat.sh
 
-# promtool from the OS packages, for the alerting rules test
-# (configs/alerts_test.go): skipped with a message when missing;
+# helm, built from its Go module into .cache/tools/bin, for the chart test
+# (configs/helm_test.go), and promtool from the OS packages, for the
+# alerting rules test. Both skip with a message when missing;
 # CLICKAGG_REQUIRE_KAFKA=1 (CI) turns that into a failure.
+helm:
+	@./scripts/ensure-helm.sh
+
 promtool:
 	@./scripts/ensure-promtool.sh
 
@@ -41,7 +45,7 @@ demo: postgres build
 # Unit, integration (kfake + a throwaway PostgreSQL), end-to-end and the
 # bounded chaos suite (real Kafka broker when available).
 CHAOS ?= short
-test: postgres kafka promtool
+test: postgres kafka helm promtool
 	$(GO) vet ./...
 	@rm -f bin/chaos-report.txt; mkdir -p bin
 	CLICKAGG_REQUIRE_POSTGRES=1 CLICKAGG_CHAOS=$(CHAOS) CLICKAGG_CHAOS_REPORT=$(CURDIR)/bin/chaos-report.txt \
