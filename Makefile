@@ -9,12 +9,27 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 DEMO_FLAGS ?= --duration 60s
 TEST_FLAGS ?=
 
-.PHONY: all build demo test test-short soak lint bench postgres kafka chromium clean
+.PHONY: all build release demo test test-short soak lint bench postgres kafka chromium helm promtool clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/clickagg
+
+# Static release binaries for each platform in dist/, named
+# clickagg-VERSION-OS-ARCH, with the same flags as build, and their SHA-256
+# sums in dist/SHA256SUMS (check with: cd dist && sha256sum -c SHA256SUMS).
+PLATFORMS ?= linux/amd64 linux/arm64
+release:
+	@case "$(VERSION)" in *-dirty) echo "release: the work tree has uncommitted changes (version $(VERSION))" >&2;; esac
+	rm -rf dist && mkdir -p dist
+	@for p in $(PLATFORMS); do \
+		os=$${p%/*} arch=$${p#*/}; \
+		echo "build $$os/$$arch"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
+			-o dist/clickagg-$(VERSION)-$$os-$$arch ./cmd/clickagg || exit 1; \
+	done
+	cd dist && sha256sum clickagg-* > SHA256SUMS && cat SHA256SUMS
 
 # PostgreSQL server binaries: installed from the OS packages when missing
 # (as root), otherwise the script says what to install.
@@ -34,13 +49,23 @@ kafka:
 chromium:
 	@./scripts/ensure-chromium.sh
 
+# helm, built from its Go module into .cache/tools/bin, for the chart test
+# (configs/helm_test.go), and promtool from the OS packages, for the
+# alerting rules test. Both skip with a message when missing;
+# CLICKAGG_REQUIRE_KAFKA=1 (CI) turns that into a failure.
+helm:
+	@./scripts/ensure-helm.sh
+
+promtool:
+	@./scripts/ensure-promtool.sh
+
 demo: postgres build
 	./$(BIN) demo $(DEMO_FLAGS)
 
 # Unit, integration (kfake + a throwaway PostgreSQL), end-to-end and the
 # bounded chaos suite (real Kafka broker when available).
 CHAOS ?= short
-test: postgres kafka chromium
+test: postgres kafka chromium helm promtool
 	$(GO) vet ./...
 	@rm -f bin/chaos-report.txt; mkdir -p bin
 	CLICKAGG_REQUIRE_POSTGRES=1 CLICKAGG_CHAOS=$(CHAOS) CLICKAGG_CHAOS_REPORT=$(CURDIR)/bin/chaos-report.txt \
@@ -67,4 +92,4 @@ bench: postgres build
 	./$(BIN) bench --workload $(BENCH_WORKLOADS) --json bin/bench.json
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

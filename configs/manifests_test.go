@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	yamlv3 "go.yaml.in/yaml/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -46,7 +47,7 @@ const (
 // ---------------------------------------------------------------------------
 // Loading the manifests.
 
-// doc is one YAML document of a file in k8s/.
+// doc is one YAML document of a file in k8s/ or of the chart's rendering.
 type doc struct {
 	file  string
 	index int // 0-based position in the file
@@ -57,16 +58,59 @@ type doc struct {
 
 func (d doc) String() string { return fmt.Sprintf("%s#%d (%s)", d.file, d.index, d.kind) }
 
-// manifests is everything in k8s/, decoded.
+// manifests is one set of objects, decoded: everything in k8s/, or what
+// helm renders from the chart.
 type manifests struct {
-	docs          []doc
-	statefulSets  []*appsv1.StatefulSet
-	configMaps    []*corev1.ConfigMap
-	secrets       []*corev1.Secret // from secret.example.yaml
-	services      []*corev1.Service
-	pdbs          []*policyv1.PodDisruptionBudget
-	kustomization *kustomization
-	files         []string // base names of k8s/*.yaml
+	docs            []doc
+	statefulSets    []*appsv1.StatefulSet
+	configMaps      []*corev1.ConfigMap
+	secrets         []*corev1.Secret // from secret.example.yaml
+	services        []*corev1.Service
+	pdbs            []*policyv1.PodDisruptionBudget
+	serviceMonitors []*monitoringv1.ServiceMonitor
+	prometheusRules []*monitoringv1.PrometheusRule
+	kustomization   *kustomization
+	files           []string // base names of k8s/*.yaml
+	// secretKeys are the keys users are told to put in each Secret the pods
+	// reference: true when shown, false when shown commented out (allowed
+	// for optional references only).
+	secretKeys map[string]map[string]bool
+}
+
+// add decodes the YAML documents of one file (or one rendered template)
+// into m.
+func (m *manifests) add(t *testing.T, file string, b []byte) {
+	t.Helper()
+	docs, err := splitDocuments(b)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	if len(docs) == 0 {
+		t.Fatalf("%s: no YAML document", file)
+	}
+	for i, raw := range docs {
+		kind, obj, meta, err := decodeManifest(raw)
+		if err != nil {
+			t.Fatalf("%s document %d: %v", file, i, err)
+		}
+		m.docs = append(m.docs, doc{file: file, index: i, kind: kind, obj: obj, meta: meta})
+		switch o := obj.(type) {
+		case *appsv1.StatefulSet:
+			m.statefulSets = append(m.statefulSets, o)
+		case *corev1.ConfigMap:
+			m.configMaps = append(m.configMaps, o)
+		case *corev1.Secret:
+			m.secrets = append(m.secrets, o)
+		case *corev1.Service:
+			m.services = append(m.services, o)
+		case *policyv1.PodDisruptionBudget:
+			m.pdbs = append(m.pdbs, o)
+		case *monitoringv1.ServiceMonitor:
+			m.serviceMonitors = append(m.serviceMonitors, o)
+		case *monitoringv1.PrometheusRule:
+			m.prometheusRules = append(m.prometheusRules, o)
+		}
+	}
 }
 
 // kustomization is the part of kustomize's Kustomization this base may use;
@@ -141,8 +185,14 @@ func decodeManifest(b []byte) (kind string, obj any, meta *metav1.ObjectMeta, er
 	case "policy/v1 PodDisruptionBudget":
 		o := &policyv1.PodDisruptionBudget{}
 		obj, meta = o, &o.ObjectMeta
+	case "monitoring.coreos.com/v1 ServiceMonitor":
+		o := &monitoringv1.ServiceMonitor{}
+		obj, meta = o, &o.ObjectMeta
+	case "monitoring.coreos.com/v1 PrometheusRule":
+		o := &monitoringv1.PrometheusRule{}
+		obj, meta = o, &o.ObjectMeta
 	default:
-		return "", nil, nil, fmt.Errorf("unexpected apiVersion %q kind %q (the test knows apps/v1 StatefulSet, v1 ConfigMap/Secret/Service, policy/v1 PodDisruptionBudget)", tm.APIVersion, tm.Kind)
+		return "", nil, nil, fmt.Errorf("unexpected apiVersion %q kind %q (the test knows apps/v1 StatefulSet, v1 ConfigMap/Secret/Service, policy/v1 PodDisruptionBudget, monitoring.coreos.com/v1 ServiceMonitor/PrometheusRule)", tm.APIVersion, tm.Kind)
 	}
 	if err := decodeStrict(b, obj); err != nil {
 		return "", nil, nil, err
@@ -187,39 +237,34 @@ func loadManifests(t *testing.T) *manifests {
 			m.kustomization = &k
 			continue
 		}
-		docs, err := splitDocuments(b)
-		if err != nil {
-			t.Fatalf("%s: %v", p, err)
-		}
-		if len(docs) == 0 {
-			t.Fatalf("%s: no YAML document", p)
-		}
-		for i, raw := range docs {
-			kind, obj, meta, err := decodeManifest(raw)
-			if err != nil {
-				t.Fatalf("%s document %d: %v", p, i, err)
-			}
-			d := doc{file: base, index: i, kind: kind, obj: obj, meta: meta}
-			m.docs = append(m.docs, d)
-			switch o := obj.(type) {
-			case *appsv1.StatefulSet:
-				m.statefulSets = append(m.statefulSets, o)
-			case *corev1.ConfigMap:
-				m.configMaps = append(m.configMaps, o)
-			case *corev1.Secret:
-				if base != secretExampleFile {
-					t.Fatalf("%v: Secrets belong in %s only (users create their own)", d, secretExampleFile)
-				}
-				m.secrets = append(m.secrets, o)
-			case *corev1.Service:
-				m.services = append(m.services, o)
-			case *policyv1.PodDisruptionBudget:
-				m.pdbs = append(m.pdbs, o)
-			}
-		}
+		m.add(t, base, b)
 	}
 	if m.kustomization == nil {
 		t.Fatalf("no %s in %s/", kustomizationFile, k8sDir)
+	}
+	for _, d := range m.docs {
+		if d.kind == "Secret" && d.file != secretExampleFile {
+			t.Fatalf("%v: Secrets belong in %s only (users create their own)", d, secretExampleFile)
+		}
+	}
+	// The keys users create are the example Secret's; optional ones may be
+	// there commented out.
+	exampleText, err := os.ReadFile(filepath.Join(k8sDir, secretExampleFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.secretKeys = map[string]map[string]bool{}
+	for _, s := range m.secrets {
+		keys := map[string]bool{}
+		for _, k := range slices.Concat(slices.Collect(maps.Keys(s.StringData)), slices.Collect(maps.Keys(s.Data))) {
+			keys[k] = true
+		}
+		for _, c := range regexp.MustCompile(`(?m)^\s*#\s*([a-z0-9-]+):`).FindAllStringSubmatch(string(exampleText), -1) {
+			if _, set := keys[c[1]]; !set {
+				keys[c[1]] = false
+			}
+		}
+		m.secretKeys[s.Name] = keys
 	}
 	return m
 }
@@ -238,7 +283,12 @@ type app struct {
 
 func loadApp(t *testing.T) *app {
 	t.Helper()
-	m := loadManifests(t)
+	return newApp(t, loadManifests(t))
+}
+
+// newApp finds the StatefulSet, its container and its configuration in m.
+func newApp(t *testing.T, m *manifests) *app {
+	t.Helper()
 	if len(m.statefulSets) != 1 {
 		t.Fatalf("want exactly one StatefulSet, have %d", len(m.statefulSets))
 	}
@@ -549,7 +599,22 @@ func TestStrictDecoding(t *testing.T) {
 // TestManifestsDecode decodes every document of k8s/*.yaml strictly and
 // checks what all of them share: names, labels, no namespace.
 func TestManifestsDecode(t *testing.T) {
-	m := loadManifests(t)
+	checkObjects(t, loadManifests(t))
+}
+
+// checkManifests runs every check of one set of manifests (the kustomize
+// base's or a rendering of the chart) that does not depend on where they
+// come from.
+func checkManifests(t *testing.T, m *manifests) {
+	t.Run("objects", func(t *testing.T) { checkObjects(t, m) })
+	a := newApp(t, m)
+	t.Run("statefulset", func(t *testing.T) { checkStatefulSet(t, a) })
+	t.Run("services and pdb", func(t *testing.T) { checkServicesAndPDB(t, a) })
+	t.Run("configuration", func(t *testing.T) { checkConfig(t, a) })
+}
+
+// checkObjects checks what all objects share: names, labels, no namespace.
+func checkObjects(t *testing.T, m *manifests) {
 	seen := map[string]string{}
 	for _, d := range m.docs {
 		t.Logf("%v: %s", d, d.meta.Name)
@@ -624,7 +689,10 @@ func TestKustomization(t *testing.T) {
 // other manifests.
 
 func TestStatefulSet(t *testing.T) {
-	a := loadApp(t)
+	checkStatefulSet(t, loadApp(t))
+}
+
+func checkStatefulSet(t *testing.T, a *app) {
 	sts, ps, c := a.sts, &a.sts.Spec.Template.Spec, a.c
 
 	t.Run("selector", func(t *testing.T) {
@@ -880,29 +948,17 @@ func TestStatefulSet(t *testing.T) {
 				t.Errorf("envFrom ConfigMap %s: settings belong in the configuration file, credentials in a Secret", ef.ConfigMapRef.Name)
 			}
 		}
-		// Every referenced Secret key is in the example Secret, so users
-		// know what to create; optional keys may be there commented out.
-		exampleText, err := os.ReadFile(filepath.Join(k8sDir, secretExampleFile))
-		if err != nil {
-			t.Fatal(err)
-		}
+		// Every referenced Secret key is one users are told to create;
+		// optional keys may be shown commented out.
 		for _, e := range c.Env {
 			if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
 				continue
 			}
 			ref := e.ValueFrom.SecretKeyRef
 			optional := ref.Optional != nil && *ref.Optional
-			found := false
-			for _, s := range a.m.secrets {
-				if s.Name != ref.Name {
-					continue
-				}
-				_, inString := s.StringData[ref.Key]
-				_, inData := s.Data[ref.Key]
-				found = inString || inData
-			}
-			if !found && !(optional && regexp.MustCompile(`(?m)^\s*#\s*`+regexp.QuoteMeta(ref.Key)+`:`).Match(exampleText)) {
-				t.Errorf("env %s: Secret %s key %s is not in %s", e.Name, ref.Name, ref.Key, secretExampleFile)
+			shown, listed := a.m.secretKeys[ref.Name][ref.Key]
+			if !listed || (!shown && !optional) {
+				t.Errorf("env %s: Secret %s key %s is not among the keys users create (%v)", e.Name, ref.Name, ref.Key, a.m.secretKeys)
 			}
 		}
 		// clickagg exits 2 when a SASL password is set without
@@ -999,7 +1055,10 @@ func parseGoMemLimit(s string) (int64, error) {
 // TestServicesAndPDB: the Services and the PodDisruptionBudget select the
 // StatefulSet's pods; the metrics Service targets the http port.
 func TestServicesAndPDB(t *testing.T) {
-	a := loadApp(t)
+	checkServicesAndPDB(t, loadApp(t))
+}
+
+func checkServicesAndPDB(t *testing.T, a *app) {
 	podLabels := labels.Set(a.sts.Spec.Template.Labels)
 	for _, s := range a.m.services {
 		if len(s.Spec.Selector) == 0 {
@@ -1081,6 +1140,45 @@ var durationKeys = []string{
 
 func TestConfigMap(t *testing.T) {
 	a := loadApp(t)
+	checkConfig(t, a)
+
+	// The commented-out kafka: block must use the settings' real names, so
+	// that uncommenting it gives a valid configuration.
+	t.Run("commented kafka block", func(t *testing.T) {
+		block := commentedBlock(a.cfgText, "kafka:")
+		if block == "" {
+			t.Fatal("no commented-out kafka: block")
+		}
+		var m map[string]any
+		if err := yamlv3.Unmarshal([]byte(block), &m); err != nil {
+			t.Fatalf("the commented kafka block does not parse once uncommented: %v\n%s", err, block)
+		}
+		var leaves []string
+		flatten("", m, &leaves)
+		sort.Strings(leaves)
+		for _, k := range leaves {
+			if !slices.Contains(kafkaKeys, k) {
+				t.Errorf("commented kafka block: unknown setting %s (known: %v)", k, kafkaKeys)
+			}
+		}
+		for _, k := range []string{"kafka.tls.enabled", "kafka.sasl.mechanism", "kafka.sasl.username"} {
+			if !slices.Contains(leaves, k) {
+				t.Errorf("commented kafka block lacks %s", k)
+			}
+		}
+		mech := fmt.Sprint(m["kafka"].(map[string]any)["sasl"].(map[string]any)["mechanism"])
+		if !slices.Contains([]string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}, mech) {
+			t.Errorf("kafka.sasl.mechanism %q", mech)
+		}
+		if !strings.Contains(a.cfgText, kafkaPasswordEnv) {
+			t.Errorf("the configuration should say the SASL password comes from %s", kafkaPasswordEnv)
+		}
+	})
+}
+
+// checkConfig checks the configuration file in the StatefulSet's
+// ConfigMap: README settings only, no credentials, sound values.
+func checkConfig(t *testing.T, a *app) {
 	known := readmeConfigKeys(t)
 	t.Logf("README configuration keys: %v", known)
 	if !slices.Contains(known, "state_dir") || !slices.Contains(known, "http_addr") {
@@ -1164,39 +1262,6 @@ func TestConfigMap(t *testing.T) {
 		}
 		if addr := a.cfgString(t, "http_addr"); addr == "off" || addr == "none" {
 			t.Error("http_addr is off: the probes and /metrics need it")
-		}
-	})
-
-	// The commented-out kafka: block must use the settings' real names, so
-	// that uncommenting it gives a valid configuration.
-	t.Run("commented kafka block", func(t *testing.T) {
-		block := commentedBlock(a.cfgText, "kafka:")
-		if block == "" {
-			t.Fatal("no commented-out kafka: block")
-		}
-		var m map[string]any
-		if err := yamlv3.Unmarshal([]byte(block), &m); err != nil {
-			t.Fatalf("the commented kafka block does not parse once uncommented: %v\n%s", err, block)
-		}
-		var leaves []string
-		flatten("", m, &leaves)
-		sort.Strings(leaves)
-		for _, k := range leaves {
-			if !slices.Contains(kafkaKeys, k) {
-				t.Errorf("commented kafka block: unknown setting %s (known: %v)", k, kafkaKeys)
-			}
-		}
-		for _, k := range []string{"kafka.tls.enabled", "kafka.sasl.mechanism", "kafka.sasl.username"} {
-			if !slices.Contains(leaves, k) {
-				t.Errorf("commented kafka block lacks %s", k)
-			}
-		}
-		mech := fmt.Sprint(m["kafka"].(map[string]any)["sasl"].(map[string]any)["mechanism"])
-		if !slices.Contains([]string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}, mech) {
-			t.Errorf("kafka.sasl.mechanism %q", mech)
-		}
-		if !strings.Contains(a.cfgText, kafkaPasswordEnv) {
-			t.Errorf("the configuration should say the SASL password comes from %s", kafkaPasswordEnv)
 		}
 	})
 }
@@ -1497,54 +1562,7 @@ func TestDashboard(t *testing.T) {
 
 	t.Run("query shapes", func(t *testing.T) {
 		for _, q := range d.queries {
-			// Histogram names need a suffix; other names must not get one.
-			for _, s := range metricRe.FindAllString(q.expr, -1) {
-				n, suffixed := seriesName(s)
-				if knownMetrics[n].histogram && !suffixed {
-					t.Errorf("%s: histogram %s used without _bucket/_sum/_count", q.where, n)
-				}
-			}
-			// rate/increase only on counters and histogram series.
-			for _, m := range rateRe.FindAllStringSubmatch(q.expr, -1) {
-				n, suffixed := seriesName(m[1])
-				if info, ok := knownMetrics[n]; ok && !info.counter && !suffixed {
-					t.Errorf("%s: rate/increase of gauge %s", q.where, n)
-				}
-			}
-			if quantileRe.MatchString(q.expr) && (!strings.Contains(q.expr, "_bucket") || !regexp.MustCompile(`\bby\s*\([^)]*\ble\b`).MatchString(q.expr)) {
-				t.Errorf("%s: histogram_quantile needs _bucket series aggregated by le: %s", q.where, q.expr)
-			}
-			// Labels used must exist on one of the expression's metrics.
-			allowed := slices.Clone(targetLabels)
-			for _, s := range metricRe.FindAllString(q.expr, -1) {
-				n, suffixed := seriesName(s)
-				allowed = append(allowed, knownMetrics[n].labels...)
-				if suffixed && strings.HasSuffix(s, "_bucket") {
-					allowed = append(allowed, "le")
-				}
-			}
-			expr := quotedRe.ReplaceAllString(q.expr, `""`)
-			var usedLabels []string
-			for _, m := range matchersRe.FindAllStringSubmatch(expr, -1) {
-				for _, mm := range matcherName.FindAllStringSubmatch(m[1], -1) {
-					usedLabels = append(usedLabels, mm[1])
-				}
-			}
-			for _, m := range groupingRe.FindAllStringSubmatch(expr, -1) {
-				for _, l := range strings.Split(m[1], ",") {
-					if l = strings.TrimSpace(l); l != "" {
-						usedLabels = append(usedLabels, l)
-					}
-				}
-			}
-			for _, m := range legendRe.FindAllStringSubmatch(q.legend, -1) {
-				usedLabels = append(usedLabels, m[1])
-			}
-			for _, l := range usedLabels {
-				if !slices.Contains(allowed, l) && l != "__name__" {
-					t.Errorf("%s: label %q is not a label of the metrics in %s", q.where, l, q.expr)
-				}
-			}
+			checkPromQL(t, q)
 		}
 	})
 
@@ -1577,6 +1595,61 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("dashboard metric %s (in %v) is not registered in %s", n, used[n], metricsGoFile)
 		}
 	})
+}
+
+// checkPromQL checks one PromQL expression against the metrics clickagg
+// exports: histogram suffixes, rate only of counters, histogram_quantile by
+// le, and only labels the expression's metrics (or the scrape) carry.
+func checkPromQL(t *testing.T, q query) {
+	t.Helper()
+	// Histogram names need a suffix; other names must not get one.
+	for _, s := range metricRe.FindAllString(q.expr, -1) {
+		n, suffixed := seriesName(s)
+		if knownMetrics[n].histogram && !suffixed {
+			t.Errorf("%s: histogram %s used without _bucket/_sum/_count", q.where, n)
+		}
+	}
+	// rate/increase only on counters and histogram series.
+	for _, m := range rateRe.FindAllStringSubmatch(q.expr, -1) {
+		n, suffixed := seriesName(m[1])
+		if info, ok := knownMetrics[n]; ok && !info.counter && !suffixed {
+			t.Errorf("%s: rate/increase of gauge %s", q.where, n)
+		}
+	}
+	if quantileRe.MatchString(q.expr) && (!strings.Contains(q.expr, "_bucket") || !regexp.MustCompile(`\bby\s*\([^)]*\ble\b`).MatchString(q.expr)) {
+		t.Errorf("%s: histogram_quantile needs _bucket series aggregated by le: %s", q.where, q.expr)
+	}
+	// Labels used must exist on one of the expression's metrics.
+	allowed := slices.Clone(targetLabels)
+	for _, s := range metricRe.FindAllString(q.expr, -1) {
+		n, suffixed := seriesName(s)
+		allowed = append(allowed, knownMetrics[n].labels...)
+		if suffixed && strings.HasSuffix(s, "_bucket") {
+			allowed = append(allowed, "le")
+		}
+	}
+	expr := quotedRe.ReplaceAllString(q.expr, `""`)
+	var usedLabels []string
+	for _, m := range matchersRe.FindAllStringSubmatch(expr, -1) {
+		for _, mm := range matcherName.FindAllStringSubmatch(m[1], -1) {
+			usedLabels = append(usedLabels, mm[1])
+		}
+	}
+	for _, m := range groupingRe.FindAllStringSubmatch(expr, -1) {
+		for _, l := range strings.Split(m[1], ",") {
+			if l = strings.TrimSpace(l); l != "" {
+				usedLabels = append(usedLabels, l)
+			}
+		}
+	}
+	for _, m := range legendRe.FindAllStringSubmatch(q.legend, -1) {
+		usedLabels = append(usedLabels, m[1])
+	}
+	for _, l := range usedLabels {
+		if !slices.Contains(allowed, l) && l != "__name__" {
+			t.Errorf("%s: label %q is not a label of the metrics in %s", q.where, l, q.expr)
+		}
+	}
 }
 
 // TestSecretExample: the example Secret holds placeholders only.

@@ -17,3 +17,28 @@ apt_install() {
 	echo "$2: install failed; refreshing the package lists and retrying..." >&2
 	apt-get $lock update && apt-get $lock install -y --no-install-recommends "$1"
 }
+
+# apt_ensure NAME PACKAGE WHO SKIPPED HINT makes sure the command NAME is
+# there, as the caller's found function (which prints its path) sees it:
+# when it is missing and apt can be used, installs the Debian package
+# PACKAGE. SKIPPED says what happens without it, HINT how to install it by
+# hand. Always succeeds: the tests that need NAME skip without it.
+apt_ensure() {
+	if p=$(found); then
+		echo "$1: $p"
+		return 0
+	fi
+	if can_apt; then
+		if ! apt_install "$2" "$3"; then
+			echo "$3: could not install $2; $4" >&2
+			return 0
+		fi
+		if p=$(found); then
+			echo "$1: $p"
+			return 0
+		fi
+		echo "$3: the $2 package is installed but $1 is not on PATH; $4" >&2
+		return 0
+	fi
+	echo "$3: $1 not found; $4 (install it: $5)" >&2
+}

@@ -20,23 +20,5 @@ found() {
 	return 1
 }
 
-if p=$(found); then
-	echo "kcat: $p"
-	exit 0
-fi
-
-if can_apt; then
-	if ! apt_install kcat ensure-kcat; then
-		echo "ensure-kcat: could not install kcat; the kcat tests will be skipped" >&2
-		exit 0
-	fi
-	if p=$(found); then
-		echo "kcat: $p"
-		exit 0
-	fi
-	echo "ensure-kcat: the kcat package is installed but kcat is not on PATH; the kcat tests will be skipped" >&2
-	exit 0
-fi
-
-echo "ensure-kcat: kcat not found; the kcat tests will be skipped (install it: Debian/Ubuntu: sudo apt-get install kcat; macOS: brew install kcat)" >&2
-exit 0
+apt_ensure kcat kcat ensure-kcat "the kcat tests will be skipped" \
+	"Debian/Ubuntu: sudo apt-get install kcat; macOS: brew install kcat"
