@@ -23,7 +23,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 const (
 	countsDashboardFile = "grafana/clickagg-counts-dashboard.json"
 	pgPlugin            = "grafana-postgresql-datasource"
-	oneMinute           = "window_end - window_start = interval '1 minute'"
+	oneMinute           = "window_size = interval '1 minute'"
 )
 
 // sqlQuery is one SQL query of the counts dashboard.
@@ -212,9 +212,21 @@ func TestCountsDashboard(t *testing.T) {
 		{"https://example.com/hourly", now.Add(-time.Hour), time.Hour, 1000, 0, false},
 		{"https://example.com/old", now.Add(-3 * time.Hour), time.Minute, 500, 0, true},
 	}
+	pool, err := sink.NewPool(ctx, conn.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	w, err := sink.NewWriter(pool, sink.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, r := range rows {
-		if _, err := conn.Exec(ctx, `INSERT INTO clickagg.url_clicks (url, window_start, window_end, clicks, late_clicks, final) VALUES ($1, $2, $3, $4, $5, $6)`,
-			r.url, r.start, r.start.Add(r.size), r.clicks, r.late, r.final); err != nil {
+		if err := w.EnsurePartitions(ctx, r.size, r.start, r.start); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, `INSERT INTO clickagg.url_clicks (url, window_start, window_end, window_size, clicks, late_clicks, final) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			r.url, r.start, r.start.Add(r.size), r.size, r.clicks, r.late, r.final); err != nil {
 			t.Fatal(err)
 		}
 	}

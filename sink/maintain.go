@@ -137,6 +137,21 @@ func (w *Writer) ensureSpans(ctx context.Context, spans []spanKey) error {
 	return nil
 }
 
+// EnsurePartitions creates the url_clicks partitions that hold the windows
+// of the given size starting in [from, to], except expired ones: for
+// loading rows by other means than Commit (which creates what it needs).
+func (w *Writer) EnsurePartitions(ctx context.Context, size time.Duration, from, to time.Time) error {
+	ms := size.Milliseconds()
+	if ms <= 0 || to.Before(from) {
+		return fmt.Errorf("ensure partitions: size %s, range [%s, %s]: want a positive size and from <= to", size, from, to)
+	}
+	var spans []spanKey
+	for k := spanOf(ms, from.UnixMilli()); k.start <= to.UnixMilli(); k.start += SpanFor(ms) {
+		spans = append(spans, k)
+	}
+	return w.ensureSpans(ctx, spans)
+}
+
 // forgetSpans makes the writer look up every partition again.
 func (w *Writer) forgetSpans() {
 	w.partMu.Lock()
