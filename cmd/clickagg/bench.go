@@ -26,7 +26,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("clickagg bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	load := configFlags(fs, "postgres")
-	workloads := fs.String("workload", "zipf", "comma list of: zipf, uniform, multi, freshness, recovery, all")
+	workloads := fs.String("workload", "zipf", "comma list of: zipf, uniform, multi, freshness, recovery, all (those five), history, longrun")
 	records := fs.Int64("records", 0, "override the workloads' record counts (0: their defaults)")
 	brokerKind := fs.String("broker", "auto", "auto (the real Kafka broker when its jars are present), kafka, or kfake")
 	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
@@ -39,6 +39,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	aggArgs := fs.String("aggregator-args", "", "extra flags for clickagg run, space-separated (experiments)")
 	shape := fs.String("shape", "clicks", "records of the zipf, uniform and multi workloads: clicks, or tracker (Segment-style events read with "+
 		strings.Join(bench.ShapeArgs("tracker"), " ")+", verified under that mapping)")
+	histRows := fs.Int64("history-rows", 100_000_000, "history workload: url_clicks rows pre-filled (over 7 days of 1-minute windows)")
+	histQueries := fs.Int("history-queries", 100, "history workload: timed runs of each README query")
+	baseline := fs.String("baseline-binary", "", "history workload: also measure this clickagg binary (e.g. a previous release, for its table layout)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -51,10 +54,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		switch w {
 		case "all":
 			list = append(list, "zipf", "uniform", "multi", "freshness", "recovery")
-		case "zipf", "uniform", "multi", "freshness", "recovery":
+		case "zipf", "uniform", "multi", "freshness", "recovery", "history", "longrun":
 			list = append(list, w)
 		default:
-			return badConfig("--workload %q: want zipf, uniform, multi, freshness, recovery or all", w)
+			return badConfig("--workload %q: want zipf, uniform, multi, freshness, recovery, all, history or longrun", w)
 		}
 	}
 	switch *shape {
@@ -62,7 +65,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		*shape = ""
 	case "tracker":
 		for _, w := range list {
-			if w == "freshness" || w == "recovery" {
+			if w == "freshness" || w == "recovery" || w == "history" || w == "longrun" {
 				return badConfig("--shape tracker: only for the zipf, uniform and multi workloads, not %s", w)
 			}
 		}
@@ -88,7 +91,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer os.RemoveAll(dir)
 	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "bench: "+format+"\n", args...) }
-	env := bench.Env{Binary: exe, Dir: dir, Logf: logf, DSN: cfg.Postgres, LogDir: *logDir}
+	env := bench.Env{Binary: exe, Dir: dir, Logf: logf, DSN: cfg.Postgres, LogDir: *logDir, Out: stdout}
 
 	if env.DSN == "" {
 		srv, err := pglocal.Start(ctx, pglocal.Options{Database: "bench"})
@@ -132,6 +135,15 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		case "freshness":
 			logf("freshness: %.0f records/s for %s with early results every 1s", *freshRate, *freshFor)
 			r, err = bench.Freshness(ctx, env, *freshRate, *freshFor)
+		case "history":
+			rs, herr := runHistory(ctx, env, *records, *histRows, *histQueries, *baseline, i)
+			if herr != nil {
+				return herr
+			}
+			results = append(results, rs...)
+			continue
+		case "longrun":
+			r, err = bench.LongRun(ctx, env, *records)
 		case "recovery":
 			for _, rebuild := range []bool{false, true} {
 				logf("recovery (rebuild=%v): %.0f records/s, SIGKILL after 20s, %d runs", rebuild, *recRate, *recRuns)
@@ -210,6 +222,44 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	return nil
+}
+
+// runHistory pre-loads the zipf workload once and ingests it into an
+// empty schema, one with history, and the same empty one again (noise
+// bracket); with a baseline binary, into its empty and full schemas too.
+func runHistory(ctx context.Context, env bench.Env, records, rows int64, queries int, baseline string, i int) ([]bench.Result, error) {
+	w := bench.Workloads["zipf"]
+	if records > 0 {
+		w.Records = records
+	}
+	topic := fmt.Sprintf("bench-history-%d", i)
+	env.Logf("history: pre-loading %d zipf records", w.Records)
+	exp, took, err := bench.Preload(ctx, env, topic, w, 1)
+	if err != nil {
+		return nil, err
+	}
+	runs := []bench.History{
+		{Name: "history-empty", Binary: env.Binary},
+		{Name: "history-full", Binary: env.Binary, Rows: rows, Days: 7, QueryRuns: queries},
+		{Name: "history-empty2", Binary: env.Binary},
+	}
+	if baseline != "" {
+		runs = append(runs,
+			bench.History{Name: "baseline-empty", Binary: baseline},
+			bench.History{Name: "baseline-full", Binary: baseline, Rows: rows, Days: 7, QueryRuns: queries})
+	}
+	var out []bench.Result
+	for _, h := range runs {
+		env.Logf("%s: ingesting %d records", h.Name, w.Records)
+		r, err := bench.RunHistory(ctx, env, topic, w, exp, h)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", h.Name, err)
+		}
+		r.Broker, r.PreloadSeconds = env.Broker, took.Seconds()
+		bench.PrintTable(env.Out, []bench.Result{r})
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // startKfakeProcess runs `clickagg kfake-broker` and returns its address.

@@ -95,6 +95,9 @@ type Env struct {
 	// LogDir, when set, receives each aggregator run's log as
 	// <group>.log.
 	LogDir string
+	Out    io.Writer // where results are printed as they come
+	// OnLog, when set, sees each JSON log line of the aggregator runs.
+	OnLog func(line map[string]any)
 }
 
 // Result is one benchmark's measurements.
@@ -239,8 +242,13 @@ func RunAggregator(ctx context.Context, env Env, topic, group string, w Workload
 			tail = tail[1:]
 		}
 		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "pipeline stopped" {
-			stopped = m
+		if json.Unmarshal([]byte(line), &m) == nil {
+			if m["msg"] == "pipeline stopped" {
+				stopped = m
+			}
+			if env.OnLog != nil {
+				env.OnLog(m)
+			}
 		}
 	}
 	werr := cmd.Wait()
