@@ -109,6 +109,7 @@
 // re-sync, PostgreSQL retries), pipeline.go (the Kafka runner: Run and its
 // loop), rebalance.go (group callbacks, log bounds, offset commits),
 // records.go (fetches, records, alignment), progress.go (status, idle
-// advance, end offsets, the progress line), ready.go (Status and
-// readiness), deadletter*.go, metrics.go, options.go.
+// advance, end offsets, the progress line), exit.go (exit when idle: every
+// partition counted), ready.go (Status and readiness), deadletter*.go,
+// metrics.go, options.go.
 package checkpoint

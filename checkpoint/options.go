@@ -27,8 +27,10 @@ type Options struct {
 	// minus the out-of-orderness, so its windows close.
 	IdleTimeout time.Duration
 	// ExitWhenIdle, when positive, makes Run take a final checkpoint and
-	// return once the process owns partitions, all are restored and caught
-	// up, and no record arrived for that long.
+	// return once every partition of the topic is counted up to the end
+	// offset it had when Run started: the partitions this process owns are
+	// restored, caught up and without records for that long, and every
+	// other partition's checkpoints row has passed its end (exit.go).
 	ExitWhenIdle time.Duration
 	// DeadLetterTopic, when set, receives every invalid record and (late
 	// policy dead-letter) every late one, unchanged plus headers. It must

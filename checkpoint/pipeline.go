@@ -38,6 +38,7 @@ type Pipeline struct {
 	closing      bool
 	stats        progress
 	maint        maintainer
+	exit         exitState // ExitWhenIdle (exit.go)
 }
 
 // New returns a pipeline over an open state store and sink writer; Run
@@ -134,6 +135,12 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 	now := time.Now()
 	pl.c.lastCheckpoint, pl.c.lastFlush = now, now
 	pl.stats.reset(now)
+	pl.exit = exitState{runStart: now}
+	if pl.opts.ExitWhenIdle > 0 {
+		// NB: the input this run must count, all partitions of it; listed
+		// again from the loop if the topic is not there yet.
+		pl.listExitTargets(ctx)
+	}
 	// NB: start consuming only now: from here on the group callbacks may
 	// run, and they use the fields set above.
 	cl.AddConsumeTopics(pl.opts.Consumer.Topic)
@@ -287,27 +294,4 @@ func (pl *Pipeline) maybeCheckpoint(ctx context.Context, now time.Time) error {
 		reason = "pending"
 	}
 	return pl.c.startJob(flush, reason)
-}
-
-// maybeExit implements ExitWhenIdle.
-func (pl *Pipeline) maybeExit(ctx context.Context, now time.Time) error {
-	d := pl.opts.ExitWhenIdle
-	if d <= 0 || len(pl.c.tasks) == 0 {
-		return nil
-	}
-	for _, t := range pl.c.tasks {
-		if !t.live() || now.Sub(t.lastRecord) < d {
-			return nil
-		}
-	}
-	if !pl.refreshEnds(ctx) {
-		return nil
-	}
-	for _, t := range pl.c.tasks {
-		if t.end < 0 || t.op.NextOffset() < t.end {
-			return nil
-		}
-	}
-	pl.log.Info("input consumed and idle; exiting", zap.Duration("exit_when_idle", d))
-	return errIdle
 }

@@ -150,3 +150,81 @@ func (r *Reader) Totals(ctx context.Context) (clicks, urls int64, err error) {
 	}
 	return clicks, urls, err
 }
+
+// ScanWindows calls fn for each url_clicks row of the given window size
+// whose window starts in [from, to) (a zero time: unbounded), in no
+// particular order. Read-only (the audit's view of the table).
+func (r *Reader) ScanWindows(ctx context.Context, size time.Duration, from, to time.Time,
+	fn func(url string, start int64, clicks, late int64)) error {
+	rows, err := r.pool.Query(ctx, `SELECT url, window_start, clicks, late_clicks FROM `+r.table("url_clicks")+`
+WHERE window_end - window_start = $1
+  AND ($2::timestamptz IS NULL OR window_start >= $2) AND ($3::timestamptz IS NULL OR window_start < $3)`,
+		size, optTime(from), optTime(to))
+	if err != nil {
+		return fmt.Errorf("read %s windows: %w", size, err)
+	}
+	defer rows.Close()
+	var (
+		url          string
+		start        time.Time
+		clicks, late int64
+	)
+	for rows.Next() {
+		if err := rows.Scan(&url, &start, &clicks, &late); err != nil {
+			return fmt.Errorf("read %s windows: %w", size, err)
+		}
+		fn(url, start.UnixMilli(), clicks, late)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read %s windows: %w", size, err)
+	}
+	return nil
+}
+
+// ScanTotals calls fn for each url_totals row. Read-only.
+func (r *Reader) ScanTotals(ctx context.Context, fn func(url string, clicks int64)) error {
+	rows, err := r.pool.Query(ctx, `SELECT url, clicks FROM `+r.table("url_totals"))
+	if err != nil {
+		return fmt.Errorf("read url_totals: %w", err)
+	}
+	defer rows.Close()
+	var (
+		url    string
+		clicks int64
+	)
+	for rows.Next() {
+		if err := rows.Scan(&url, &clicks); err != nil {
+			return fmt.Errorf("read url_totals: %w", err)
+		}
+		fn(url, clicks)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read url_totals: %w", err)
+	}
+	return nil
+}
+
+func optTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
+
+// NewReadPool opens a connection pool for reading only: every transaction
+// is read-only (default_transaction_read_only), so a reader can never
+// write, and it works against a hot standby. The caller closes it.
+func NewReadPool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse postgres DSN: %w", redactErr(err))
+	}
+	cfg.MaxConns = 2
+	cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+	cfg.ConnConfig.RuntimeParams["application_name"] = "clickagg-audit"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to postgres: %w", redactErr(err))
+	}
+	return pool, nil
+}

@@ -27,6 +27,7 @@ Usage:
   clickagg storage status [--partitions]  url_clicks partitions, retention, sizes
   clickagg gen      [flags]   produce generated clicks to a topic
   clickagg dlq inspect [flags]  summarize the dead-letter topic by reason
+  clickagg audit [--from T] [--to T] [--json]  recount from Kafka, compare with PostgreSQL (read-only)
   clickagg demo     [flags]   embedded broker + generator + aggregator + PostgreSQL
   clickagg bench    [flags]   benchmark harness (see BENCHMARKS.md)
   clickagg version
@@ -72,6 +73,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdGen(ctx, rest, stdout, stderr)
 	case "dlq":
 		err = cmdDLQ(ctx, rest, stdout, stderr)
+	case "audit":
+		err = cmdAudit(ctx, rest, stdout, stderr)
 	case "demo":
 		err = cmdDemo(ctx, rest, stdout, stderr)
 	case "bench":
@@ -87,6 +90,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	var ce *configError
+	var ec *exitCode
 	switch {
 	case err == nil:
 		return exitOK
@@ -97,6 +101,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	case errors.Is(err, errUsage):
 		return exitConfig
+	case errors.As(err, &ec):
+		return ec.code
 	case errors.Is(err, state.ErrUnusable), errors.Is(err, state.ErrCorrupt):
 		fmt.Fprintf(stderr, "clickagg: %v\n", err)
 		return exitState

@@ -46,26 +46,9 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *limit < 1 {
 		return badConfig("--limit %d: must be at least 1", *limit)
 	}
-	parse := func(name, v string) (time.Time, error) {
-		if v == "" {
-			return time.Time{}, nil
-		}
-		t, err := time.Parse(time.RFC3339, v)
-		if err != nil {
-			return time.Time{}, badConfig("--%s %q: must be an RFC 3339 time (2026-01-01T00:00:00Z)", name, v)
-		}
-		return t, nil
-	}
-	from, err := parse("from", *fromS)
+	from, to, err := parseRange(*fromS, *toS)
 	if err != nil {
 		return err
-	}
-	to, err := parse("to", *toS)
-	if err != nil {
-		return err
-	}
-	if !from.IsZero() && !to.IsZero() && !from.Before(to) {
-		return badConfig("--from %s: must be before --to %s", *fromS, *toS)
 	}
 	pool, err := sink.NewPool(ctx, cfg.Postgres)
 	if err != nil {
