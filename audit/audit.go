@@ -111,8 +111,13 @@ type Report struct {
 	// Open counts (url, window) rows skipped because the window is still
 	// open on some partition (expected or present).
 	Open int64 `json:"open_skipped"`
-	// Excluded counts rows left out by ExcludeBefore.
+	// Excluded counts rows left out by ExcludeBefore or by the schema's
+	// retention (Expired).
 	Excluded int64 `json:"excluded"`
+	// Expired is, per window size, where url_clicks retention has dropped
+	// the windows before (window_sizes.expired_before): those are left out
+	// on both sides; url_totals, never expired, is still compared.
+	Expired map[string]time.Time `json:"expired_before,omitempty"`
 
 	Totals Totals `json:"totals"`
 	Diffs  []Diff `json:"diffs"`
@@ -481,6 +486,26 @@ func recount(ctx context.Context, opts Options, rep *Report) (map[key]count, err
 	return exp, nil
 }
 
+// expiredBefore reads where url_clicks retention has dropped each window
+// size's windows before (ms), and notes it in rep.
+func expiredBefore(ctx context.Context, pool *pgxpool.Pool, schema string, rep *Report) (map[int64]int64, error) {
+	sizes, err := sink.ReadStorage(ctx, pool, schema)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int64]int64{}
+	for _, st := range sizes {
+		if !st.ExpiredBefore.IsZero() {
+			out[st.Size.Milliseconds()] = st.ExpiredBefore.UnixMilli()
+			if rep.Expired == nil {
+				rep.Expired = map[string]time.Time{}
+			}
+			rep.Expired[st.Size.String()] = st.ExpiredBefore
+		}
+	}
+	return out, nil
+}
+
 // compare reads url_clicks (and url_totals) and compares them with exp.
 func compare(ctx context.Context, pool *pgxpool.Pool, opts Options, rep *Report, exp map[key]count) error {
 	r, err := sink.NewReader(pool, opts.Schema)
@@ -497,9 +522,13 @@ func compare(ctx context.Context, pool *pgxpool.Pool, opts Options, rep *Report,
 		}
 		return true
 	}
+	expired, err := expiredBefore(ctx, pool, opts.Schema, rep)
+	if err != nil {
+		return err
+	}
 	excluded := func(k key) bool {
 		ex, ok := opts.ExcludeBefore[time.Duration(k.size)*time.Millisecond]
-		return ok && k.start < ex.UnixMilli()
+		return (ok && k.start < ex.UnixMilli()) || k.start < expired[k.size]
 	}
 	var diffs []Diff
 	note := func(d Diff) {

@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -193,8 +195,11 @@ func printAudit(w io.Writer, r *audit.Report, result string) {
 	if r.Open > 0 {
 		fmt.Fprintf(w, "  %d rows of windows still open on some partition were not compared\n", r.Open)
 	}
+	for _, size := range slices.Sorted(maps.Keys(r.Expired)) {
+		fmt.Fprintf(w, "  %s windows before %s were expired by retention: not compared\n", size, r.Expired[size].Format(time.RFC3339))
+	}
 	if r.Excluded > 0 {
-		fmt.Fprintf(w, "  %d rows of excluded (old) windows were not compared\n", r.Excluded)
+		fmt.Fprintf(w, "  %d rows of excluded (old or expired) windows were not compared\n", r.Excluded)
 	}
 	if r.LateDiffers > 0 {
 		fmt.Fprintf(w, "  %d equal rows differ in late_clicks (idle advances and alignment move the pipeline's watermarks; not a failure)\n", r.LateDiffers)
