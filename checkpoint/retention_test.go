@@ -10,6 +10,7 @@ import (
 	"github.com/clickagg/clickagg/sink"
 	"github.com/clickagg/clickagg/stream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
 )
 
 // TestRetentionInABatchRun: a batch run (exit when idle) over five days of
@@ -92,5 +93,56 @@ func TestRetentionInABatchRun(t *testing.T) {
 	exp.Expire(time.Minute, expiredBefore.UnixMilli())
 	if err := oracle.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
 		t.Fatalf("after late clicks into an expired day: %v", err)
+	}
+}
+
+// TestRetentionLateDeadLetter: under late policy dead-letter a click for an
+// expired window is late like any other (a window expires only after every
+// partition passed its end): it goes to the dead-letter topic, and neither
+// url_clicks, url_totals nor clickagg_expired_clicks_total changes.
+func TestRetentionLateDeadLetter(t *testing.T) {
+	e := newEnv(t, 2)
+	ctx := context.Background()
+	if _, err := kadm.NewClient(mustClient(t, e.brokers)).CreateTopic(ctx, 1, 1, nil, deadTopic); err != nil {
+		t.Fatal(err)
+	}
+	windows := []time.Duration{time.Minute}
+	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	e.produce(ctx, gen.Options{Count: 3000, URLs: 30, Seed: 6, StartTime: start,
+		EventRate: 3000.0 / (4 * 24 * 3600), Unkeyed: true})
+	opts := func(o *Options) {
+		o.Retention = map[time.Duration]time.Duration{time.Minute: 24 * time.Hour}
+		o.Operator.Windows = windows
+		o.Operator.Late = stream.LateDeadLetter
+		o.DeadLetterTopic = deadTopic
+	}
+	_, _, done := e.start(ctx, pipelineConfig{opts: opts})
+	e.wait(done, time.Minute)
+	recs, err := oracle.ReadTopic(ctx, e.brokers, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes, err := sink.ReadStorage(ctx, e.pool, sink.DefaultSchema)
+	if err != nil || len(sizes) != 1 || sizes[0].ExpiredBefore.IsZero() {
+		t.Fatalf("storage after the first run: %+v, %v; want 1m windows expired", sizes, err)
+	}
+	exp := oracle.Compute(recs, windows, stream.DefaultMaxURLBytes)
+	exp.Expire(time.Minute, sizes[0].ExpiredBefore.UnixMilli())
+	if err := oracle.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
+		t.Fatal(err)
+	}
+
+	e.produce(ctx, gen.Options{Count: 40, URLs: 5, Seed: 7, StartTime: start, EventRate: 1})
+	_, m, done := e.start(ctx, pipelineConfig{opts: opts})
+	e.wait(done, time.Minute)
+	dead := e.readDead(ctx, 40)
+	if h := headerMap(dead[0]); h["clickagg-reason"] != "late" {
+		t.Fatalf("dead letter headers %v, want reason late", h)
+	}
+	if n := testutil.ToFloat64(m.ExpiredClicks.WithLabelValues("1m0s")); n != 0 {
+		t.Fatalf("clickagg_expired_clicks_total = %v, want 0 (dead-lettered, not counted)", n)
+	}
+	if err := oracle.Compare(ctx, e.pool, sink.DefaultSchema, exp); err != nil {
+		t.Fatalf("after late clicks for an expired day: %v", err)
 	}
 }
