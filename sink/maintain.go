@@ -310,7 +310,14 @@ func (w *Writer) dropExpired(ctx context.Context, res MaintainResult) (MaintainR
 		return res, nil
 	}
 	defer func() {
-		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtext($1))`, dropLockName(w.opts.Schema))
+		// NB: a session lock outlives the checkout: a connection that
+		// could not release it must not go back to the pool holding it.
+		var released bool
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := conn.QueryRow(uctx, `SELECT pg_advisory_unlock(hashtext($1))`, dropLockName(w.opts.Schema)).Scan(&released); err != nil || !released {
+			_ = conn.Conn().Close(uctx)
+		}
 	}()
 	doomed, err := w.expiredTables(ctx, conn.Conn())
 	if err != nil {
