@@ -84,13 +84,10 @@ func (s *scanner) fail(r Reason) int {
 }
 
 func skipWS(data []byte, i int) int {
-	for i < len(data) {
-		switch data[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
-			return i
-		}
+	// NB: the first test ends the loop at once for the common case, a byte
+	// that is no space at all.
+	for i < len(data) && data[i] <= ' ' && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
 	}
 	return i
 }
@@ -103,6 +100,9 @@ func (s *scanner) scanValue(i, depth int) (int, valueKind) {
 	}
 	switch c := data[i]; c {
 	case '"':
+		if end := shortString(data, i+1); end >= 0 {
+			return end + 1, kindString
+		}
 		end, escaped := s.scanString(i + 1)
 		if end < 0 {
 			return -1, 0
@@ -144,9 +144,11 @@ func (s *scanner) scanObject(i, depth int, top *topFields) int {
 		if i >= len(data) || data[i] != '"' {
 			return s.fail(ReasonInvalidJSON)
 		}
-		keyEnd, keyEscaped := s.scanString(i + 1)
+		keyEnd, keyEscaped := shortString(data, i+1), false
 		if keyEnd < 0 {
-			return -1
+			if keyEnd, keyEscaped = s.scanString(i + 1); keyEnd < 0 {
+				return -1
+			}
 		}
 		var slot *field
 		if top != nil {
@@ -204,9 +206,11 @@ func (s *scanner) scanMappedObject(i, depth int, node int32) int {
 		if i >= len(data) || data[i] != '"' {
 			return s.fail(ReasonInvalidJSON)
 		}
-		keyEnd, keyEscaped := s.scanString(i + 1)
+		keyEnd, keyEscaped := shortString(data, i+1), false
 		if keyEnd < 0 {
-			return -1
+			if keyEnd, keyEscaped = s.scanString(i + 1); keyEnd < 0 {
+				return -1
+			}
 		}
 		child := int32(-1)
 		if keyEscaped {

@@ -1,7 +1,8 @@
 package stream
 
-// JSON strings for Decode: scanString, which skips plain bytes eight at a
-// time (SWAR, see specialBytes) and validates UTF-8 and escape sequences
+// JSON strings for Decode: scanString, which skips plain bytes sixteen at
+// a time (SWAR, see skipPlain and specialBytes; shortString for strings of
+// fewer than eight bytes) and validates UTF-8 and escape sequences
 // (including surrogate pairs), and appendUnescaped, which decodes a
 // validated string's escapes into the Decoder's scratch buffer.
 
@@ -27,26 +28,11 @@ var plainByte = func() (t [256]bool) {
 func (s *scanner) scanString(i int) (int, bool) {
 	data := s.data
 	escaped := false
-	for i < len(data) {
-		// Skip plain bytes eight at a time; stop at the first byte that
-		// needs a look.
-		for i+8 <= len(data) {
-			m := specialBytes(binary.LittleEndian.Uint64(data[i:]))
-			if m != 0 {
-				i += bits.TrailingZeros64(m) >> 3
-				break
-			}
-			i += 8
+	for {
+		if i = skipPlain(data, i); i == len(data) {
+			return s.fail(ReasonInvalidJSON), false
 		}
-		if i == len(data) {
-			break
-		}
-		c := data[i]
-		if plainByte[c] {
-			i++
-			continue
-		}
-		switch {
+		switch c := data[i]; {
 		case c == '"':
 			return i, escaped
 		case c == '\\':
@@ -64,7 +50,49 @@ func (s *scanner) scanString(i int) (int, bool) {
 			i += size
 		}
 	}
-	return s.fail(ReasonInvalidJSON), false
+}
+
+// skipPlain returns the index of the first byte from i on that is not
+// plainByte, or len(data). It looks at sixteen bytes at a time, then
+// eight (see specialBytes), then single bytes.
+func skipPlain(data []byte, i int) int {
+	rest := data[i:]
+	for len(rest) >= 16 {
+		a := specialBytes(binary.LittleEndian.Uint64(rest[:8]))
+		b := specialBytes(binary.LittleEndian.Uint64(rest[8:16]))
+		if a|b != 0 {
+			if a != 0 {
+				return len(data) - len(rest) + bits.TrailingZeros64(a)>>3
+			}
+			return len(data) - len(rest) + 8 + bits.TrailingZeros64(b)>>3
+		}
+		rest = rest[16:]
+	}
+	if len(rest) >= 8 {
+		if a := specialBytes(binary.LittleEndian.Uint64(rest[:8])); a != 0 {
+			return len(data) - len(rest) + bits.TrailingZeros64(a)>>3
+		}
+		rest = rest[8:]
+	}
+	for len(rest) > 0 && plainByte[rest[0]] {
+		rest = rest[1:]
+	}
+	return len(data) - len(rest)
+}
+
+// shortString is scanString's fast path, small enough to inline: for
+// string contents at i whose closing quote is among the next eight bytes
+// with only plain bytes before it (most keys and many short values), it
+// returns the quote's index; otherwise -1, and scanString decides.
+func shortString(data []byte, i int) int {
+	if i+8 <= len(data) {
+		if m := specialBytes(binary.LittleEndian.Uint64(data[i:])); m != 0 {
+			if j := i + bits.TrailingZeros64(m)>>3; data[j] == '"' {
+				return j
+			}
+		}
+	}
+	return -1
 }
 
 const (

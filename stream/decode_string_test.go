@@ -1,7 +1,8 @@
 package stream
 
 // Tests of JSON string scanning (decode_string.go): the eight-at-a-time
-// special-byte detection checked against the byte-by-byte rule (plainByte).
+// special-byte detection and the loops using it (skipPlain, shortString)
+// checked against the byte-by-byte rule (plainByte).
 
 import (
 	"encoding/binary"
@@ -56,6 +57,42 @@ func TestSpecialBytes(t *testing.T) {
 			w := [8]byte{'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'}
 			w[pos] = byte(c)
 			check(w)
+		}
+	}
+}
+
+// TestSkipPlain checks skipPlain and shortString against the byte-by-byte
+// rule on inputs of every length up to 40 with one special byte (or none)
+// at every position, so that every step of their loops meets it.
+func TestSkipPlain(t *testing.T) {
+	specials := []byte{'"', '\\', 0, 0x1f, 0x7f, 0x80, 0xff}
+	for n := 0; n <= 40; n++ {
+		for pos := -1; pos < n; pos++ {
+			for _, c := range specials {
+				data := make([]byte, n)
+				for i := range data {
+					data[i] = 'a' + byte(i%26)
+				}
+				if pos >= 0 {
+					data[pos] = c
+				}
+				for i := 0; i <= n; i++ {
+					want := i
+					for want < n && plainByte[data[want]] {
+						want++
+					}
+					if got := skipPlain(data, i); got != want {
+						t.Fatalf("skipPlain(%q, %d) = %d, want %d", data, i, got, want)
+					}
+					short := -1
+					if want < n && want < i+8 && i+8 <= n && data[want] == '"' {
+						short = want
+					}
+					if got := shortString(data, i); got != short {
+						t.Fatalf("shortString(%q, %d) = %d, want %d", data, i, got, short)
+					}
+				}
+			}
 		}
 	}
 }
