@@ -138,7 +138,7 @@ func clicksBytes(ctx context.Context, pool *pgxpool.Pool, schema string, partiti
 // and rebuilt at the end), two days at a time.
 func prefillHistory(ctx context.Context, pool *pgxpool.Pool, schema string, partitioned bool, rows int64, days, urls int) (int64, error) {
 	s := pgx.Identifier{schema}.Sanitize()
-	perMinute := max(rows/int64(days*1440), 1)
+	perMinute := max((rows+int64(days*1440)-1)/int64(days*1440), 1) // NB: at least rows
 	if _, err := pool.Exec(ctx, `INSERT INTO `+s+`.url_totals (url, clicks) SELECT $1 || id, 1000 + id % 97 FROM generate_series(0, $2 - 1) id`,
 		urlPrefix, urls); err != nil {
 		return 0, err
