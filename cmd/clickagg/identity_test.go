@@ -150,3 +150,25 @@ INSERT INTO clickagg.checkpoints (consumer_group, topic, partition, next_offset,
 		t.Fatalf("--yes: exit %d (%s), %d rows left; want 0", code, stderr.String(), rows())
 	}
 }
+
+// TestReprocessRefusesBadSchemas: reprocess needs --into, never recounts
+// into the live schema, and keeps the views' schema apart: exit 2, before
+// anything is written.
+func TestReprocessRefusesBadSchemas(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "--into SCHEMA is required"},
+		{[]string{"--into", "clickagg"}, "--into clickagg is postgres_schema"},
+		{[]string{"--into", "Bad-Name"}, "must match"},
+		{[]string{"--into", "v2", "--live-schema", "v2"}, "--live-schema v2 must differ"},
+		{[]string{"--into", "v2", "--from", "yesterday"}, "--from \"yesterday\": must be an RFC 3339 time"},
+	} {
+		var stdout, stderr bytes.Buffer
+		args := append([]string{"reprocess", "--postgres", "postgres://u@127.0.0.1:1/db?connect_timeout=1"}, tc.args...)
+		if code := realMain(args, &stdout, &stderr); code != exitConfig || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tc.args, code, stderr.String(), exitConfig, tc.want)
+		}
+	}
+}
