@@ -183,3 +183,27 @@ func StateIdentity(o Options) string {
 	}
 	return id
 }
+
+// PipelineIdentity is what a schema's pipeline row records of these
+// options (sink.ClaimPipeline): the group, the topic, the window sizes,
+// and, by setting name, every other part of StateIdentity: the settings
+// that change what a stored count means. A schema refuses counts made
+// under other settings; window sizes may come and go.
+func PipelineIdentity(o Options) sink.Identity {
+	op := o.Operator
+	settings := map[string]string{
+		"out_of_orderness": op.OutOfOrder.String(),
+		"late.policy":      op.Late.String(),
+		"max_url_bytes":    fmt.Sprint(op.MaxURLBytes),
+		"max_future_skew":  op.MaxFutureSkew.String(),
+		"max_past_skew":    op.MaxPastSkew.String(),
+		"dedup.window":     op.DedupWindow.String(),
+		"url.normalize":    fmt.Sprint(op.NormalizeURLs),
+		"input":            op.Input.String(),
+	}
+	if op.DedupWindow > 0 {
+		// NB: without dedup the scope changes nothing.
+		settings["dedup.scope"] = map[bool]string{false: "partition", true: "global"}[op.DedupKeyed]
+	}
+	return sink.Identity{Group: o.Consumer.Group, Topic: o.Consumer.Topic, Windows: slices.Clone(op.Windows), Settings: settings}
+}

@@ -158,12 +158,17 @@ type proc struct {
 	logs bytes.Buffer
 }
 
+// flags are the settings every command of the test runs with: its
+// broker, topic and group, and quick timings.
+func (e *env) flags() []string {
+	return []string{"--brokers", e.brokers, "--topic", e.topic, "--group", e.group, "--http-addr", "off",
+		"--log-format", "json", "--session-timeout", "2s", "--windows", "1m,1h", "--checkpoint-interval", "100ms"}
+}
+
 // run starts `clickagg run` with the test's broker and database plus args.
 func (e *env) run(args ...string) *proc {
 	e.t.Helper()
-	base := []string{"run", "--brokers", e.brokers, "--topic", e.topic, "--group", e.group, "--http-addr", "off",
-		"--log-format", "json", "--session-timeout", "2s", "--windows", "1m,1h", "--checkpoint-interval", "100ms"}
-	cmd := exec.Command(binary, append(base, args...)...)
+	cmd := exec.Command(binary, append(append([]string{"run"}, e.flags()...), args...)...)
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+e.dsn)
 	p := &proc{cmd: cmd, done: make(chan struct{})}
 	stderr, err := cmd.StderrPipe()

@@ -99,6 +99,9 @@ ALTER TABLE {{s}}.checkpoints
 	// that retention drops tables instead of deleting rows; the sizes
 	// table records each size's span, retention and expiry.
 	{fn: migratePartitioned},
+	// 5: which pipeline (consumer group, topic, settings that change what
+	// the counts mean) owns the schema's counts (identity.go).
+	{sql: pipelineTable},
 }
 
 // migration is one schema version: SQL ({{s}} is the schema), or a

@@ -47,6 +47,7 @@ type Config struct {
 	ShutdownTimeout    Duration `yaml:"shutdown_timeout"`    // default 30s
 	HoldWindows        Duration `yaml:"hold_windows"`        // default 10m; 0 disables
 	AlignWatermarks    bool     `yaml:"align_watermarks"`    // default true
+	Takeover           bool     `yaml:"takeover"`            // move the schema's ownership to this group; default false
 	// Retention: per window size (key, like 1m), how much of url_clicks to
 	// keep behind the watermark; default none (forever).
 	Retention map[string]Duration `yaml:"retention"`
@@ -317,6 +318,9 @@ var settings = []setting{
 	{key: "align_watermarks", env: "CLICKAGG_ALIGN_WATERMARKS", flag: "align-watermarks", help: "while partitions catch up, close a window on each only once the slowest passed it, so its rows are written once (default true)",
 		boolean: true,
 		set:     boolSetter(func(c *Config) *bool { return &c.AlignWatermarks })},
+	{key: "takeover", env: "CLICKAGG_TAKEOVER", flag: "takeover", help: "make this group the owner of postgres_schema's counts (another group's, or made under other settings that change counts); counts continue from this group's own checkpoints",
+		boolean: true,
+		set:     boolSetter(func(c *Config) *bool { return &c.Takeover })},
 	{key: "url.normalize", env: "CLICKAGG_URL_NORMALIZE", flag: "url-normalize", help: "lowercase each URL's scheme and host and drop its #fragment before counting (default: byte-exact)",
 		boolean: true,
 		set:     boolSetter(func(c *Config) *bool { return &c.URL.Normalize })},

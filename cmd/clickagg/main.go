@@ -22,6 +22,8 @@ const usage = `clickagg — exact per-URL click counts from Kafka into PostgreSQ
 Usage:
   clickagg run      [flags]   run the aggregator
   clickagg migrate  [flags]   create or upgrade the PostgreSQL schema
+  clickagg reset    [--yes]   empty the schema's counts and checkpoints (a fresh count)
+  clickagg reprocess --into SCHEMA [--from T] [--switch]  recount into a fresh schema; switch the readers' views
   clickagg query top [--window 1m] [--limit 10]   top URLs of the latest window
   clickagg query url URL                          one URL's windows and total
   clickagg storage status [--partitions]  url_clicks partitions, retention, sizes
@@ -65,6 +67,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(ctx, rest, stdout, stderr)
 	case "migrate":
 		err = cmdMigrate(ctx, rest, stdout, stderr)
+	case "reset":
+		err = cmdReset(ctx, rest, stdin, stdout, stderr)
+	case "reprocess":
+		err = cmdReprocess(ctx, rest, stdout, stderr)
 	case "query":
 		err = cmdQuery(ctx, rest, stdout, stderr)
 	case "storage":

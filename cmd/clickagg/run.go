@@ -208,6 +208,18 @@ func runStages(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHook
 			return nil
 		}
 	}
+	hostname, _ := os.Hostname()
+	// NB: load validated these options already (Config.finish), before
+	// any connection.
+	popts := cfg.pipelineOptions("clickagg-"+hostname, log, metrics)
+	st.set("checking the schema's pipeline identity")
+	if err := claimPipeline(ctx, pool, cfg, popts, log); err != nil {
+		if ctx.Err() != nil {
+			log.Info("stopped while checking the pipeline identity")
+			return nil
+		}
+		return err
+	}
 	w, err := sink.NewWriter(pool, sink.Options{Schema: cfg.PostgresSchema, Group: cfg.Group, Topic: cfg.Topic})
 	if err != nil {
 		return err
@@ -219,10 +231,6 @@ func runStages(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHook
 	}
 	st.reader.Store(rd)
 	st.set("opening the state store")
-	hostname, _ := os.Hostname()
-	// NB: load validated these options already (Config.finish), before
-	// any connection.
-	popts := cfg.pipelineOptions("clickagg-"+hostname, log, metrics)
 	stores := newStateStore(state.Options{Dir: cfg.StateDir, PointLookups: cfg.Dedup.Window > 0,
 		LongWindows: slices.Max(cfg.windows) >= time.Hour}, checkpoint.StateIdentity(popts), log, reg)
 	store, err := stores.open(ctx)

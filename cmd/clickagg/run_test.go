@@ -69,7 +69,7 @@ func TestHelpExitsZero(t *testing.T) {
 	for _, args := range [][]string{
 		{"-h"}, {"help"}, {"run", "-h"}, {"migrate", "-h"}, {"query", "-h"}, {"query", "--help"},
 		{"query", "top", "-h"}, {"query", "url", "-h"}, {"gen", "-h"}, {"dlq", "-h"}, {"dlq", "inspect", "-h"},
-		{"demo", "-h"}, {"bench", "-h"}, {"storage", "-h"}, {"storage", "status", "-h"}, {"audit", "-h"},
+		{"demo", "-h"}, {"bench", "-h"}, {"storage", "-h"}, {"storage", "status", "-h"}, {"audit", "-h"}, {"reset", "-h"}, {"reprocess", "-h"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := realMain(args, &stdout, &stderr); code != exitOK {

@@ -59,6 +59,10 @@ type Options struct {
 	MaxURLBytes int           // 0: 2048
 	DedupWindow time.Duration // 0: off
 	Input       stream.InputOptions
+	// NormalizeURLs counts each URL as url.normalize does: the #fragment
+	// dropped, the scheme and host lowercased (normalize.go, written apart
+	// from the pipeline's).
+	NormalizeURLs bool
 }
 
 // ReadTopic returns every committed record of topic, reading each partition
@@ -171,6 +175,9 @@ func compute(records []*kgo.Record, o Options, m *Mapping) Expected {
 		case Filtered:
 			e.Filtered++
 			continue
+		}
+		if o.NormalizeURLs {
+			url = NormalizeURL(url)
 		}
 		if dedupWindow > 0 {
 			p := parts[r.Partition]
