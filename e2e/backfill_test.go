@@ -222,7 +222,7 @@ func TestBackfillSIGKILL(t *testing.T) {
 		// NB: kill after a random share of what is left, so that kills
 		// land in every file, compressed ones included.
 		before := progress()
-		target := before + 1 + rng.Int64N(max((total-before)/3, 1))
+		target := before + 1 + rng.Int64N(max((total-before)/8, 1))
 		p := start(t, dsn, nil, nil, args...)
 		exited := false
 		waitFor(t, 2*time.Minute, "checkpoints after restart", func() bool {
@@ -240,7 +240,7 @@ func TestBackfillSIGKILL(t *testing.T) {
 			}
 			break
 		}
-		time.Sleep(time.Duration(rng.Int64N(int64(150 * time.Millisecond)))) // a random kill point, not a wait for a result
+		time.Sleep(time.Duration(rng.Int64N(int64(50 * time.Millisecond)))) // a random kill point, not a wait for a result
 		p.kill(syscall.SIGKILL)
 		select {
 		case <-p.done:
