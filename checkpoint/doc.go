@@ -5,7 +5,7 @@
 //
 // # Shape
 //
-//	Pipeline (the Kafka runner)             memory source (tests), files (next)
+//	Pipeline (the Kafka runner)             memory source (tests), RunSeq (files)
 //	  poll, rebalance callbacks, alignment,      │
 //	  idle advance, exit-when-idle, dead         │ feeds stream.Operator.Process,
 //	  letters, status, metrics                   │ asks for checkpoints
@@ -110,6 +110,7 @@
 // loop), rebalance.go (group callbacks, log bounds, offset commits),
 // records.go (fetches, records, alignment), progress.go (status, idle
 // advance, end offsets, the progress line), exit.go (exit when idle: every
-// partition counted), ready.go (Status and readiness), deadletter*.go,
-// metrics.go, options.go.
+// partition counted), ready.go (Status and readiness), files.go (RunSeq:
+// one input read front to back as one partition, for backfill),
+// deadletter*.go, metrics.go, options.go.
 package checkpoint

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -107,6 +108,13 @@ func newEnv(t *testing.T, partitions int32) *env {
 		t.Cleanup(c.Close)
 		e.fake, e.brokers = c, strings.Join(c.ListenAddrs(), ",")
 	}
+	e.dsn, e.pool = newDB(t)
+	return e
+}
+
+// newDB gives the test a fresh database with the schema.
+func newDB(t *testing.T) (string, *pgxpool.Pool) {
+	t.Helper()
 	dsn := pgtest.DSN(t)
 	pool, err := sink.NewPool(context.Background(), dsn)
 	if err != nil {
@@ -121,8 +129,7 @@ func newEnv(t *testing.T, partitions int32) *env {
 	if _, err := sink.Migrate(context.Background(), conn.Conn(), sink.DefaultSchema); err != nil {
 		t.Fatal(err)
 	}
-	e.dsn, e.pool = dsn, pool
-	return e
+	return dsn, pool
 }
 
 func (e *env) admin() (*kadm.Client, func()) {
@@ -168,16 +175,24 @@ func (e *env) flags() []string {
 // run starts `clickagg run` with the test's broker and database plus args.
 func (e *env) run(args ...string) *proc {
 	e.t.Helper()
-	cmd := exec.Command(binary, append(append([]string{"run"}, e.flags()...), args...)...)
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+e.dsn)
+	return start(e.t, e.dsn, nil, os.Stdout, append(append([]string{"run"}, e.flags()...), args...)...)
+}
+
+// start starts the binary with args and DATABASE_URL=dsn, its stdin from
+// stdin (nil: none) and its stdout to stdout; its stderr is kept
+// (proc.tail) and shown when t fails.
+func start(t *testing.T, dsn string, stdin io.Reader, stdout io.Writer, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+dsn)
 	p := &proc{cmd: cmd, done: make(chan struct{})}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
-	cmd.Stdout = os.Stdout
+	cmd.Stdin, cmd.Stdout = stdin, stdout
 	if err := cmd.Start(); err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -191,11 +206,11 @@ func (e *env) run(args ...string) *proc {
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
-	e.t.Cleanup(func() {
+	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-p.done
-		if e.t.Failed() {
-			e.t.Logf("clickagg logs:\n%s", p.tail(60))
+		if t.Failed() {
+			t.Logf("clickagg logs:\n%s", p.tail(60))
 		}
 	})
 	return p

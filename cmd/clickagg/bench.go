@@ -17,6 +17,7 @@ import (
 
 	"github.com/clickagg/clickagg/internal/bench"
 	"github.com/clickagg/clickagg/internal/kafkalocal"
+	"github.com/clickagg/clickagg/internal/oracle"
 	"github.com/clickagg/clickagg/internal/pglocal"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -26,7 +27,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("clickagg bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	load := configFlags(fs, "postgres")
-	workloads := fs.String("workload", "zipf", "comma list of: zipf, uniform, multi, freshness, recovery, all (those five), history, longrun")
+	workloads := fs.String("workload", "zipf", "comma list of: zipf, uniform, multi, freshness, recovery, all (those five), history, longrun, backfill (zipf by run, then the same records from a file by clickagg backfill)")
 	records := fs.Int64("records", 0, "override the workloads' record counts (0: their defaults)")
 	brokerKind := fs.String("broker", "auto", "auto (the real Kafka broker when its jars are present), kafka, or kfake")
 	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
@@ -54,10 +55,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		switch w {
 		case "all":
 			list = append(list, "zipf", "uniform", "multi", "freshness", "recovery")
-		case "zipf", "uniform", "multi", "freshness", "recovery", "history", "longrun":
+		case "zipf", "uniform", "multi", "freshness", "recovery", "history", "longrun", "backfill":
 			list = append(list, w)
 		default:
-			return badConfig("--workload %q: want zipf, uniform, multi, freshness, recovery, all, history or longrun", w)
+			return badConfig("--workload %q: want zipf, uniform, multi, freshness, recovery, all, history, longrun or backfill", w)
 		}
 	}
 	switch *shape {
@@ -65,7 +66,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		*shape = ""
 	case "tracker":
 		for _, w := range list {
-			if w == "freshness" || w == "recovery" || w == "history" || w == "longrun" {
+			if w == "freshness" || w == "recovery" || w == "history" || w == "longrun" || w == "backfill" {
 				return badConfig("--shape tracker: only for the zipf, uniform and multi workloads, not %s", w)
 			}
 		}
@@ -162,7 +163,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			continue
 		default:
-			w := bench.Workloads[name]
+			w, ok := bench.Workloads[name]
+			if !ok {
+				w = bench.Workloads["zipf"] // NB: backfill: zipf's records, by run and from a file
+			}
 			if *records > 0 {
 				w.Records = *records
 			}
@@ -199,6 +203,14 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				r.VerifyError = verr.Error()
 			} else {
 				r.Verified = true
+			}
+			if name == "backfill" {
+				r.Broker = env.Broker
+				results = append(results, r)
+				bench.PrintTable(stdout, []bench.Result{r})
+				if r, err = runBackfillBench(ctx, env, w, exp, logf); err != nil {
+					return err
+				}
 			}
 		}
 		if err != nil {
@@ -297,4 +309,27 @@ func cmdKfakeBroker(ctx context.Context, _ []string, stdout, _ io.Writer) error 
 	fmt.Fprintln(stdout, c.ListenAddrs()[0])
 	<-ctx.Done() // NB: main cancels ctx on SIGTERM
 	return nil
+}
+
+// runBackfillBench writes w's records (as the run just counted them) to a
+// file and backfills it into a schema of its own, verified likewise.
+func runBackfillBench(ctx context.Context, env bench.Env, w bench.Workload, exp oracle.Expected, logf func(string, ...any)) (bench.Result, error) {
+	path, err := bench.WriteArchive(env, w, 1)
+	if err != nil {
+		return bench.Result{}, err
+	}
+	defer os.Remove(path)
+	logf("backfill: %d records written to %s; running clickagg backfill", w.Records, path)
+	schema := "bench_backfill_files"
+	r, err := bench.RunBackfill(ctx, env, path, w, "--postgres-schema", schema)
+	if err != nil {
+		return r, err
+	}
+	r.ValidRecords = exp.Valid
+	if verr := bench.Verify(ctx, env.DSN, schema, exp); verr != nil {
+		r.VerifyError = verr.Error()
+	} else {
+		r.Verified = true
+	}
+	return r, nil
 }

@@ -30,6 +30,7 @@ Usage:
   clickagg gen      [flags]   produce generated clicks to a topic
   clickagg dlq inspect [flags]  summarize the dead-letter topic by reason
   clickagg audit [--from T] [--to T] [--json]  recount from Kafka, compare with PostgreSQL (read-only)
+  clickagg backfill [flags] FILE|GLOB|- ...  count archived JSON lines (plain, .gz, .zst) exactly once
   clickagg demo     [flags]   embedded broker + generator + aggregator + PostgreSQL
   clickagg bench    [flags]   benchmark harness (see BENCHMARKS.md)
   clickagg version
@@ -81,6 +82,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdDLQ(ctx, rest, stdout, stderr)
 	case "audit":
 		err = cmdAudit(ctx, rest, stdout, stderr)
+	case "backfill":
+		err = cmdBackfill(ctx, rest, stdout, stderr)
 	case "demo":
 		err = cmdDemo(ctx, rest, stdout, stderr)
 	case "bench":

@@ -70,6 +70,7 @@ func TestHelpExitsZero(t *testing.T) {
 		{"-h"}, {"help"}, {"run", "-h"}, {"migrate", "-h"}, {"query", "-h"}, {"query", "--help"},
 		{"query", "top", "-h"}, {"query", "url", "-h"}, {"gen", "-h"}, {"dlq", "-h"}, {"dlq", "inspect", "-h"},
 		{"demo", "-h"}, {"bench", "-h"}, {"storage", "-h"}, {"storage", "status", "-h"}, {"audit", "-h"}, {"reset", "-h"}, {"reprocess", "-h"},
+		{"backfill", "-h"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := realMain(args, &stdout, &stderr); code != exitOK {
@@ -79,7 +80,7 @@ func TestHelpExitsZero(t *testing.T) {
 			t.Errorf("%v: printed no usage", args)
 		}
 	}
-	for _, args := range [][]string{{"query"}, {"dlq"}, {"query", "nope"}, {"storage"}, {"storage", "nope"}} {
+	for _, args := range [][]string{{"query"}, {"dlq"}, {"query", "nope"}, {"storage"}, {"storage", "nope"}, {"backfill"}} {
 		var stdout, stderr bytes.Buffer
 		if code := realMain(args, &stdout, &stderr); code != exitConfig {
 			t.Errorf("%v: exit %d, want %d", args, code, exitConfig)

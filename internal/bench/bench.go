@@ -146,10 +146,7 @@ func Preload(ctx context.Context, env Env, topic string, w Workload, seed uint64
 	if err := gen.EnsureTopic(ctx, kadm.NewClient(cl), topic, w.Partitions); err != nil {
 		return exp, 0, err
 	}
-	g, err := gen.New(gen.Options{Count: w.Records, URLs: w.URLs, Zipf: w.Zipf, Seed: seed,
-		StartTime: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC),
-		EventRate: float64(w.Records) / w.EventSpan.Seconds(), URLPrefix: "https://example.com/p/",
-		OutOfOrderFraction: 0.05, LateFraction: 0.001, InvalidFraction: 0.001, Unkeyed: true, Shape: w.Shape})
+	g, err := gen.New(genOptions(w, seed))
 	if err != nil {
 		return exp, 0, err
 	}
@@ -194,6 +191,14 @@ func Preload(ctx context.Context, env Env, topic string, w Workload, seed uint64
 		return exp, 0, fmt.Errorf("produced %d of %d records", st.Produced, w.Records)
 	}
 	return exp, time.Since(t0), nil
+}
+
+// genOptions are the generator's options for w's records.
+func genOptions(w Workload, seed uint64) gen.Options {
+	return gen.Options{Count: w.Records, URLs: w.URLs, Zipf: w.Zipf, Seed: seed,
+		StartTime: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC),
+		EventRate: float64(w.Records) / w.EventSpan.Seconds(), URLPrefix: "https://example.com/p/",
+		OutOfOrderFraction: 0.05, LateFraction: 0.001, InvalidFraction: 0.001, Unkeyed: true, Shape: w.Shape}
 }
 
 // RunAggregator runs `clickagg run --exit-when-idle` over the topic and

@@ -277,6 +277,17 @@ func (m *Mapping) eventTime(v any) (int64, bool) {
 // with Kafka record timestamp recordTS (Unix ms). url, ts and id are set
 // when the result is Valid; a numeric id is its literal text.
 func (m *Mapping) Decode(v []byte, recordTS int64, maxURL int) (url string, ts int64, id string, res Result) {
+	return m.decode(v, recordTS, true, maxURL)
+}
+
+// DecodeLine is Decode for a line of a file (`clickagg backfill`), which
+// has no record timestamp: an event without a time is invalid, and the
+// skew limit, being relative to the record timestamp, does not apply.
+func (m *Mapping) DecodeLine(v []byte, maxURL int) (url string, ts int64, id string, res Result) {
+	return m.decode(v, 0, false, maxURL)
+}
+
+func (m *Mapping) decode(v []byte, recordTS int64, hasRecord bool, maxURL int) (url string, ts int64, id string, res Result) {
 	if maxURL <= 0 {
 		maxURL = 2048
 	}
@@ -312,7 +323,7 @@ func (m *Mapping) Decode(v []byte, recordTS int64, maxURL int) (url string, ts i
 	}
 	// clickagg's default max_future_skew: an event time more than an hour
 	// ahead of its record's timestamp is rejected.
-	if ts-recordTS > time.Hour.Milliseconds() {
+	if hasRecord && ts-recordTS > time.Hour.Milliseconds() {
 		return "", 0, "", Invalid
 	}
 	if x, ok := lookup(obj, m.id); ok && x != nil {

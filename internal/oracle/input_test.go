@@ -357,3 +357,25 @@ func TestReadmeExamples(t *testing.T) {
 		t.Errorf("10-digit time under auto: %v, want invalid", res)
 	}
 }
+
+// TestDecodeLine: a line of a file has no record timestamp: without a time
+// it is invalid, and no skew applies to a time far from any record's.
+func TestDecodeLine(t *testing.T) {
+	for _, c := range []struct {
+		value string
+		want  Result
+	}{
+		{`{"url":"u","ts":1767225600123}`, Valid},
+		{`{"url":"u","ts":"2099-12-31T23:59:59Z"}`, Valid},
+		{`{"url":"u"}`, Invalid},
+		{`{"url":"u","ts":null}`, Invalid},
+		{`{"url":"u","ts":12345}`, Invalid},
+	} {
+		if _, _, _, got := DefaultMapping.DecodeLine([]byte(c.value), 0); got != c.want {
+			t.Errorf("%s: %v, want %v", c.value, got, c.want)
+		}
+	}
+	if _, _, _, got := DefaultMapping.Decode([]byte(`{"url":"u","ts":"2099-12-31T23:59:59Z"}`), 1767225600123, 0); got != Invalid {
+		t.Errorf("a record's skew limit should still apply: %v", got)
+	}
+}

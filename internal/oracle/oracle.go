@@ -63,6 +63,9 @@ type Options struct {
 	// dropped, the scheme and host lowercased (normalize.go, written apart
 	// from the pipeline's).
 	NormalizeURLs bool
+	// Lines: the records are lines of files (`clickagg backfill`;
+	// ComputeFiles), read with Mapping.DecodeLine.
+	Lines bool
 }
 
 // ReadTopic returns every committed record of topic, reading each partition
@@ -168,6 +171,9 @@ func compute(records []*kgo.Record, o Options, m *Mapping) Expected {
 	parts := map[int32]*part{}
 	for _, r := range records {
 		url, ts, id, res := m.Decode(r.Value, r.Timestamp.UnixMilli(), o.MaxURLBytes)
+		if o.Lines {
+			url, ts, id, res = m.DecodeLine(r.Value, o.MaxURLBytes)
+		}
 		switch res {
 		case Invalid:
 			e.Invalid++
@@ -200,6 +206,25 @@ func compute(records []*kgo.Record, o Options, m *Mapping) Expected {
 		e.Add(url, ts, windows)
 	}
 	return e
+}
+
+// ComputeFiles returns the counts a correct backfill produces from files
+// given as their lines (each a record; blank lines are none), under o with
+// policy count: every file is a partition of its own (dedup within it),
+// lines have no record timestamp (Mapping.DecodeLine).
+func ComputeFiles(files [][][]byte, o Options) (Expected, error) {
+	m, err := NewMapping(o.Input)
+	if err != nil {
+		return NewExpected(), err
+	}
+	var recs []*kgo.Record
+	for i, lines := range files {
+		for j, l := range lines {
+			recs = append(recs, &kgo.Record{Partition: int32(i), Offset: int64(j), Value: l})
+		}
+	}
+	o.Lines = true
+	return compute(recs, o, m), nil
 }
 
 // NewExpected returns empty expected counts.
