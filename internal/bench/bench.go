@@ -319,7 +319,11 @@ func TableStats(ctx context.Context, dsn, schema string) (map[string]any, error)
 	defer pool.Close()
 	// NB: the statistics collector reports with a delay; force a flush.
 	_, _ = pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`)
-	rows, err := pool.Query(ctx, `SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE schemaname = $1`, schema)
+	// NB: url_clicks is partitioned: its counters are its partitions'
+	// (url_clicks_<size>_p<day>), summed.
+	rows, err := pool.Query(ctx, `SELECT CASE WHEN relname LIKE 'url\_clicks\_%' THEN 'url_clicks' ELSE relname END,
+	sum(n_tup_ins)::bigint, sum(n_tup_upd)::bigint, sum(n_tup_hot_upd)::bigint
+FROM pg_stat_user_tables WHERE schemaname = $1 GROUP BY 1`, schema)
 	if err != nil {
 		return nil, err
 	}
