@@ -74,7 +74,7 @@ func (pl *Pipeline) maintain(ctx context.Context, o sink.MaintainOptions) error 
 	pl.m.PartitionsDropped.Add(float64(res.Dropped))
 	if res.Dropped > 0 || res.Created > 0 {
 		pl.log.Info("storage maintenance", zap.Int("partitions_created", res.Created),
-			zap.Int("partitions_dropped", res.Dropped))
+			zap.Int("partitions_dropped", res.Dropped), zap.Duration("expire_took", res.ExpireTook))
 	}
 	sizes, err := w.Storage(ctx)
 	if err != nil {

@@ -181,6 +181,10 @@ type MaintainResult struct {
 	// Busy is true when another process held the drop lock: this one
 	// dropped nothing (that one does).
 	Busy bool
+	// ExpireTook is how long moving expired_before held (or waited for)
+	// the expiry lock: the longest a checkpoint can wait for this run
+	// (detaching and dropping do not block checkpoints).
+	ExpireTook time.Duration
 }
 
 // Maintain creates the partitions the coming windows need, moves each
@@ -228,9 +232,11 @@ func (w *Writer) Maintain(ctx context.Context, o MaintainOptions) (MaintainResul
 		}
 	}
 	if len(cut) > 0 {
+		t0 := time.Now()
 		if err := w.expire(ctx, cut); err != nil {
 			return res, err
 		}
+		res.ExpireTook = time.Since(t0)
 	}
 	return w.dropExpired(ctx, res)
 }

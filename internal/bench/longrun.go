@@ -48,11 +48,14 @@ func LongRun(ctx context.Context, env Env, records int64) (Result, error) {
 			end  time.Time
 			took time.Duration
 		}
-		drops    []time.Time
-		dropped  float64
-		perDay   = make([]int64, days+1) // bytes when the watermark was last seen in that day
-		stop     = make(chan struct{})
-		sampling sync.WaitGroup
+		drops   []time.Time
+		dropped float64
+		// expireMax: the longest hold of the expiry lock, which bounds
+		// what a drop can add to a checkpoint.
+		expireMax time.Duration
+		perDay    = make([]int64, days+1) // bytes when the watermark was last seen in that day
+		stop      = make(chan struct{})
+		sampling  sync.WaitGroup
 	)
 	env.OnLog = func(m map[string]any) {
 		ts, err := time.Parse("2006-01-02T15:04:05.000Z0700", fmt.Sprint(m["ts"]))
@@ -66,6 +69,7 @@ func LongRun(ctx context.Context, env Env, records int64) (Result, error) {
 			// NB: zap writes durations as float seconds.
 			cps = append(cps, checkpointTook{ts, time.Duration(num(m["took"]) * float64(time.Second))})
 		case "storage maintenance":
+			expireMax = max(expireMax, time.Duration(num(m["expire_took"])*float64(time.Second)))
 			if n := num(m["partitions_dropped"]); n > 0 {
 				drops = append(drops, ts)
 				dropped += n
@@ -148,6 +152,7 @@ func LongRun(ctx context.Context, env Env, records int64) (Result, error) {
 		"checkpoint_max_ms":           ms(percentile(all, 1)),
 		"checkpoints_near_drops":      len(near),
 		"checkpoint_max_near_drop_ms": ms(percentile(near, 1)),
+		"expiry_lock_max_ms":          ms(expireMax),
 	}
 	if _, err := pool.Exec(ctx, `DROP SCHEMA `+schema+` CASCADE`); err != nil {
 		return r, err
