@@ -24,7 +24,7 @@ func TestRetentionInABatchRun(t *testing.T) {
 	windows := []time.Duration{time.Minute, time.Hour}
 	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	e.produce(ctx, gen.Options{Count: 6000, URLs: 50, Seed: 3, StartTime: start,
-		EventRate: 6000.0 / (5 * 24 * 3600), OutOfOrderFraction: 0.1, Unkeyed: true})
+		EventRate: 6000.0 / (5 * 24 * 3600), OutOfOrderFraction: 0.1}) // NB: keyed: every partition's records span the 5 days
 	keep := func(o *Options) {
 		o.Retention = map[time.Duration]time.Duration{time.Minute: 24 * time.Hour}
 		o.Operator.Windows = windows
@@ -73,12 +73,13 @@ func TestRetentionInABatchRun(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Late clicks: 40 into day 1 (expired), 10 into the last kept hour.
+	// Late clicks: 40 into the day before expired_before (expired), 10 into
+	// the last kept hour.
 	var kept int64
 	if err := e.pool.QueryRow(ctx, `SELECT (extract(epoch FROM max(window_start)) * 1000)::bigint FROM clickagg.url_clicks WHERE window_size = '1 minute'`).Scan(&kept); err != nil {
 		t.Fatal(err)
 	}
-	e.produce(ctx, gen.Options{Count: 40, URLs: 5, Seed: 4, StartTime: start.Add(24 * time.Hour), EventRate: 1})
+	e.produce(ctx, gen.Options{Count: 40, URLs: 5, Seed: 4, StartTime: expiredBefore.Add(-12 * time.Hour), EventRate: 1})
 	e.produce(ctx, gen.Options{Count: 10, URLs: 5, Seed: 5, StartTime: time.UnixMilli(kept), EventRate: 1000})
 	_, m, done := e.start(ctx, pipelineConfig{opts: keep})
 	e.wait(done, time.Minute)
@@ -109,7 +110,7 @@ func TestRetentionLateDeadLetter(t *testing.T) {
 	windows := []time.Duration{time.Minute}
 	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	e.produce(ctx, gen.Options{Count: 3000, URLs: 30, Seed: 6, StartTime: start,
-		EventRate: 3000.0 / (4 * 24 * 3600), Unkeyed: true})
+		EventRate: 3000.0 / (4 * 24 * 3600)}) // NB: keyed: every partition's records span the 4 days
 	opts := func(o *Options) {
 		o.Retention = map[time.Duration]time.Duration{time.Minute: 24 * time.Hour}
 		o.Operator.Windows = windows
@@ -132,7 +133,7 @@ func TestRetentionLateDeadLetter(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	e.produce(ctx, gen.Options{Count: 40, URLs: 5, Seed: 7, StartTime: start, EventRate: 1})
+	e.produce(ctx, gen.Options{Count: 40, URLs: 5, Seed: 7, StartTime: sizes[0].ExpiredBefore.Add(-12 * time.Hour), EventRate: 1})
 	_, m, done := e.start(ctx, pipelineConfig{opts: opts})
 	e.wait(done, time.Minute)
 	dead := e.readDead(ctx, 40)

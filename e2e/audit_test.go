@@ -178,7 +178,7 @@ func TestAuditAfterRetention(t *testing.T) {
 	e := newEnv(t, 2)
 	ctx := context.Background()
 	e.produce(ctx, gen.Options{Count: 4000, URLs: 40, Seed: 31, StartTime: time.Now().Add(-72 * time.Hour),
-		EventRate: 4000.0 / (72 * 3600), OutOfOrderFraction: 0.1, Unkeyed: true})
+		EventRate: 4000.0 / (72 * 3600), OutOfOrderFraction: 0.1}) // NB: keyed: both partitions span the 3 days
 	p := e.run("--state-dir", t.TempDir(), "--exit-when-idle", "1s", "--retention", "1m=1d")
 	if code := p.wait(t, 2*time.Minute); code != 0 {
 		t.Fatalf("run: exit code %d", code)
