@@ -43,6 +43,7 @@
 //     [Broker.Kill] SIGKILLs the JVM (a crash), keeping the data; Restart
 //     brings it back. [Broker.Stop] sends SIGTERM, then SIGKILL after 30 s,
 //     and removes the folder; it is safe to call more than once.
+//     [Broker.Pid] is the JVM's process id (benchmarks read its CPU).
 //
 // # Process lifetime
 //

@@ -261,6 +261,17 @@ func (b *Broker) Addr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(b.port))
 }
 
+// Pid returns the process id of the broker JVM, 0 when it is not running
+// (stopped, or killed and not restarted). A Restart changes it.
+func (b *Broker) Pid() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.proc == nil || b.proc.Exited() {
+		return 0
+	}
+	return b.proc.Pid()
+}
+
 // Dir returns the broker's temporary folder (data in Dir/data, log in
 // Dir/broker.log). It is removed by Stop.
 func (b *Broker) Dir() string { return b.dir }

@@ -21,7 +21,8 @@
 //     and creates Options.Database (default "clickagg"). The settings favour
 //     speed over durability (fsync=off, synchronous_commit=off,
 //     full_page_writes=off, wal_level=minimal, small shared_buffers,
-//     max_connections=200, jit=off); the server log goes to postgres.log in
+//     max_connections=200, jit=off; [Settings] lists them all, for
+//     benchmarks to state); the server log goes to postgres.log in
 //     the folder. If the chosen port is taken before postgres binds it,
 //     Start retries with another port a few times. A failed Start leaves no
 //     process and no folder behind; its error includes the tail of the
@@ -35,6 +36,10 @@
 //
 //   - [Server.DSN] / [Server.DSNFor] return postgres:// URLs
 //     (user clickagg, host 127.0.0.1, sslmode=disable) usable by pgx.
+//
+//   - [Server.PostmasterPID] reads the postmaster's process id from
+//     postmaster.pid (its first line); backends and background workers are
+//     the postmaster's children. Benchmarks read the server's CPU from it.
 //
 //   - [Server.Pause] stops the postmaster but keeps the data; [Server.Resume]
 //     starts it again on the same port and data folder and waits until it is

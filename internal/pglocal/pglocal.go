@@ -133,6 +133,29 @@ type Options struct {
 	Logf     func(format string, args ...any) // optional progress log
 }
 
+// settings are the server settings the postmaster is started with (besides
+// its port, listen address and socket folder): speed over durability.
+var settings = []string{
+	"fsync=off",
+	"synchronous_commit=off",
+	"full_page_writes=off",
+	"wal_level=minimal",
+	"max_wal_senders=0",
+	"shared_buffers=16MB",
+	"max_connections=200",
+	"jit=off",
+	"huge_pages=off",
+	"max_parallel_workers_per_gather=0",
+	"logging_collector=off",
+	"log_checkpoints=off",
+	"ssl=off",
+}
+
+// Settings returns the server settings (name=value) every Server runs
+// with, besides its port, listen address and socket folder; the rest are
+// PostgreSQL's defaults. A benchmark states them with its numbers.
+func Settings() []string { return slices.Clone(settings) }
+
 // Server is a running throwaway PostgreSQL. Its methods are safe for
 // concurrent use.
 type Server struct {
@@ -303,6 +326,22 @@ func (s *Server) DataDir() string { return s.dataDir }
 // Dir returns the temporary folder (data directory, log) removed by Stop.
 func (s *Server) Dir() string { return s.root }
 
+// PostmasterPID returns the process id of the running postmaster, from
+// the first line of postmaster.pid in the data directory (the server's
+// backends and background workers are its children).
+func (s *Server) PostmasterPID() (int, error) {
+	b, err := os.ReadFile(filepath.Join(s.dataDir, "postmaster.pid"))
+	if err != nil {
+		return 0, fmt.Errorf("pglocal: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("pglocal: postmaster.pid: bad first line %q", line)
+	}
+	return pid, nil
+}
+
 // LogPath returns the path of the server log file.
 func (s *Server) LogPath() string { return s.logPath }
 
@@ -426,19 +465,9 @@ func (s *Server) launch(ctx context.Context) error {
 		"-p", strconv.Itoa(s.port),
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "unix_socket_directories=" + s.sockDir,
-		"-c", "fsync=off",
-		"-c", "synchronous_commit=off",
-		"-c", "full_page_writes=off",
-		"-c", "wal_level=minimal",
-		"-c", "max_wal_senders=0",
-		"-c", "shared_buffers=16MB",
-		"-c", "max_connections=200",
-		"-c", "jit=off",
-		"-c", "huge_pages=off",
-		"-c", "max_parallel_workers_per_gather=0",
-		"-c", "logging_collector=off",
-		"-c", "log_checkpoints=off",
-		"-c", "ssl=off",
+	}
+	for _, kv := range settings {
+		args = append(args, "-c", kv)
 	}
 	p, err := s.spawn(func() *exec.Cmd {
 		cmd := exec.Command(filepath.Join(s.binDir, "postgres"), args...)

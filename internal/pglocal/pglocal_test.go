@@ -98,6 +98,34 @@ func TestServerLifecycle(t *testing.T) {
 	if got := queryOne(t, s.DSN(), "SHOW max_connections"); got != "200" {
 		t.Errorf("max_connections = %q", got)
 	}
+	for _, kv := range Settings() {
+		name, want, _ := strings.Cut(kv, "=")
+		if got := queryOne(t, s.DSN(), "SHOW "+name); got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+	pid, err := s.PostmasterPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid != s.proc.Pid() {
+		t.Errorf("PostmasterPID() = %d, the postgres process started is %d", pid, s.proc.Pid())
+	}
+	// A backend (of a connection still open) is the postmaster's child.
+	if _, err := os.Stat("/proc/self/status"); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		conn, err := pgx.Connect(ctx, s.DSN())
+		if err != nil {
+			t.Fatal(err)
+		}
+		backend := int(conn.PgConn().PID())
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(backend) + "/status")
+		conn.Close(ctx)
+		cancel()
+		if err != nil || !strings.Contains(string(b), "\nPPid:\t"+strconv.Itoa(pid)+"\n") {
+			t.Errorf("backend %d is not a child of the postmaster %d: %v\n%s", backend, pid, err, b)
+		}
+	}
 	if got := queryOne(t, s.DSNFor("postgres"), "SELECT current_database()"); got != "postgres" {
 		t.Errorf("DSNFor(postgres) connects to %q", got)
 	}
