@@ -101,6 +101,11 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer srv.Stop()
 		env.DSN = srv.DSN()
+		if env.PostgresPID, err = srv.PostmasterPID(); err != nil {
+			return err
+		}
+	} else {
+		logf("PostgreSQL at DATABASE_URL: its CPU is not measured (the harness measures the server it starts)")
 	}
 	useKafka := *brokerKind == "kafka"
 	if *brokerKind == "auto" {
@@ -118,14 +123,18 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("start the Kafka broker: %w", err)
 		}
 		defer b.Stop()
-		env.Brokers, env.Broker = []string{b.Addr()}, "kafka"
+		env.Brokers, env.Broker, env.BrokerPID = []string{b.Addr()}, "kafka", b.Pid()
 	} else {
-		addr, stop, err := startKfakeProcess(exe)
+		addr, pid, stop, err := startKfakeProcess(exe)
 		if err != nil {
 			return err
 		}
 		defer stop()
-		env.Brokers, env.Broker = []string{addr}, "kfake"
+		env.Brokers, env.Broker, env.BrokerPID = []string{addr}, "kfake", pid
+	}
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		logf("no /proc (%v): PostgreSQL's and the broker's CPU are not measured", err)
+		env.PostgresPID, env.BrokerPID = 0, 0
 	}
 	logf("broker %s at %s, PostgreSQL ready", env.Broker, env.Brokers[0])
 
@@ -223,7 +232,11 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintln(stdout)
 	bench.PrintTable(stdout, results)
 	if *jsonOut != "" {
-		b, _ := json.MarshalIndent(map[string]any{"time": time.Now().UTC(), "version": version, "results": results}, "", "  ")
+		out := map[string]any{"time": time.Now().UTC(), "version": version, "results": results}
+		if env.PostgresPID != 0 {
+			out["postgres_settings"] = pglocal.Settings() // what postgres_cpu_seconds assumes
+		}
+		b, _ := json.MarshalIndent(out, "", "  ")
 		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
 			return err
 		}
@@ -274,31 +287,33 @@ func runHistory(ctx context.Context, env bench.Env, records, rows int64, queries
 	return out, nil
 }
 
-// startKfakeProcess runs `clickagg kfake-broker` and returns its address.
-func startKfakeProcess(exe string) (string, func(), error) {
+// startKfakeProcess runs `clickagg kfake-broker` and returns its address
+// and process id.
+func startKfakeProcess(exe string) (string, int, func(), error) {
 	cmd := exec.Command(exe, "kfake-broker")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
 		_ = cmd.Process.Kill()
-		return "", nil, fmt.Errorf("kfake broker did not start: %w", err)
+		return "", 0, nil, fmt.Errorf("kfake broker did not start: %w", err)
 	}
 	stop := func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 	}
-	return strings.TrimSpace(line), stop, nil
+	return strings.TrimSpace(line), cmd.Process.Pid, stop, nil
 }
 
 // cmdKfakeBroker is a hidden command: an embedded Kafka-protocol broker in a
-// process of its own, so a benchmark measures the aggregator's CPU alone.
+// process of its own, so a benchmark measures the aggregator's CPU and the
+// broker's apart.
 // It prints its address and runs until SIGTERM.
 func cmdKfakeBroker(ctx context.Context, _ []string, stdout, _ io.Writer) error {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(time.Second))

@@ -65,6 +65,10 @@ func RunBackfill(ctx context.Context, env Env, path string, w Workload, extraArg
 	cmd.Env = append(append(os.Environ(), "DATABASE_URL="+env.DSN), w.Env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	marks, err := markServers(env)
+	if err != nil {
+		return Result{}, err
+	}
 	t0 := time.Now()
 	if err := cmd.Run(); err != nil {
 		return Result{}, fmt.Errorf("clickagg backfill: %w\n%s", err, lastLines(stderr.String(), 20))
@@ -77,7 +81,7 @@ func RunBackfill(ctx context.Context, env Env, path string, w Workload, extraArg
 	}
 	r.RecordsPerSec = float64(w.Records) / r.WallSeconds
 	r.RecordsPerCPU = float64(w.Records) / r.CPUSeconds
-	return r, nil
+	return r, marks.finish(env, &r)
 }
 
 func lastLines(s string, n int) string {

@@ -3,7 +3,9 @@
 // kfake broker in a process of its own) and a PostgreSQL, pre-loads a topic
 // with a seeded workload, runs `clickagg run` as a subprocess and measures
 // it — wall time, records/s, CPU seconds from rusage, records per
-// CPU-second, peak RSS, PostgreSQL rows and transactions — and verifies the
+// CPU-second, PostgreSQL's and the broker's CPU over the run from /proc and
+// the whole pipeline's (proccpu.go), peak RSS, PostgreSQL rows and
+// transactions — and verifies the
 // resulting counts exactly against counts computed from the generated
 // input. A benchmark that loses data does not count. Product feature:
 // part of the binary.
@@ -20,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -98,27 +101,38 @@ type Env struct {
 	Out    io.Writer // where results are printed as they come
 	// OnLog, when set, sees each JSON log line of the aggregator runs.
 	OnLog func(line map[string]any)
+	// PostgresPID and BrokerPID, when set, are the postmaster's and the
+	// broker's process ids: each run also measures their process trees'
+	// CPU (proccpu.go).
+	PostgresPID, BrokerPID int
 }
 
-// Result is one benchmark's measurements.
+// Result is one benchmark's measurements. CPUSeconds is the aggregator's;
+// PostgresCPUSeconds and BrokerCPUSeconds are the servers' over the same
+// run (nil when not measured), and TotalCPUSeconds the whole pipeline's,
+// the three summed (nil unless both servers were measured).
 type Result struct {
-	Workload       string         `json:"workload"`
-	Shape          string         `json:"shape,omitempty"` // "" for clicks
-	Broker         string         `json:"broker"`
-	Records        int64          `json:"records"`
-	ValidRecords   int64          `json:"valid_records"`
-	Windows        []string       `json:"windows"`
-	WallSeconds    float64        `json:"wall_seconds"`
-	RecordsPerSec  float64        `json:"records_per_second"`
-	CPUSeconds     float64        `json:"cpu_seconds"`
-	RecordsPerCPU  float64        `json:"records_per_cpu_second"`
-	PeakRSSMiB     float64        `json:"peak_rss_mib"`
-	RowsWritten    int64          `json:"postgres_rows_written"`
-	Transactions   int64          `json:"postgres_transactions"`
-	Verified       bool           `json:"verified"`
-	VerifyError    string         `json:"verify_error,omitempty"`
-	PreloadSeconds float64        `json:"preload_seconds"`
-	Extra          map[string]any `json:"extra,omitempty"`
+	Workload           string         `json:"workload"`
+	Shape              string         `json:"shape,omitempty"` // "" for clicks
+	Broker             string         `json:"broker"`
+	Records            int64          `json:"records"`
+	ValidRecords       int64          `json:"valid_records"`
+	Windows            []string       `json:"windows"`
+	WallSeconds        float64        `json:"wall_seconds"`
+	RecordsPerSec      float64        `json:"records_per_second"`
+	CPUSeconds         float64        `json:"cpu_seconds"`
+	RecordsPerCPU      float64        `json:"records_per_cpu_second"`
+	PostgresCPUSeconds *float64       `json:"postgres_cpu_seconds,omitempty"`
+	BrokerCPUSeconds   *float64       `json:"broker_cpu_seconds,omitempty"`
+	TotalCPUSeconds    *float64       `json:"total_cpu_seconds,omitempty"`
+	RecordsPerTotalCPU *float64       `json:"records_per_total_cpu_second,omitempty"`
+	PeakRSSMiB         float64        `json:"peak_rss_mib"`
+	RowsWritten        int64          `json:"postgres_rows_written"`
+	Transactions       int64          `json:"postgres_transactions"`
+	Verified           bool           `json:"verified"`
+	VerifyError        string         `json:"verify_error,omitempty"`
+	PreloadSeconds     float64        `json:"preload_seconds"`
+	Extra              map[string]any `json:"extra,omitempty"`
 }
 
 // Preload creates the topic and fills it with the workload's records,
@@ -220,6 +234,12 @@ func RunAggregator(ctx context.Context, env Env, topic, group string, w Workload
 	if err != nil {
 		return Result{}, err
 	}
+	// NB: the servers' CPU from here, after the pre-load, to the end of
+	// the run.
+	marks, err := markServers(env)
+	if err != nil {
+		return Result{}, err
+	}
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
 		return Result{}, err
@@ -281,7 +301,7 @@ func RunAggregator(ctx context.Context, env Env, topic, group string, w Workload
 	}
 	r.RecordsPerSec = float64(w.Records) / r.WallSeconds
 	r.RecordsPerCPU = float64(w.Records) / r.CPUSeconds
-	return r, nil
+	return r, marks.finish(env, &r)
 }
 
 func num(v any) float64 {
@@ -343,8 +363,9 @@ FROM pg_stat_user_tables WHERE schemaname = $1 GROUP BY 1`, schema)
 
 // PrintTable writes results as an aligned table.
 func PrintTable(w io.Writer, rs []Result) {
-	fmt.Fprintf(w, "%-13s %-6s %12s %9s %12s %8s %14s %9s %10s %7s %s\n",
-		"workload", "broker", "records", "wall s", "records/s", "CPU s", "records/CPU-s", "RSS MiB", "PG rows", "PG txs", "verified")
+	fmt.Fprintf(w, "%-13s %-6s %12s %9s %12s %8s %14s %8s %12s %11s %16s %9s %10s %7s %s\n",
+		"workload", "broker", "records", "wall s", "records/s", "CPU s", "records/CPU-s",
+		"PG CPU s", "broker CPU s", "total CPU s", "rec/total-CPU-s", "RSS MiB", "PG rows", "PG txs", "verified")
 	for _, r := range rs {
 		v := "exact"
 		if !r.Verified {
@@ -361,8 +382,17 @@ func PrintTable(w io.Writer, rs []Result) {
 		if r.Shape != "" {
 			name += "/" + r.Shape
 		}
-		fmt.Fprintf(w, "%-13s %-6s %12d %9.1f %12.0f %8.1f %14.0f %9.0f %10d %7d %s\n",
+		fmt.Fprintf(w, "%-13s %-6s %12d %9.1f %12.0f %8.1f %14.0f %8s %12s %11s %16s %9.0f %10d %7d %s\n",
 			name, r.Broker, r.Records, r.WallSeconds, r.RecordsPerSec, r.CPUSeconds, r.RecordsPerCPU,
-			r.PeakRSSMiB, r.RowsWritten, r.Transactions, v)
+			optional(r.PostgresCPUSeconds, 1), optional(r.BrokerCPUSeconds, 1), optional(r.TotalCPUSeconds, 1),
+			optional(r.RecordsPerTotalCPU, 0), r.PeakRSSMiB, r.RowsWritten, r.Transactions, v)
 	}
+}
+
+// optional formats a measurement that may be absent ("-").
+func optional(v *float64, decimals int) string {
+	if v == nil {
+		return "-"
+	}
+	return strconv.FormatFloat(*v, 'f', decimals, 64)
 }

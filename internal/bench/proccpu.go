@@ -197,3 +197,61 @@ func (m CPUMark) SecondsSince(before CPUMark) (float64, error) {
 	}
 	return float64(m.Ticks-before.Ticks) / clockTicks, nil
 }
+
+// serverMarks are the servers' CPU marks at the start of a run; nil for a
+// server whose process the harness does not know (not started by it).
+type serverMarks struct {
+	pg, broker *CPUMark
+}
+
+// markServers marks the trees of env.PostgresPID and env.BrokerPID.
+func markServers(env Env) (serverMarks, error) {
+	var m serverMarks
+	for _, s := range []struct {
+		pid  int
+		mark **CPUMark
+		name string
+	}{{env.PostgresPID, &m.pg, "PostgreSQL"}, {env.BrokerPID, &m.broker, "the broker"}} {
+		if s.pid == 0 {
+			continue
+		}
+		mk, err := MarkTree(s.pid)
+		if err != nil {
+			return m, fmt.Errorf("CPU of %s: %w", s.name, err)
+		}
+		*s.mark = &mk
+	}
+	return m, nil
+}
+
+// finish marks the servers again and sets r's server and total CPU
+// (r.CPUSeconds, the run's own, already set): the total only when both
+// servers were measured.
+func (m serverMarks) finish(env Env, r *Result) error {
+	now, err := markServers(env)
+	if err != nil {
+		return err
+	}
+	var sum float64
+	for _, s := range []struct {
+		before, after *CPUMark
+		out           **float64
+		name          string
+	}{{m.pg, now.pg, &r.PostgresCPUSeconds, "PostgreSQL"}, {m.broker, now.broker, &r.BrokerCPUSeconds, "the broker"}} {
+		if s.before == nil || s.after == nil {
+			continue
+		}
+		sec, err := s.after.SecondsSince(*s.before)
+		if err != nil {
+			return fmt.Errorf("CPU of %s: %w", s.name, err)
+		}
+		*s.out = &sec
+		sum += sec
+	}
+	if r.PostgresCPUSeconds != nil && r.BrokerCPUSeconds != nil {
+		total := r.CPUSeconds + sum
+		perCPU := float64(r.Records) / total
+		r.TotalCPUSeconds, r.RecordsPerTotalCPU = &total, &perCPU
+	}
+	return nil
+}

@@ -48,11 +48,7 @@ func burnUntil(d time.Duration) {
 		for range 100_000 {
 			x = x*6364136223846793005 + 1442695040888963407
 		}
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			panic(err)
-		}
-		if time.Duration(ru.Utime.Nano()+ru.Stime.Nano()) >= d && x != 0 {
+		if selfCPU() >= d && x != 0 {
 			return
 		}
 	}
@@ -208,4 +204,51 @@ func TestMarkTreeCountsExitedDescendant(t *testing.T) {
 	if _, err := after.SecondsSince(CPUMark{Root: procKey{after.Root.pid, after.Root.start + 1}}); err == nil {
 		t.Error("SecondsSince accepted marks of two different roots")
 	}
+}
+
+// TestServerMarks: a run's result gets the servers' CPU and the total, and
+// the table shows "-" for what was not measured.
+func TestServerMarks(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip(err)
+	}
+	env := Env{PostgresPID: os.Getpid(), BrokerPID: os.Getppid()}
+	marks, err := markServers(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	burnUntil(selfCPU() + 50*time.Millisecond)
+	r := Result{Workload: "w", Records: 1000, CPUSeconds: 2}
+	if err := marks.finish(env, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.PostgresCPUSeconds == nil || *r.PostgresCPUSeconds < 0.03 || r.BrokerCPUSeconds == nil || r.TotalCPUSeconds == nil ||
+		*r.TotalCPUSeconds != 2+*r.PostgresCPUSeconds+*r.BrokerCPUSeconds || *r.RecordsPerTotalCPU != 1000 / *r.TotalCPUSeconds {
+		t.Fatalf("result %+v", r)
+	}
+	var b strings.Builder
+	r.Broker = "x"
+	PrintTable(&b, []Result{r, {Workload: "unmeasured", Broker: "x", Records: 1, CPUSeconds: 1}})
+	t.Log("\n" + b.String())
+	lines := strings.Split(b.String(), "\n")
+	if f := strings.Fields(lines[2]); f[7] != "-" || f[8] != "-" || f[9] != "-" || f[10] != "-" {
+		t.Errorf("unmeasured row %q", lines[2])
+	}
+	if strings.Count(lines[1], " - ") != 0 {
+		t.Errorf("measured row %q", lines[1])
+	}
+
+	// Only one server measured: no total.
+	env.BrokerPID = 0
+	marks, _ = markServers(env)
+	r = Result{Records: 1, CPUSeconds: 1}
+	if err := marks.finish(env, &r); err != nil || r.PostgresCPUSeconds == nil || r.BrokerCPUSeconds != nil || r.TotalCPUSeconds != nil {
+		t.Fatalf("%v, %+v", err, r)
+	}
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
