@@ -99,6 +99,9 @@ type Config struct {
 		} `yaml:"sasl"`
 	} `yaml:"kafka"`
 	HTTPPprof bool `yaml:"http_pprof"` // serve /debug/pprof/ (not cmdline) on http_addr; default false
+	// HTTPStatusPage serves the status page and its JSON on http_addr;
+	// default true.
+	HTTPStatusPage bool `yaml:"http_status_page"`
 
 	// StallTimeout: /readyz is 503 after this long without a successful
 	// checkpoint; default 0: 10 checkpoint intervals, at least 30s.
@@ -369,6 +372,9 @@ var settings = []setting{
 	{key: "http_pprof", env: "CLICKAGG_HTTP_PPROF", flag: "http-pprof", help: "serve /debug/pprof/ on http_addr (profiles; never the command line)",
 		boolean: true,
 		set:     boolSetter(func(c *Config) *bool { return &c.HTTPPprof })},
+	{key: "http_status_page", env: "CLICKAGG_HTTP_STATUS_PAGE", flag: "http-status-page", help: "serve the status page and its JSON (/, /status, /api/top, /api/url: top URLs and counts) on http_addr (default true)",
+		boolean: true,
+		set:     boolSetter(func(c *Config) *bool { return &c.HTTPStatusPage })},
 	{key: "log.level", env: "CLICKAGG_LOG_LEVEL", flag: "log-level", help: "debug, info, warn or error",
 		set: stringSetter(func(c *Config) *string { return &c.Log.Level })},
 	{key: "log.format", env: "CLICKAGG_LOG_FORMAT", flag: "log-format", help: "auto, json or console",
@@ -673,6 +679,9 @@ func (c *Config) finish() error {
 	}
 	if !c.setExplicitly("align_watermarks") {
 		c.AlignWatermarks = c.Late.Policy != "dead-letter"
+	}
+	if !c.setExplicitly("http_status_page") {
+		c.HTTPStatusPage = true
 	}
 
 	if strings.TrimSpace(c.Topic) == "" || len(c.Topic) > 249 {

@@ -108,7 +108,11 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 	st := &startup{}
 	st.set("connecting to postgres")
 	if cfg.HTTPAddr != "" {
-		srv, ln, err := newHTTPServer(cfg.HTTPAddr, reg, st, cfg.HTTPPprof, statusPage(cfg, reg, st, log))
+		var page *statuspage.Handler
+		if cfg.HTTPStatusPage {
+			page = statusPage(cfg, reg, st, log)
+		}
+		srv, ln, err := newHTTPServer(cfg.HTTPAddr, reg, st, cfg.HTTPPprof, page)
 		if err != nil {
 			return err
 		}

@@ -120,6 +120,44 @@ func TestHTTPAddrEmptyMeansOff(t *testing.T) {
 	}
 }
 
+// TestStatusPageCanBeTurnedOff: the status page is on by default; with
+// http_status_page false the server serves neither the page nor its JSON
+// (they show URLs), but still /metrics and the probes.
+func TestStatusPageCanBeTurnedOff(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "http_status_page: true\n"},
+		{[]string{"--http-status-page=false"}, "http_status_page: false\n"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := realMain(append([]string{"run", "--print-config"}, tc.args...), &stdout, &stderr); code != exitOK {
+			t.Fatalf("%v: exit %d: %s", tc.args, code, stderr.String())
+		}
+		if !strings.Contains(stdout.String(), tc.want) {
+			t.Errorf("%v: want %q in:\n%s", tc.args, tc.want, stdout.String())
+		}
+	}
+	srv, ln, err := newHTTPServer("127.0.0.1:0", prometheus.NewRegistry(), &startup{}, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln) //nolint:errcheck
+	defer srv.Close()
+	for path, want := range map[string]int{"/": 404, "/status": 404, "/api/top?window=1m": 404, "/api/url?url=x": 404,
+		"/assets/app.js": 404, "/metrics": 200, "/healthz": 200} {
+		resp, err := http.Get("http://" + ln.Addr().String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s = %d with the status page off, want %d", path, resp.StatusCode, want)
+		}
+	}
+}
+
 // TestStopWhileWaitingForPostgres: while run waits for an unreachable
 // PostgreSQL, /healthz answers 200 (a startup probe does not kill the pod),
 // /readyz 503 saying what it waits for, and the status page its phase; a SIGTERM (the context ending)
