@@ -164,6 +164,56 @@ func (c *Coordinator) pendingKeys() int {
 	return n
 }
 
+// maybeCheckpoint starts a checkpoint when one is due: the interval has
+// passed (onDue, when set, runs first) or MaxPendingKeys counters are
+// buffered. A checkpoint still in flight is let finish first; until then
+// the caller keeps processing, unless the buffer is full (the memory
+// bound). With EarlyInterval, open windows are flushed that often.
+func (c *Coordinator) maybeCheckpoint(ctx context.Context, now time.Time, onDue func()) error {
+	pending := c.pendingKeys()
+	if !c.jobDone() && pending < c.opts.MaxPendingKeys {
+		return nil // keep processing while the transaction runs
+	}
+	if err := c.finishJob(ctx); err != nil {
+		return err
+	}
+	due := now.Sub(c.lastCheckpoint) >= c.opts.CheckpointInterval
+	if !due && pending < c.opts.MaxPendingKeys {
+		return nil
+	}
+	reason := "pending"
+	if due {
+		reason = "interval"
+		if onDue != nil {
+			onDue()
+		}
+	}
+	flush := c.opts.EarlyInterval > 0 && now.Sub(c.lastFlush) >= c.opts.EarlyInterval
+	return c.startJob(flush, reason)
+}
+
+// finalContext bounds a run's final checkpoint: after a stop (SIGTERM) it
+// must fit the grace period, ShutdownTimeout; when the input ran out (a
+// batch run) it may take as long as its last flush needs, and only ctx (a
+// signal) interrupts it.
+func (c *Coordinator) finalContext(ctx context.Context, inputDone bool) (context.Context, context.CancelFunc) {
+	if inputDone {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), c.opts.ShutdownTimeout)
+}
+
+// drain waits, within ShutdownTimeout, for a checkpoint still in flight:
+// a run never leaves a job writing to a store its caller closes next.
+func (c *Coordinator) drain(ctx context.Context) error {
+	if c.job == nil {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.ShutdownTimeout)
+	defer cancel()
+	return c.finishJob(cctx)
+}
+
 // jobDone reports whether no checkpoint is in flight, or it has finished.
 func (c *Coordinator) jobDone() bool {
 	if c.job == nil {

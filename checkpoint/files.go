@@ -127,20 +127,12 @@ func RunSeq(ctx context.Context, opts Options, store StateStore, w Committer, in
 	stopped := loopErr == nil && ctx.Err() != nil
 	var finalErr error
 	if loopErr == nil || stopped {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opts.ShutdownTimeout)
-		if !stopped {
-			fctx, cancel = context.WithCancel(ctx)
-		}
+		fctx, cancel := c.finalContext(ctx, !stopped)
 		finalErr = c.Checkpoint(fctx, true /* flush */, "final")
 		cancel()
 	}
-	if c.job != nil {
-		// NB: never leave a job writing to a store the caller closes next.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opts.ShutdownTimeout)
-		if err := c.finishJob(cctx); err != nil && finalErr == nil {
-			finalErr = err
-		}
-		cancel()
+	if err := c.drain(ctx); err != nil && finalErr == nil {
+		finalErr = err
 	}
 	if t := c.task(p); t != nil {
 		st.Next = t.op.NextOffset()
@@ -212,11 +204,7 @@ func seqLoop(ctx context.Context, c *Coordinator, src *seqSource, st *SeqStats) 
 					m.Duplicates.Inc()
 				} else if out.Late != 0 {
 					st.Late++
-					for j, size := range t.op.Sizes() {
-						if out.Late&(1<<j) != 0 {
-							m.Late.WithLabelValues(windowLabel(size), c.opts.Operator.Late.String()).Inc()
-						}
-					}
+					m.countLate(out.Late, t.op.Sizes(), c.opts.Operator.Late)
 				}
 			}
 		}
@@ -234,7 +222,7 @@ func seqLoop(ctx context.Context, c *Coordinator, src *seqSource, st *SeqStats) 
 			return fmt.Errorf("the input ends at offset %d, before its checkpoint at offset %d: it changed since it was counted",
 				t.op.NextOffset(), t.op.ReplayUntil())
 		}
-		if err := seqMaybeCheckpoint(ctx, c, now); err != nil {
+		if err := c.maybeCheckpoint(ctx, now, nil); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -257,26 +245,4 @@ func seqLoop(ctx context.Context, c *Coordinator, src *seqSource, st *SeqStats) 
 		}
 	}
 	return nil
-}
-
-// seqMaybeCheckpoint starts a checkpoint when one is due (the interval, or
-// too many buffered counters), letting the one in flight finish first, as
-// the Kafka runner does.
-func seqMaybeCheckpoint(ctx context.Context, c *Coordinator, now time.Time) error {
-	pending := c.pendingKeys()
-	if !c.jobDone() && pending < c.opts.MaxPendingKeys {
-		return nil // keep processing while the transaction runs
-	}
-	if err := c.finishJob(ctx); err != nil {
-		return err
-	}
-	due := now.Sub(c.lastCheckpoint) >= c.opts.CheckpointInterval
-	if !due && pending < c.opts.MaxPendingKeys {
-		return nil
-	}
-	reason := "interval"
-	if !due {
-		reason = "pending"
-	}
-	return c.startJob(false, reason)
 }

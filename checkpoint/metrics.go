@@ -248,6 +248,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// countLate counts a late record in clickagg_late_events_total once for
+// each window size it was late for (the bits of late, in the order of
+// sizes) and, under policy dead-letter, returns those sizes' labels (the
+// dead letter's header).
+func (m *Metrics) countLate(late uint32, sizes []int64, policy stream.LatePolicy) (missed []string) {
+	for i, size := range sizes {
+		if late&(1<<i) != 0 {
+			label := windowLabel(size)
+			m.Late.WithLabelValues(label, policy.String()).Inc()
+			if policy == stream.LateDeadLetter {
+				missed = append(missed, label)
+			}
+		}
+	}
+	return missed
+}
+
 func windowLabel(sizeMs int64) string {
 	return (time.Duration(sizeMs) * time.Millisecond).String()
 }

@@ -170,13 +170,7 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 	// final checkpoint runs while this process still owns its partitions.
 	var finalErr error
 	if loopErr == nil {
-		// NB: after SIGTERM the final checkpoint must fit the grace period
-		// (ShutdownTimeout); a batch run exiting when idle may take as long
-		// as its last flush needs, and a signal still interrupts it.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pl.opts.ShutdownTimeout)
-		if idle {
-			fctx, cancel = context.WithCancel(ctx)
-		}
+		fctx, cancel := pl.c.finalContext(ctx, idle)
 		finalErr = pl.c.Checkpoint(fctx, true /* flush */, "final")
 		if finalErr == nil {
 			pl.commitKafka(fctx, true /* sync */)
@@ -189,13 +183,8 @@ func (pl *Pipeline) Run(ctx context.Context) error {
 		cancel()
 	}
 	pl.maint.wg.Wait()
-	if pl.c.job != nil {
-		// NB: never leave a job writing to a store the caller closes next.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pl.opts.ShutdownTimeout)
-		if err := pl.c.finishJob(cctx); err != nil && finalErr == nil && loopErr == nil {
-			finalErr = err
-		}
-		cancel()
+	if err := pl.c.drain(ctx); err != nil && finalErr == nil && loopErr == nil {
+		finalErr = err
 	}
 	pl.closing = true
 	cl.AllowRebalance()
@@ -259,39 +248,15 @@ func (pl *Pipeline) loop(ctx context.Context) error {
 	}
 }
 
+// maybeCheckpoint is the coordinator's cadence; before an interval
+// checkpoint the partition count is refreshed now and then and idle
+// partitions' watermarks advance.
 func (pl *Pipeline) maybeCheckpoint(ctx context.Context, now time.Time) error {
-	pending := 0
-	for _, t := range pl.c.tasks {
-		pending += t.op.PendingKeys()
-	}
-	if j := pl.c.job; j != nil {
-		select {
-		case <-j.done:
-		default:
-			if pending < pl.opts.MaxPendingKeys {
-				return nil // keep processing while the transaction runs
-			}
-			// NB: memory bound: wait for the job before buffering more.
-		}
-		if err := pl.c.finishJob(ctx); err != nil {
-			return err
-		}
-	}
-	due := now.Sub(pl.c.lastCheckpoint) >= pl.opts.CheckpointInterval
-	if !due && pending < pl.opts.MaxPendingKeys {
-		return nil
-	}
-	if due {
+	return pl.c.maybeCheckpoint(ctx, now, func() {
 		if now.Sub(pl.lastMetadata) >= metadataInterval {
 			pl.refreshPartitionCount(ctx)
 			pl.lastMetadata = now
 		}
 		pl.advanceIdle(ctx, now)
-	}
-	flush := pl.opts.EarlyInterval > 0 && now.Sub(pl.c.lastFlush) >= pl.opts.EarlyInterval
-	reason := "interval"
-	if !due {
-		reason = "pending"
-	}
-	return pl.c.startJob(flush, reason)
+	})
 }

@@ -148,18 +148,9 @@ func (pl *Pipeline) process(fetches kgo.Fetches, now time.Time) (perr error) {
 			}
 			if out.Late != 0 {
 				pl.stats.late++
-				deadLetter := pl.opts.Operator.Late == stream.LateDeadLetter
-				var missed []string
-				for i, size := range t.op.Sizes() {
-					if out.Late&(1<<i) != 0 {
-						label := windowLabel(size)
-						pl.m.Late.WithLabelValues(label, pl.opts.Operator.Late.String()).Inc()
-						if deadLetter {
-							missed = append(missed, label)
-						}
-					}
-				}
-				if deadLetter {
+				policy := pl.opts.Operator.Late
+				missed := pl.m.countLate(out.Late, t.op.Sizes(), policy)
+				if policy == stream.LateDeadLetter {
 					pl.deadLetter(t, r, ReasonLate, strings.Join(missed, ","))
 				}
 			}
