@@ -28,9 +28,11 @@ type Deltas struct {
 	clicks     spillBuffer
 	nClicks    int
 	// spans are the url_clicks partitions the deltas touch, each once;
-	// lastSpan is the newest, the common case for the next delta.
-	spans    []spanKey
-	lastSpan spanKey
+	// lastSpan (ending at lastSpanEnd) is the newest, the common case for
+	// the next delta: a range check, no division, per row.
+	spans       []spanKey
+	lastSpan    spanKey
+	lastSpanEnd int64
 }
 
 // copyHeader starts a binary COPY stream: signature, flags, header
@@ -75,8 +77,9 @@ func (d *Deltas) AddClick(url string, start, end, clicks, late int64) {
 		b.Write(copyHeader)
 	}
 	d.nClicks++
-	if k := spanOf(end-start, start); len(d.spans) == 0 || k != d.lastSpan {
-		d.lastSpan = k
+	if size := end - start; len(d.spans) == 0 || size != d.lastSpan.size || start < d.lastSpan.start || start >= d.lastSpanEnd {
+		k := spanOf(size, start)
+		d.lastSpan, d.lastSpanEnd = k, k.start+SpanFor(size)
 		if !slices.Contains(d.spans, k) {
 			d.spans = append(d.spans, k)
 		}

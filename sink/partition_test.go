@@ -442,3 +442,24 @@ func snapshot(t testing.TB, q querier, cols string) [][]any {
 	}
 	return out
 }
+
+// TestDeltasSpans: the deltas name each partition they touch once, whatever
+// the order the windows come in (new sizes, late windows, back and forth
+// across a day's boundary).
+func TestDeltasSpans(t *testing.T) {
+	var d Deltas
+	for _, c := range []struct{ start, size int64 }{
+		{t0, m1}, {t0 + m1, m1}, {t0 + d1 - m1, m1}, {t0 + d1, m1}, {t0 + 5, m1},
+		{t0, h1}, {t0 - 3*d1, m1}, {t0 + d1 + h1, m1}, {t0, m1}, {t0 + 8*d1, h1},
+	} {
+		d.AddClick("/a", c.start, c.start+c.size, 1, 0)
+	}
+	want := []spanKey{{m1, t0}, {m1, t0 + d1}, {h1, t0}, {m1, t0 - 3*d1}, {h1, t0 + 7*d1}}
+	if !slices.Equal(d.spans, want) {
+		t.Fatalf("spans = %v, want %v", d.spans, want)
+	}
+	d.Reset()
+	if d.AddClick("/a", t0, t0+m1, 1, 0); !slices.Equal(d.spans, []spanKey{{m1, t0}}) {
+		t.Fatalf("after Reset: spans = %v", d.spans)
+	}
+}
