@@ -116,7 +116,7 @@ func addSpans(ctx context.Context, tx pgx.Tx, s string, spans []spanKey) error {
 		}
 	}
 	for _, k := range spans {
-		leaf := s + "." + pgx.Identifier{spanTable(k.size, k.start)}.Sanitize()
+		leaf, _, _ := spanDDL(s, k)
 		var attached, exists bool
 		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL,
 	EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass($1) AND NOT inhdetachpending)`, leaf).Scan(&exists, &attached); err != nil {
@@ -125,16 +125,26 @@ func addSpans(ctx context.Context, tx pgx.Tx, s string, spans []spanKey) error {
 		if attached {
 			continue
 		}
-		sql := `ALTER TABLE ` + s + `.` + pgx.Identifier{sizeTable(k.size)}.Sanitize() + ` ATTACH PARTITION ` + leaf +
-			` FOR VALUES FROM (` + sqlTime(k.start) + `) TO (` + sqlTime(k.start+SpanFor(k.size)) + `)`
+		_, create, sql := spanDDL(s, k)
 		if !exists {
-			sql = `CREATE TABLE ` + leaf + ` (LIKE ` + s + `.url_clicks INCLUDING DEFAULTS) WITH (fillfactor = 80);` + sql
+			sql = create + ";" + sql
 		}
 		if _, err := tx.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("create partition %s: %w", leaf, err)
 		}
 	}
 	return nil
+}
+
+// spanDDL returns span k's table (qualified by the sanitized schema s),
+// the statement that creates it empty and detached, and the one that
+// attaches it to its size's table.
+func spanDDL(s string, k spanKey) (leaf, create, attach string) {
+	leaf = s + "." + pgx.Identifier{spanTable(k.size, k.start)}.Sanitize()
+	create = `CREATE TABLE ` + leaf + ` (LIKE ` + s + `.url_clicks INCLUDING DEFAULTS) WITH (fillfactor = 80)`
+	attach = `ALTER TABLE ` + s + `.` + pgx.Identifier{sizeTable(k.size)}.Sanitize() + ` ATTACH PARTITION ` + leaf +
+		` FOR VALUES FROM (` + sqlTime(k.start) + `) TO (` + sqlTime(k.start+SpanFor(k.size)) + `)`
+	return leaf, create, attach
 }
 
 // addSize registers a window size and creates its partitioned table.

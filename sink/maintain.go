@@ -152,6 +152,41 @@ func (w *Writer) EnsurePartitions(ctx context.Context, size time.Duration, from,
 	return w.ensureSpans(ctx, spans)
 }
 
+// LoadSpan bulk-loads one span of url_clicks: it creates the table of the
+// span holding windows of the given size that start at start, empty and
+// detached, lets load fill it (table is its qualified name), and then
+// attaches it, which builds its indexes once: much faster than inserting
+// through them. The size's own table is created when missing; the span's
+// must not exist. For loading history (the benchmarks); the session's
+// maintenance_work_mem sizes the index builds.
+func (w *Writer) LoadSpan(ctx context.Context, size time.Duration, start time.Time, load func(ctx context.Context, table string) error) error {
+	k := spanOf(size.Milliseconds(), start.UnixMilli())
+	s := pgx.Identifier{w.opts.Schema}.Sanitize()
+	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, layoutLockName(w.opts.Schema)); err != nil {
+			return err
+		}
+		return addSize(ctx, tx, s, k.size)
+	})
+	if err != nil {
+		return err
+	}
+	leaf, create, attach := spanDDL(s, k)
+	if _, err := w.pool.Exec(ctx, create); err != nil {
+		return fmt.Errorf("create partition %s: %w", leaf, err)
+	}
+	if err := load(ctx, leaf); err != nil {
+		return fmt.Errorf("load partition %s: %w", leaf, err)
+	}
+	if _, err := w.pool.Exec(ctx, attach); err != nil {
+		return fmt.Errorf("attach partition %s: %w", leaf, err)
+	}
+	w.partMu.Lock()
+	w.known[k] = true
+	w.partMu.Unlock()
+	return nil
+}
+
 // forgetSpans makes the writer look up every partition again.
 func (w *Writer) forgetSpans() {
 	w.partMu.Lock()

@@ -65,17 +65,6 @@ func spanTable(size, spanStart int64) string {
 	return sizeTable(size) + "_p" + time.UnixMilli(spanStart).UTC().Format("20060102")
 }
 
-// SpanTableName is the table holding url_clicks rows of windows of the
-// given size starting in the span that contains start, and that span's
-// bounds (Unix ms): for loading history in bulk (the benchmarks).
-func SpanTableName(size, start int64) (name string, from, to int64) {
-	k := spanOf(size, start)
-	return spanTable(size, k.start), k.start, k.start + SpanFor(size)
-}
-
-// SizeTableName is the partitioned table holding one window size's rows.
-func SizeTableName(size int64) string { return sizeTable(size) }
-
 // parseSpanTable returns the span start a table named by spanTable(size, ·)
 // holds; ok is false for any other name.
 func parseSpanTable(size int64, name string) (start int64, ok bool) {

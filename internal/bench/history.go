@@ -41,7 +41,14 @@ type History struct {
 // and returns its measurements; the schema is dropped afterwards.
 func RunHistory(ctx context.Context, env Env, topic string, w Workload, exp oracle.Expected, h History) (Result, error) {
 	schema := "bench_" + strings.ReplaceAll(h.Name, "-", "_")
-	pool, err := pgxpool.New(ctx, env.DSN)
+	cfg, err := pgxpool.ParseConfig(env.DSN)
+	if err != nil {
+		return Result{}, err
+	}
+	// NB: the history's indexes are built once per loaded day (LoadSpan,
+	// and the heap table's at the end).
+	cfg.ConnConfig.RuntimeParams["maintenance_work_mem"] = "1GB"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return Result{}, err
 	}
@@ -143,17 +150,10 @@ func prefillHistory(ctx context.Context, pool *pgxpool.Pool, schema string, part
 		urlPrefix, urls); err != nil {
 		return 0, err
 	}
-	cols := `url, window_start, window_end, clicks, late_clicks, final, updated_at`
-	sizeExpr := ``
+	var w *sink.Writer
 	if partitioned {
-		cols = `url, window_start, window_end, window_size, clicks, late_clicks, final, updated_at`
-		sizeExpr = `interval '1 minute', `
-		w, err := sink.NewWriter(pool, sink.Options{Schema: schema})
-		if err != nil {
-			return 0, err
-		}
-		// The size's table (and the workload's own day).
-		if err := w.EnsurePartitions(ctx, time.Minute, HistoryStart, HistoryStart); err != nil {
+		var err error
+		if w, err = sink.NewWriter(pool, sink.Options{Schema: schema}); err != nil {
 			return 0, err
 		}
 	} else if _, err := pool.Exec(ctx, `ALTER TABLE `+s+`.url_clicks DROP CONSTRAINT url_clicks_pkey;
@@ -162,30 +162,23 @@ DROP INDEX `+s+`.url_clicks_size_start_idx; DROP INDEX `+s+`.url_clicks_open_idx
 	}
 	// NB: URL ids (m·7919 + 7i) mod urls: distinct within a minute (7 and
 	// the 1,000,000 URLs share no factor), spread over all URLs.
-	load := func(day int) error {
-		from := HistoryStart.AddDate(0, 0, -days+day)
-		target := s + `.url_clicks`
-		var attach string
+	insert := func(ctx context.Context, table string, from time.Time) error {
+		cols, size := `url, window_start, window_end, clicks, late_clicks, final, updated_at`, ``
 		if partitioned {
-			name, lo, hi := sink.SpanTableName(60_000, from.UnixMilli())
-			target = s + `.` + pgx.Identifier{name}.Sanitize()
-			if _, err := pool.Exec(ctx, `CREATE TABLE `+target+` (LIKE `+s+`.url_clicks INCLUDING DEFAULTS) WITH (fillfactor = 80)`); err != nil {
-				return err
-			}
-			attach = `ALTER TABLE ` + s + `.` + pgx.Identifier{sink.SizeTableName(60_000)}.Sanitize() + ` ATTACH PARTITION ` + target +
-				` FOR VALUES FROM ('` + time.UnixMilli(lo).UTC().Format(time.RFC3339) + `') TO ('` + time.UnixMilli(hi).UTC().Format(time.RFC3339) + `')`
+			cols, size = `url, window_start, window_end, window_size, clicks, late_clicks, final, updated_at`, `interval '1 minute', `
 		}
 		m0 := from.Unix() / 60
-		_, err := pool.Exec(ctx, `INSERT INTO `+target+` (`+cols+`)
-SELECT $1 || ((m * 7919 + i * 7) % $2), to_timestamp(m * 60), to_timestamp(m * 60 + 60), `+sizeExpr+`1 + (m + i) % 5, 0, true, to_timestamp(m * 60 + 65)
+		_, err := pool.Exec(ctx, `INSERT INTO `+table+` (`+cols+`)
+SELECT $1 || ((m * 7919 + i * 7) % $2), to_timestamp(m * 60), to_timestamp(m * 60 + 60), `+size+`1 + (m + i) % 5, 0, true, to_timestamp(m * 60 + 65)
 FROM generate_series($3::bigint, $4::bigint) m, generate_series(0, $5::bigint - 1) i`, urlPrefix, urls, m0, m0+1439, perMinute)
-		if err != nil {
-			return err
-		}
-		if attach != "" {
-			_, err = pool.Exec(ctx, `SET maintenance_work_mem = '512MB'; `+attach)
-		}
 		return err
+	}
+	load := func(day int) error {
+		from := HistoryStart.AddDate(0, 0, -days+day)
+		if !partitioned {
+			return insert(ctx, s+`.url_clicks`, from)
+		}
+		return w.LoadSpan(ctx, time.Minute, from, func(ctx context.Context, table string) error { return insert(ctx, table, from) })
 	}
 	var (
 		mu    sync.Mutex
@@ -216,8 +209,7 @@ FROM generate_series($3::bigint, $4::bigint) m, generate_series(0, $5::bigint - 
 	}
 	if !partitioned {
 		// The indexes of migration 1, built once.
-		if _, err := pool.Exec(ctx, `SET maintenance_work_mem = '1GB';
-ALTER TABLE `+s+`.url_clicks ADD CONSTRAINT url_clicks_pkey PRIMARY KEY (url, window_start, window_end);
+		if _, err := pool.Exec(ctx, `ALTER TABLE `+s+`.url_clicks ADD CONSTRAINT url_clicks_pkey PRIMARY KEY (url, window_start, window_end);
 CREATE INDEX url_clicks_size_start_idx ON `+s+`.url_clicks ((window_end - window_start), window_start);
 CREATE INDEX url_clicks_open_idx ON `+s+`.url_clicks (window_end) WHERE NOT final`); err != nil {
 			return 0, err
