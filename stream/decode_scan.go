@@ -129,6 +129,15 @@ func (s *scanner) scanValue(i, depth int) (int, valueKind) {
 	}
 }
 
+// valueField is the slot of a value scanned at [start, end): a string's
+// contents, without its quotes; any other value whole.
+func valueField(start, end int, kind valueKind) field {
+	if kind == kindString || kind == kindEscapedString {
+		return field{start: start + 1, end: end - 1, kind: kind}
+	}
+	return field{start: start, end: end, kind: kind}
+}
+
 // scanObject scans the object at i (data[i] == '{'). When top is non-nil the
 // object is the record itself and the url/ts/id values are recorded in top.
 func (s *scanner) scanObject(i, depth int, top *topFields) int {
@@ -165,11 +174,7 @@ func (s *scanner) scanObject(i, depth int, top *topFields) int {
 			return -1
 		}
 		if slot != nil {
-			if kind == kindString || kind == kindEscapedString {
-				*slot = field{start: start + 1, end: end - 1, kind: kind}
-			} else {
-				*slot = field{start: start, end: end, kind: kind}
-			}
+			*slot = valueField(start, end, kind)
 		}
 		i = skipWS(data, end)
 		if i >= len(data) {
@@ -242,11 +247,7 @@ func (s *scanner) scanMappedObject(i, depth int, node int32) int {
 				end, kind = s.scanValue(i, depth)
 			}
 			if end >= 0 && n.slot >= 0 {
-				if kind == kindString || kind == kindEscapedString {
-					s.slots[n.slot] = field{start: i + 1, end: end - 1, kind: kind}
-				} else {
-					s.slots[n.slot] = field{start: i, end: end, kind: kind}
-				}
+				s.slots[n.slot] = valueField(i, end, kind)
 			}
 		}
 		if end < 0 {

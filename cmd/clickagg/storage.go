@@ -49,9 +49,9 @@ func cmdStorage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		out := make([]size, len(sizes))
 		for i, s := range sizes {
-			out[i] = size{SizeStorage: s, Span: compactDuration(s.Span)}
+			out[i] = size{SizeStorage: s, Span: sink.SizeLabel(s.Span.Milliseconds())}
 			if s.Retention > 0 {
-				out[i].Retention = compactDuration(s.Retention)
+				out[i].Retention = sink.SizeLabel(s.Retention.Milliseconds())
 			}
 		}
 		enc := json.NewEncoder(stdout)
@@ -67,9 +67,9 @@ func cmdStorage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	for _, s := range sizes {
 		keep := "forever"
 		if s.Retention > 0 {
-			keep = compactDuration(s.Retention)
+			keep = sink.SizeLabel(s.Retention.Milliseconds())
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", s.Label, keep, compactDuration(s.Span), len(s.Partitions),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", s.Label, keep, sink.SizeLabel(s.Span.Milliseconds()), len(s.Partitions),
 			s.Rows, humanBytes(s.Bytes), timeOrDash(s.Oldest), timeOrDash(s.ExpiredBefore))
 	}
 	if err := tw.Flush(); err != nil {
@@ -105,18 +105,6 @@ func timeOrDash(t time.Time) string {
 		return "-"
 	}
 	return t.Format(time.RFC3339)
-}
-
-// compactDuration prints whole days as such: 7d, 1d12h0m0s, 1m0s.
-func compactDuration(d time.Duration) string {
-	const day = 24 * time.Hour
-	if d >= day {
-		if rest := d % day; rest != 0 {
-			return fmt.Sprintf("%dd%s", d/day, rest)
-		}
-		return fmt.Sprintf("%dd", d/day)
-	}
-	return d.String()
 }
 
 // humanBytes prints n in binary units: 8.0 KiB, 1.5 GiB.
