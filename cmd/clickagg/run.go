@@ -108,11 +108,7 @@ func runPipeline(ctx context.Context, cfg *Config, log *zap.Logger, hooks *runHo
 	st := &startup{}
 	st.set("connecting to postgres")
 	if cfg.HTTPAddr != "" {
-		var page *statuspage.Handler
-		if cfg.HTTPStatusPage {
-			page = statusPage(cfg, reg, st, log)
-		}
-		srv, ln, err := newHTTPServer(cfg.HTTPAddr, reg, st, cfg.HTTPPprof, page)
+		srv, ln, err := newHTTPServer(cfg.HTTPAddr, reg, st, cfg.HTTPPprof, statusPage(cfg, reg, st, log))
 		if err != nil {
 			return err
 		}
@@ -158,8 +154,12 @@ type startup struct {
 
 func (s *startup) set(phase string) { s.phase.Store(&phase) }
 
-// statusPage returns the status page's handler over st.
+// statusPage returns the status page's handler over st, or nil when
+// http_status_page is off.
 func statusPage(cfg *Config, reg *prometheus.Registry, st *startup, log *zap.Logger) *statuspage.Handler {
+	if !cfg.HTTPStatusPage {
+		return nil
+	}
 	hostname, _ := os.Hostname()
 	return statuspage.New(statuspage.Source{
 		Process: statuspage.Process{Name: hostname, Version: version, Group: cfg.Group, Topic: cfg.Topic,

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
 )
 
 // TestPprofNeverServesCmdline: with pprof on, the profiles are served but
@@ -139,22 +140,32 @@ func TestStatusPageCanBeTurnedOff(t *testing.T) {
 			t.Errorf("%v: want %q in:\n%s", tc.args, tc.want, stdout.String())
 		}
 	}
-	srv, ln, err := newHTTPServer("127.0.0.1:0", prometheus.NewRegistry(), &startup{}, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln) //nolint:errcheck
-	defer srv.Close()
-	for path, want := range map[string]int{"/": 404, "/status": 404, "/api/top?window=1m": 404, "/api/url?url=x": 404,
-		"/assets/app.js": 404, "/metrics": 200, "/healthz": 200} {
-		resp, err := http.Get("http://" + ln.Addr().String() + path)
+	for _, on := range []bool{true, false} {
+		st := &startup{}
+		st.set("test")
+		reg := prometheus.NewRegistry()
+		page := statusPage(&Config{HTTPStatusPage: on, windows: []time.Duration{time.Minute}}, reg, st, zap.NewNop())
+		srv, ln, err := newHTTPServer("127.0.0.1:0", reg, st, false, page)
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Errorf("GET %s = %d with the status page off, want %d", path, resp.StatusCode, want)
+		go srv.Serve(ln) //nolint:errcheck
+		served, api := 404, 404
+		if on {
+			served, api = 200, 503 // NB: 503: no database yet
 		}
+		for path, want := range map[string]int{"/": served, "/status": served, "/assets/app.js": served,
+			"/api/top?window=1m": api, "/metrics": 200, "/healthz": 200} {
+			resp, err := http.Get("http://" + ln.Addr().String() + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("http_status_page %v: GET %s = %d, want %d", on, path, resp.StatusCode, want)
+			}
+		}
+		srv.Close()
 	}
 }
 
