@@ -8,9 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -43,8 +45,19 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	histRows := fs.Int64("history-rows", 100_000_000, "history workload: url_clicks rows pre-filled (over 7 days of 1-minute windows)")
 	histQueries := fs.Int("history-queries", 100, "history workload: timed runs of each README query")
 	baseline := fs.String("baseline-binary", "", "history workload: also measure this clickagg binary (e.g. a previous release, for its table layout)")
+	pgProfile := fs.String("postgres-settings", "test", "settings of the PostgreSQL the harness starts: "+strings.Join(slices.Sorted(maps.Keys(bench.PostgresProfiles)), ", ")+" (BENCHMARKS.md, Server settings)")
+	pgExtra := fs.String("postgres-setting", "", "comma list of name=value server settings added to --postgres-settings (experiments)")
+	pgStatements := fs.Int("postgres-statements", 0, "profile each run's PostgreSQL statements (pg_stat_statements): print and record the top N by execution time")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	pgSettings, ok := bench.PostgresProfiles[*pgProfile]
+	if !ok {
+		return badConfig("--postgres-settings %q: want one of %s", *pgProfile, strings.Join(slices.Sorted(maps.Keys(bench.PostgresProfiles)), ", "))
+	}
+	pgSettings = append(slices.Clone(pgSettings), splitList(*pgExtra)...)
+	if *pgStatements > 0 {
+		pgSettings = append(pgSettings, bench.StatementsLibrary)
 	}
 	cfg, err := load()
 	if err != nil {
@@ -95,7 +108,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	env := bench.Env{Binary: exe, Dir: dir, Logf: logf, DSN: cfg.Postgres, LogDir: *logDir, Out: stdout}
 
 	if env.DSN == "" {
-		srv, err := pglocal.Start(ctx, pglocal.Options{Database: "bench"})
+		srv, err := pglocal.Start(ctx, pglocal.Options{Database: "bench", Settings: pgSettings})
 		if err != nil {
 			return fmt.Errorf("start local postgres (or set DATABASE_URL): %w", err)
 		}
@@ -104,6 +117,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if env.PostgresPID, err = srv.PostmasterPID(); err != nil {
 			return err
 		}
+		env.Statements = *pgStatements
+		logf("PostgreSQL settings (%s): %s", *pgProfile, strings.Join(pgSettings, " "))
 	} else {
 		logf("PostgreSQL at DATABASE_URL: its CPU is not measured (the harness measures the server it starts)")
 	}
@@ -234,7 +249,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *jsonOut != "" {
 		out := map[string]any{"time": time.Now().UTC(), "version": version, "results": results}
 		if env.PostgresPID != 0 {
-			out["postgres_settings"] = pglocal.Settings() // what postgres_cpu_seconds assumes
+			out["postgres_settings"] = pgSettings // what postgres_cpu_seconds assumes
+			out["postgres_settings_profile"] = *pgProfile
 		}
 		b, _ := json.MarshalIndent(out, "", "  ")
 		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {

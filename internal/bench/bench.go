@@ -105,6 +105,10 @@ type Env struct {
 	// broker's process ids: each run also measures their process trees'
 	// CPU (proccpu.go).
 	PostgresPID, BrokerPID int
+	// Statements, when above zero, profiles each aggregator run's
+	// PostgreSQL statements (pg_stat_statements, which the server must
+	// load: StatementsLibrary) into Result.Statements, this many.
+	Statements int
 }
 
 // Result is one benchmark's measurements. CPUSeconds is the aggregator's;
@@ -133,6 +137,7 @@ type Result struct {
 	VerifyError        string         `json:"verify_error,omitempty"`
 	PreloadSeconds     float64        `json:"preload_seconds"`
 	Extra              map[string]any `json:"extra,omitempty"`
+	Statements         []Statement    `json:"postgres_statements,omitempty"`
 }
 
 // Preload creates the topic and fills it with the workload's records,
@@ -234,6 +239,11 @@ func RunAggregator(ctx context.Context, env Env, topic, group string, w Workload
 	if err != nil {
 		return Result{}, err
 	}
+	if env.Statements > 0 {
+		if err := resetStatements(ctx, env.DSN); err != nil {
+			return Result{}, err
+		}
+	}
 	// NB: the servers' CPU from here, after the pre-load, to the end of
 	// the run.
 	marks, err := markServers(env)
@@ -301,7 +311,18 @@ func RunAggregator(ctx context.Context, env Env, topic, group string, w Workload
 	}
 	r.RecordsPerSec = float64(w.Records) / r.WallSeconds
 	r.RecordsPerCPU = float64(w.Records) / r.CPUSeconds
-	return r, marks.finish(env, &r)
+	if err := marks.finish(env, &r); err != nil {
+		return r, err
+	}
+	if env.Statements > 0 {
+		if r.Statements, err = topStatements(ctx, env.DSN, env.Statements); err != nil {
+			return r, fmt.Errorf("pg_stat_statements: %w", err)
+		}
+		if env.Out != nil {
+			PrintStatements(env.Out, w.Name, r.Statements)
+		}
+	}
+	return r, nil
 }
 
 func num(v any) float64 {

@@ -131,6 +131,9 @@ type Options struct {
 	Dir      string                           // parent for the temporary data folder; "" = os.TempDir()
 	Database string                           // database to create; "" = "clickagg"
 	Logf     func(format string, args ...any) // optional progress log
+	// Settings, when not nil, replace the server settings (Settings()),
+	// e.g. for a benchmark with durable production settings.
+	Settings []string
 }
 
 // settings are the server settings the postmaster is started with (besides
@@ -167,6 +170,7 @@ type Server struct {
 	database string
 	port     int
 	logf     func(format string, args ...any)
+	settings []string
 
 	mu      sync.Mutex
 	cred    *syscall.Credential // nil unless running as root
@@ -210,6 +214,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		database: opts.Database,
 		logf:     logf,
 		cred:     cred,
+		settings: settings,
+	}
+	if opts.Settings != nil {
+		s.settings = slices.Clone(opts.Settings)
 	}
 	started := false
 	defer func() {
@@ -342,6 +350,10 @@ func (s *Server) PostmasterPID() (int, error) {
 	return pid, nil
 }
 
+// Settings returns the settings this server runs with (Options.Settings
+// or the package's).
+func (s *Server) Settings() []string { return slices.Clone(s.settings) }
+
 // LogPath returns the path of the server log file.
 func (s *Server) LogPath() string { return s.logPath }
 
@@ -466,7 +478,7 @@ func (s *Server) launch(ctx context.Context) error {
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "unix_socket_directories=" + s.sockDir,
 	}
-	for _, kv := range settings {
+	for _, kv := range s.settings {
 		args = append(args, "-c", kv)
 	}
 	p, err := s.spawn(func() *exec.Cmd {
