@@ -67,13 +67,17 @@ type Checkpoint struct {
 
 // Result describes a committed checkpoint.
 type Result struct {
-	ClickRows  int64 // url_clicks rows written
-	TotalRows  int64 // url_totals rows written
-	Finalized  int64 // url_clicks rows marked final by the finalizer
-	Attempts   int   // transactions tried (more than 1 after deadlocks)
-	Recovered  bool  // an earlier attempt had committed; nothing was rewritten
-	Duration   time.Duration
-	FinalUntil int64 // windows ending at or before this (Unix ms) are final; NoWatermark if none
+	ClickRows int64 // url_clicks rows written
+	TotalRows int64 // url_totals rows written
+	Finalized int64 // url_clicks rows marked final by the finalizer
+	Attempts  int   // transactions tried (more than 1 after deadlocks)
+	Recovered bool  // an earlier attempt had committed; nothing was rewritten
+	// UpsertedAll is true when every url_clicks delta went through the
+	// upsert: the insert of new rows found one that existed (or was
+	// skipped after such a find; see writeClicks).
+	UpsertedAll bool
+	Duration    time.Duration
+	FinalUntil  int64 // windows ending at or before this (Unix ms) are final; NoWatermark if none
 	// Expired holds, per window size (ms), the clicks not written to
 	// url_clicks because their window's span had expired (see Maintain).
 	Expired map[int64]int64
@@ -129,30 +133,55 @@ type Writer struct {
 
 	partMu sync.Mutex
 	known  map[spanKey]bool // url_clicks partitions known to exist (or to be expired)
+
+	insertMu   sync.Mutex
+	skipInsert int // checkpoints left that upsert without trying the insert first
+	backoff    int // skipInsert after the next failed insert, doubled each time
 }
 
 // upsertClicks is the statement that adds the staged deltas to url_clicks
 // (table), skipping the rows that where matches.
 func upsertClicks(table, where string) string {
+	return clicksStatement(table, where, "", true)
+}
+
+// clicksStatement is the statement that writes the staged deltas matching
+// only (all when "") to url_clicks (table), skipping those where matches:
+// with upsert, added to existing rows (ON CONFLICT); without, as new rows,
+// failing with unique_violation if any exists (see writeClicks).
+func clicksStatement(table, where, only string, upsert bool) string {
 	// NB: ORDER BY gives every replica the same row-lock order (no
-	// deadlocks on hot rows); the staging url column is COLLATE "C" (byte
-	// order, cheap), so grouping and ordering share one sort. GROUP BY sums
-	// the deltas several partitions sent for one row.
-	if where != "" {
-		where = "WHERE NOT (" + where + ")\n"
+	// deadlocks on hot rows) and inserts in index order; the staging url
+	// column is COLLATE "C" (byte order, cheap), so grouping and ordering
+	// share one sort. GROUP BY sums the deltas several partitions sent for
+	// one row.
+	var conds []string
+	if only != "" {
+		conds = append(conds, only)
 	}
-	return `INSERT INTO ` + table + ` AS t
+	if where != "" {
+		conds = append(conds, "NOT ("+where+")")
+	}
+	filter := ""
+	if len(conds) > 0 {
+		filter = "WHERE " + strings.Join(conds, " AND ") + "\n"
+	}
+	sql := `INSERT INTO ` + table + ` AS t
 	(url, window_start, window_end, window_size, clicks, late_clicks, final, updated_at)
 SELECT url, window_start, window_end, window_end - window_start, sum(clicks)::bigint, sum(late_clicks)::bigint,
 	coalesce(window_end <= $1, false), now()
 FROM pg_temp.` + stageClicksTable + `
-` + where + `GROUP BY url, window_start, window_end
-ORDER BY url, window_start, window_end
+` + filter + `GROUP BY url, window_start, window_end
+ORDER BY url, window_start, window_end`
+	if upsert {
+		sql += `
 ON CONFLICT (url, window_start, window_size) DO UPDATE SET
 	clicks = t.clicks + excluded.clicks,
 	late_clicks = t.late_clicks + excluded.late_clicks,
 	final = t.final OR excluded.final,
 	updated_at = excluded.updated_at`
+	}
+	return sql
 }
 
 const stageClicksTable = "clickagg_stage_clicks"
@@ -445,6 +474,89 @@ func (w *Writer) alreadyCommitted(ctx context.Context, cp *Checkpoint) (bool, er
 	return true, nil
 }
 
+// writeClicks writes the staged deltas to url_clicks, all but those where
+// matches (expired spans). Most rows of a checkpoint are new: a window's
+// one emission, final, once the watermarks pass it. Those are inserted
+// without ON CONFLICT, which costs PostgreSQL about 40% less per row (no
+// speculative insertion); the deltas of late clicks, whose rows usually
+// exist, are upserted after them (adding to a row just inserted, too).
+// If a row that looked new exists after all (emitted early, by another
+// replica, or by a checkpoint whose watermarks were not aligned), the
+// insert fails with unique_violation and leaves nothing (a savepoint):
+// every delta is then upserted, and the next checkpoints upsert straight
+// away for a while. The primary key makes a row written twice impossible
+// on either path, and both run in the fenced transaction.
+func (w *Writer) writeClicks(ctx context.Context, tx pgx.Tx, where string, finalUntil any) (rows int64, upsertedAll bool, err error) {
+	table := pgx.Identifier{w.opts.Schema, "url_clicks"}.Sanitize()
+	if w.tryInsert() {
+		sp, err := tx.Begin(ctx)
+		if err != nil {
+			return 0, false, fmt.Errorf("savepoint: %w", err)
+		}
+		ins, err := sp.Exec(ctx, clicksStatement(table, where, "late_clicks = 0", false), finalUntil)
+		if err == nil {
+			var late pgconn.CommandTag
+			if late, err = sp.Exec(ctx, clicksStatement(table, where, "late_clicks <> 0", true), finalUntil); err == nil {
+				if err = sp.Commit(ctx); err == nil {
+					w.insertDone(true)
+					return ins.RowsAffected() + late.RowsAffected(), false, nil
+				}
+			}
+		}
+		if rerr := sp.Rollback(ctx); rerr != nil && !errors.Is(rerr, pgx.ErrTxClosed) {
+			return 0, false, fmt.Errorf("insert url_clicks: %w (roll back: %v)", err, rerr)
+		}
+		if !isUniqueViolation(err) {
+			return 0, false, fmt.Errorf("insert url_clicks: %w", err)
+		}
+		w.insertDone(false)
+	}
+	tag, err := tx.Exec(ctx, w.upsertFor(where), finalUntil)
+	if err != nil {
+		return 0, true, fmt.Errorf("upsert url_clicks: %w", err)
+	}
+	return tag.RowsAffected(), true, nil
+}
+
+func (w *Writer) upsertFor(where string) string {
+	if where == "" {
+		return w.sqlUpsertClicks
+	}
+	return upsertClicks(pgx.Identifier{w.opts.Schema, "url_clicks"}.Sanitize(), where)
+}
+
+// tryInsert reports whether this checkpoint tries the insert of new rows
+// first.
+func (w *Writer) tryInsert() bool {
+	w.insertMu.Lock()
+	defer w.insertMu.Unlock()
+	if w.skipInsert > 0 {
+		w.skipInsert--
+		return false
+	}
+	return true
+}
+
+// insertDone records how the insert of new rows went: after a failure
+// the next 8 checkpoints upsert straight away, doubling to 256 while the
+// inserts keep failing (several replicas emitting the same windows, early
+// results).
+func (w *Writer) insertDone(ok bool) {
+	w.insertMu.Lock()
+	defer w.insertMu.Unlock()
+	if ok {
+		w.backoff = 0
+		return
+	}
+	w.backoff = min(max(2*w.backoff, 8), 256)
+	w.skipInsert = w.backoff
+}
+
+func isUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
 func (w *Writer) commitOnce(ctx context.Context, cp *Checkpoint) (res Result, err error) {
 	res.FinalUntil = NoWatermark
 	if err := w.ensureSpans(ctx, cp.Deltas.spans); err != nil {
@@ -546,18 +658,15 @@ func (w *Writer) commitOnce(ctx context.Context, cp *Checkpoint) (res Result, er
 		if _, err := pg.CopyFrom(ctx, r, w.sqlCopyClicks); err != nil {
 			return res, fmt.Errorf("stage click deltas: %w", err)
 		}
-		upsert := w.sqlUpsertClicks
-		if where := expiredWhere(cp.Deltas.spans, expired); where != "" {
-			upsert = upsertClicks(pgx.Identifier{w.opts.Schema, "url_clicks"}.Sanitize(), where)
+		where := expiredWhere(cp.Deltas.spans, expired)
+		if where != "" {
 			if res.Expired, err = countExpired(ctx, tx, where); err != nil {
 				return res, err
 			}
 		}
-		tag, err := tx.Exec(ctx, upsert, finalUntil)
-		if err != nil {
-			return res, fmt.Errorf("upsert url_clicks: %w", err)
+		if res.ClickRows, res.UpsertedAll, err = w.writeClicks(ctx, tx, where, finalUntil); err != nil {
+			return res, err
 		}
-		res.ClickRows = tag.RowsAffected()
 		if cp.TotalsWindow > 0 {
 			tag, err := tx.Exec(ctx, w.sqlUpsertTotals, cp.TotalsWindow)
 			if err != nil {
