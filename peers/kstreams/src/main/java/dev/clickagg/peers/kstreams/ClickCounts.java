@@ -136,7 +136,7 @@ public final class ClickCounts {
     static Topology topology(Args a) {
         StreamsBuilder builder = new StreamsBuilder();
         builder.addStateStore(new CommitHook.Builder());
-        builder.stream(a.topic, Consumed.with(Serdes.ByteArray(), Serdes.serdeFrom(null, new ClickDeserializer()))
+        builder.stream(a.topic, Consumed.with(Serdes.ByteArray(), ClickDeserializer.serde())
                         .withTimestampExtractor(new ClickTimestampExtractor())
                         .withName("clicks"))
                 .filter((key, click) -> {
