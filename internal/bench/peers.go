@@ -79,7 +79,9 @@ func PeerSchema(name string) string {
 func PeerClassPath(dir string) (classPath, mainClass string, err error) {
 	jars, _ := filepath.Glob(filepath.Join(dir, "target", "*.jar"))
 	jars = slices.DeleteFunc(jars, func(j string) bool {
-		return strings.HasSuffix(j, "-sources.jar") || strings.HasSuffix(j, "-tests.jar")
+		// NB: the shade plugin leaves the unshaded jar as original-*.jar.
+		return strings.HasSuffix(j, "-sources.jar") || strings.HasSuffix(j, "-tests.jar") ||
+			strings.HasPrefix(filepath.Base(j), "original-")
 	})
 	markers, _ := filepath.Glob(filepath.Join(dir, "target", ".complete-*"))
 	if len(jars) != 1 || len(markers) == 0 {
@@ -237,33 +239,37 @@ CREATE TABLE `+schema+`.url_clicks (url text NOT NULL, window_start timestamptz 
 }
 
 // peerRowsWritten returns the inserts plus updates of schema.url_clicks.
-// The peer's sessions report their counters as they end, just after it
-// exits: read until two reads a moment apart agree.
+// A session reports its counters to the statistics when it ends, which
+// happens just after the peer exits: wait (at most 10 s) until no other
+// session of the database is left before reading them.
 func peerRowsWritten(ctx context.Context, dsn, schema string) (int64, error) {
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		return 0, err
 	}
 	defer pool.Close()
-	prev := int64(-1)
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		_, _ = pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`)
-		var n int64
-		err := pool.QueryRow(ctx, `SELECT coalesce(sum(n_tup_ins + n_tup_upd), 0)::bigint
-FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'url_clicks'`, schema).Scan(&n)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var others int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE backend_type = 'client backend' AND datname = current_database() AND pid <> pg_backend_pid()`).Scan(&others)
 		if err != nil {
 			return 0, err
 		}
-		if n == prev || time.Now().After(deadline) {
-			return n, nil
+		if others == 0 || time.Now().After(deadline) {
+			break
 		}
-		prev = n
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	// NB: this session's own pending counters; the ended sessions' are in.
+	_, _ = pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`)
+	var n int64
+	err = pool.QueryRow(ctx, `SELECT coalesce(sum(n_tup_ins + n_tup_upd), 0)::bigint
+FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'url_clicks'`, schema).Scan(&n)
+	return n, err
 }
 
 // ComparePeer compares the peer's windows with clickagg's (refSchema's

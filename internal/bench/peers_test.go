@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"archive/zip"
 	"context"
 	"errors"
 	"os"
@@ -97,4 +98,54 @@ func TestFlinkPeerExact(t *testing.T) {
 		t.Errorf("flink wrote %d rows, fewer than the %d windows", r.RowsWritten, len(exp.Clicks))
 	}
 	t.Logf("flink: %.1fs wall, %.1f CPU-s, %.0f MiB RSS, %d rows written", r.WallSeconds, r.CPUSeconds, r.PeakRSSMiB, r.RowsWritten)
+}
+
+func TestJDBCURL(t *testing.T) {
+	for _, c := range []struct{ dsn, want string }{
+		{"postgres://clickagg@127.0.0.1:5433/bench?sslmode=disable",
+			"jdbc:postgresql://127.0.0.1:5433/bench?sslmode=disable&user=clickagg"},
+		{"postgres://u:p%40ss@db.example:5432/clicks?sslmode=disable",
+			"jdbc:postgresql://db.example:5432/clicks?password=p%40ss&sslmode=disable&user=u"},
+		{"postgres://u@[::1]:5432/bench?sslmode=require", "jdbc:postgresql://[::1]:5432/bench?user=u"},
+	} {
+		got, err := JDBCURL(c.dsn)
+		if err != nil || got != c.want {
+			t.Errorf("JDBCURL(%q) = %q, %v; want %q", c.dsn, got, err, c.want)
+		}
+	}
+}
+
+func TestPeerClassPath(t *testing.T) {
+	dir := t.TempDir()
+	if _, _, err := PeerClassPath(dir); !errors.Is(err, ErrPeerNotBuilt) {
+		t.Fatalf("empty folder: %v, want ErrPeerNotBuilt", err)
+	}
+	target := filepath.Join(dir, "target")
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	jar := filepath.Join(target, "app-1.jar")
+	f, err := os.Create(jar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := zip.NewWriter(f)
+	m, _ := z.Create("META-INF/MANIFEST.MF")
+	_, _ = m.Write([]byte("Manifest-Version: 1.0\r\nMain-Class: dev.example.Main\r\n\r\n"))
+	if err := z.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for _, name := range []string{".complete-123", "original-app-1.jar", "app-1-sources.jar"} {
+		if err := os.WriteFile(filepath.Join(target, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cp, main, err := PeerClassPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(target, "lib", "*") + ":" + jar; cp != want || main != "dev.example.Main" {
+		t.Errorf("PeerClassPath = %q, %q; want %q, dev.example.Main", cp, main, want)
+	}
 }
