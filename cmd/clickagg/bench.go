@@ -263,9 +263,14 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	for _, r := range results {
-		// NB: a peer that is not exact is a finding, not a failed run.
-		if !r.Verified && (r.Contender == "" || r.Contender == "clickagg") {
-			return fmt.Errorf("%s: verification failed: %s", r.Workload, r.VerifyError)
+		// NB: a peer that is not exact is a finding, not a failed run; a
+		// peer that did not finish is.
+		if !r.Verified && (r.Contender == "" || r.Contender == "clickagg" || r.Extra["run_failed"] == true) {
+			name := r.Workload
+			if r.Contender != "" {
+				name += " " + r.Contender
+			}
+			return fmt.Errorf("%s: verification failed: %s", name, r.VerifyError)
 		}
 	}
 	return nil
@@ -360,7 +365,12 @@ func runPeers(ctx context.Context, env bench.Env, records int64, dir string, jvm
 		env.Logf("peers: running %s (lateness %dms)", p.Name, p.LatenessMs)
 		r, err := bench.RunPeer(ctx, env, p, topic, w)
 		if err != nil {
-			return results, err
+			// NB: the other peers still run; the command fails at the end.
+			env.Logf("peers: %s failed: %v", p.Name, err)
+			first, _, _ := strings.Cut(err.Error(), "\n")
+			results = append(results, bench.Result{Workload: w.Name, Contender: p.Name, Broker: env.Broker,
+				Records: w.Records, VerifyError: "run failed: " + first, Extra: map[string]any{"run_failed": true}})
+			continue
 		}
 		r.Broker, r.PreloadSeconds = env.Broker, took.Seconds()
 		schema := bench.PeerSchema(p.Name)
