@@ -373,7 +373,11 @@ func PrintTable(w io.Writer, rs []Result) {
 		"PG CPU s", "broker CPU s", "total CPU s", "rec/total-CPU-s", "RSS MiB", "PG rows", "PG txs", "verified")
 	for _, r := range rs {
 		v := "exact"
-		if !r.Verified {
+		switch {
+		case r.Verified:
+		case r.Contender != "" && r.Contender != "clickagg" && r.Extra["run_failed"] == nil:
+			v = "NOT EXACT: " + r.VerifyError // NB: a finding about the peer, not a failed run
+		default:
 			v = "FAILED: " + r.VerifyError
 		}
 		if r.Extra != nil {
