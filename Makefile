@@ -9,7 +9,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 DEMO_FLAGS ?= --duration 60s
 TEST_FLAGS ?=
 
-.PHONY: all build release demo test test-short soak lint bench postgres kafka chromium helm promtool clean
+.PHONY: all build release demo test test-short soak lint bench bench-peers postgres kafka peers chromium helm promtool clean
 
 all: build
 
@@ -43,6 +43,12 @@ postgres:
 kafka:
 	@./scripts/ensure-kafka.sh
 	@./scripts/ensure-kcat.sh
+
+# The contenders of `make bench-peers`: every peers/*/pom.xml (the Flink
+# job, the Kafka Streams app) built with Maven into peers/NAME/target.
+# Skips with a message when Java/Maven are missing.
+peers:
+	@./scripts/ensure-peers.sh
 
 # Headless Chromium (/usr/bin/chromium) for the status page's browser test,
 # from the OS packages when missing (as root); the test skips without it.
@@ -90,6 +96,13 @@ bench: postgres build
 	@./scripts/ensure-kafka.sh
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./stream/ ./state/ ./sink/ | tee bin/microbench.txt
 	./$(BIN) bench --workload $(BENCH_WORKLOADS) --json bin/bench.json
+
+# The same pre-loaded zipf topic through clickagg, Flink and Kafka Streams
+# on the same broker and PostgreSQL (BENCHMARKS.md), every window compared
+# with clickagg's; e.g. BENCH_PEERS_FLAGS='--records 2000000'.
+BENCH_PEERS_FLAGS ?= --json bin/bench-peers.json
+bench-peers: postgres kafka peers build
+	./$(BIN) bench --peers $(BENCH_PEERS_FLAGS)
 
 clean:
 	rm -rf bin dist

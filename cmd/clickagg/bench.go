@@ -5,9 +5,11 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"os/exec"
@@ -48,6 +50,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	pgProfile := fs.String("postgres-settings", "test", "settings of the PostgreSQL the harness starts: "+strings.Join(slices.Sorted(maps.Keys(bench.PostgresProfiles)), ", ")+" (BENCHMARKS.md, Server settings)")
 	pgExtra := fs.String("postgres-setting", "", "comma list of name=value server settings added to --postgres-settings (experiments)")
 	pgStatements := fs.Int("postgres-statements", 0, "profile each run's PostgreSQL statements (pg_stat_statements): print and record the top N by execution time")
+	peers := fs.Bool("peers", false, "run the zipf workload's topic through clickagg, then Flink and Kafka Streams (built by make peers into --peers-dir) on the same broker and PostgreSQL, and compare every window with clickagg's")
+	peersDir := fs.String("peers-dir", "peers", "with --peers: the folder of the peers (flink, kstreams), each built into its target/")
+	peerJVMOpts := fs.String("peer-jvm-opts", "-Xmx3g", "with --peers: the peers' JVM options, space-separated")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -73,6 +78,17 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		default:
 			return badConfig("--workload %q: want zipf, uniform, multi, freshness, recovery, all, history, longrun or backfill", w)
 		}
+	}
+	if *peers {
+		explicit := false
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "workload" })
+		if explicit && *workloads != "zipf" {
+			return badConfig("--peers: runs the zipf workload only, not --workload %s", *workloads)
+		}
+		if *shape == "tracker" {
+			return badConfig("--peers: the peers read the clicks shape only")
+		}
+		list = nil
 	}
 	switch *shape {
 	case "clicks", "":
@@ -154,6 +170,11 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logf("broker %s at %s, PostgreSQL ready", env.Broker, env.Brokers[0])
 
 	var results []bench.Result
+	if *peers {
+		if results, err = runPeers(ctx, env, *records, *peersDir, strings.Fields(*peerJVMOpts)); err != nil {
+			return err
+		}
+	}
 	for i, name := range list {
 		var r bench.Result
 		switch name {
@@ -258,8 +279,14 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	for _, r := range results {
-		if !r.Verified {
-			return fmt.Errorf("%s: verification failed: %s", r.Workload, r.VerifyError)
+		// NB: a peer that is not exact is a finding, not a failed run; a
+		// peer that did not finish is.
+		if !r.Verified && (r.Contender == "" || r.Contender == "clickagg" || r.Extra["run_failed"] == true) {
+			name := r.Workload
+			if r.Contender != "" {
+				name += " " + r.Contender
+			}
+			return fmt.Errorf("%s: verification failed: %s", name, r.VerifyError)
 		}
 	}
 	return nil
@@ -301,6 +328,78 @@ func runHistory(ctx context.Context, env bench.Env, records, rows int64, queries
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// runPeers pre-loads the zipf workload once and runs it through clickagg
+// (whose windows are the reference) and then each peer built in dir, each
+// with a consumer group and schema of its own; a peer whose folder is
+// absent is skipped with a message.
+func runPeers(ctx context.Context, env bench.Env, records int64, dir string, jvmOpts []string) ([]bench.Result, error) {
+	var peers []bench.Peer
+	for _, p := range bench.Peers(dir, jvmOpts) {
+		if _, err := os.Stat(p.Dir); errors.Is(err, fs.ErrNotExist) {
+			env.Logf("peers: %s: no %s; skipped", p.Name, p.Dir)
+			continue
+		}
+		if _, _, err := bench.PeerClassPath(p.Dir); err != nil {
+			return nil, fmt.Errorf("--peers: %s: %w", p.Name, err)
+		}
+		peers = append(peers, p)
+	}
+	if len(peers) == 0 {
+		return nil, fmt.Errorf("--peers: no peer in %s (run make peers from the repository, or set --peers-dir)", dir)
+	}
+	w := bench.Workloads["zipf"]
+	if records > 0 {
+		w.Records = records
+	}
+	const topic = "bench-peers"
+	env.Logf("peers: pre-loading %d zipf records (%d URLs, %d partitions)", w.Records, w.URLs, w.Partitions)
+	exp, took, err := bench.Preload(ctx, env, topic, w, 1)
+	if err != nil {
+		return nil, err
+	}
+	const refSchema = "bench_peers_clickagg"
+	env.Logf("peers: pre-loaded in %s; running clickagg", took.Round(time.Millisecond))
+	r, err := bench.RunAggregator(ctx, env, topic, topic+"-clickagg", w, "--postgres-schema", refSchema)
+	if err != nil {
+		return nil, err
+	}
+	r.Contender, r.Broker, r.PreloadSeconds, r.ValidRecords = "clickagg", env.Broker, took.Seconds(), exp.Valid
+	if r.Extra, err = bench.TableStats(ctx, env.DSN, refSchema); err != nil {
+		return nil, err
+	}
+	r.Extra["invalid_skipped"] = w.Records - exp.Valid
+	if verr := bench.Verify(ctx, env.DSN, refSchema, exp); verr != nil {
+		r.VerifyError = verr.Error()
+	} else {
+		r.Verified = true
+	}
+	results := []bench.Result{r}
+	bench.PrintTable(env.Out, results)
+	for _, p := range peers {
+		env.Logf("peers: running %s (lateness %dms)", p.Name, p.LatenessMs)
+		r, err := bench.RunPeer(ctx, env, p, topic, w)
+		if err != nil {
+			// NB: the other peers still run; the command fails at the end.
+			env.Logf("peers: %s failed: %v", p.Name, err)
+			first, _, _ := strings.Cut(err.Error(), "\n")
+			results = append(results, bench.Result{Workload: w.Name, Contender: p.Name, Broker: env.Broker,
+				Records: w.Records, VerifyError: "run failed: " + first, Extra: map[string]any{"run_failed": true}})
+			continue
+		}
+		r.Broker, r.PreloadSeconds = env.Broker, took.Seconds()
+		schema := bench.PeerSchema(p.Name)
+		if err := bench.ComparePeer(ctx, env.DSN, schema, refSchema, w.Windows[0], &r); err != nil {
+			return results, err
+		}
+		if err := bench.VerifyPeer(ctx, env.DSN, schema, w.Windows[0], exp, &r); err != nil {
+			return results, err
+		}
+		results = append(results, r)
+		bench.PrintTable(env.Out, []bench.Result{r})
+	}
+	return results, nil
 }
 
 // startKfakeProcess runs `clickagg kfake-broker` and returns its address
