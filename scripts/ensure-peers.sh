@@ -2,9 +2,10 @@
 # ensure-peers.sh: build the contenders of `clickagg bench --peers` (the
 # Flink job in peers/flink, the Kafka Streams app in peers/kstreams: every
 # peers/*/pom.xml present) with Maven, each into peers/NAME/target: its jar
-# and, in target/lib, the jars it needs at run time. Idempotent: a marker
-# target/.complete-<checksum of the pom and the sources> makes later runs a
-# no-op until one of them changes.
+# and, in target/lib, the jars it needs at run time. Both also compile the
+# sources they share, peers/common/src (no pom: not built by itself).
+# Idempotent: a marker target/.complete-<checksum of the pom, the sources and
+# the shared sources> makes later runs a no-op until one of them changes.
 #
 # Needs java (17 or newer) and mvn on PATH. When either is missing it prints
 # what to install and exits 0: the peer benchmark and test are skipped then
@@ -40,8 +41,9 @@ for pom in peers/*/pom.xml; do
 	dir=$root/$(dirname "$pom")
 	name=$(basename "$dir")
 	# NB: the checksum covers the file names too, so a renamed or deleted
-	# source builds again.
-	sum=$(cd "$dir" && find pom.xml src -type f 2>/dev/null | LC_ALL=C sort | while read -r f; do
+	# source builds again; and the shared sources (../common/src), so a
+	# change there rebuilds every peer.
+	sum=$(cd "$dir" && find pom.xml src ../common/src -type f 2>/dev/null | LC_ALL=C sort | while read -r f; do
 		echo "$f"; cat "$f"; done | cksum | cut -d' ' -f1)
 	marker=$dir/target/.complete-$sum
 	if [ ! -f "$marker" ]; then

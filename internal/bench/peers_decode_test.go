@@ -54,20 +54,16 @@ var decodeEdgeCases = []string{
 	`{"url":"u\t"}`, "{\"url\":\"u\tv\"}", `{"url":"\x"}`, `{"url":"\u12"}`,
 }
 
-// TestFlinkDecoderMatchesClickagg runs the Flink peer's ClickDecoder
-// (through testdata/DecodeCheck.java) over edge cases and generated records,
-// valid and invalid, and compares each outcome with clickagg's decoder: the
-// same records accepted, with the same URL and event time, and rejected for
-// the same reason (invalid JSON and invalid UTF-8 may swap: which one comes
-// first is not the same scan).
-func TestFlinkDecoderMatchesClickagg(t *testing.T) {
+// TestPeerDecoderMatchesClickagg runs the peers' shared ClickDecoder
+// (peers/common, through testdata/DecodeCheck.java) over edge cases and
+// generated records, valid and invalid, and compares each outcome with
+// clickagg's decoder: the same records accepted, with the same URL and event
+// time, and rejected for the same reason (invalid JSON and invalid UTF-8 may
+// swap: which one comes first is not the same scan). It runs the decoder as
+// built into each peer, with that peer's Jackson.
+func TestPeerDecoderMatchesClickagg(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a JVM")
-	}
-	dir := filepath.Join(peersDir(t), "flink")
-	cp, _, err := PeerClassPath(dir)
-	if err != nil {
-		skipUnless(t, requirePeersEnv, err.Error())
 	}
 	records := append([]string(nil), decodeEdgeCases...)
 	g, err := gen.New(gen.Options{Count: 3000, URLs: 100, Seed: 7, StartTime: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC),
@@ -78,6 +74,21 @@ func TestFlinkDecoderMatchesClickagg(t *testing.T) {
 	for range 3000 {
 		records = append(records, string(g.Next().Value))
 	}
+	for _, peer := range []string{"flink", "kstreams"} {
+		t.Run(peer, func(t *testing.T) {
+			cp, _, err := PeerClassPath(filepath.Join(peersDir(t), peer))
+			if err != nil {
+				skipUnless(t, requirePeersEnv, err.Error())
+			}
+			checkDecoder(t, cp, records)
+		})
+	}
+}
+
+// checkDecoder runs DecodeCheck.java with class path cp over records and
+// compares its output with clickagg's decoder.
+func checkDecoder(t *testing.T, cp string, records []string) {
+	t.Helper()
 	var in bytes.Buffer
 	for _, r := range records {
 		in.WriteString(base64.StdEncoding.EncodeToString([]byte(r)) + "\n")
@@ -113,9 +124,9 @@ func TestFlinkDecoderMatchesClickagg(t *testing.T) {
 			continue
 		}
 		if structural[f[0]] && structural[want] {
-			t.Logf("record %.80q: flink %s, clickagg %s (both structural)", r, f[0], want)
+			t.Logf("record %.80q: peer %s, clickagg %s (both structural)", r, f[0], want)
 			continue
 		}
-		t.Errorf("record %.120q: flink %s %s %d, clickagg %s %s %d", r, f[0], f[1], ts, want, wantURL, wantTS)
+		t.Errorf("record %.120q: peer %s %s %d, clickagg %s %s %d", r, f[0], f[1], ts, want, wantURL, wantTS)
 	}
 }

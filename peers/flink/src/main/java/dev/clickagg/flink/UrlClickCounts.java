@@ -1,5 +1,7 @@
 package dev.clickagg.flink;
 
+import dev.clickagg.peers.Click;
+import dev.clickagg.peers.ClickDecoder;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -48,15 +50,6 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
  * the row: the table ends exact.
  */
 public final class UrlClickCounts {
-
-    /** One decoded record; reason is null for a valid click. A Flink POJO. */
-    public static final class Click {
-        public String url;
-        public long ts;
-        public String reason;
-
-        public Click() {}
-    }
 
     /** One window's count: a url_clicks row. A Flink POJO. */
     public static final class WindowCount {
@@ -111,7 +104,7 @@ public final class UrlClickCounts {
 
         // Watermarks per partition (the source tracks each split's), trailing
         // the highest event time by the out-of-orderness bound. Rejected
-        // records carry Long.MIN_VALUE, which never advances a watermark.
+        // records carry Click.NO_TIME, which never advances a watermark.
         WatermarkStrategy<Click> watermarks = WatermarkStrategy
                 .<Click>forBoundedOutOfOrderness(Duration.ofMillis(outOfOrdernessMs))
                 .withTimestampAssigner((click, recordTs) -> click.ts);
@@ -181,14 +174,7 @@ public final class UrlClickCounts {
     static final class ClickDeserializer implements KafkaRecordDeserializationSchema<Click> {
         @Override
         public void deserialize(ConsumerRecord<byte[], byte[]> record, Collector<Click> out) throws IOException {
-            Click c = new Click();
-            c.reason = record.value() == null
-                    ? "invalid_json"
-                    : ClickDecoder.decode(record.value(), record.timestamp(), c);
-            if (c.reason != null) {
-                c.ts = Long.MIN_VALUE;
-            }
-            out.collect(c);
+            out.collect(ClickDecoder.decode(record.value(), record.timestamp()));
         }
 
         @Override

@@ -1,11 +1,14 @@
 package dev.clickagg.peers.kstreams;
 
+import dev.clickagg.peers.Click;
+import dev.clickagg.peers.ClickDecoder;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.TreeMap;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Pattern;
@@ -21,6 +24,7 @@ import org.apache.kafka.common.Metric;
 import org.apache.kafka.common.MetricName;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
+import org.apache.kafka.common.serialization.Serde;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.utils.Bytes;
 import org.apache.kafka.streams.CloseOptions;
@@ -136,13 +140,13 @@ public final class ClickCounts {
     static Topology topology(Args a) {
         StreamsBuilder builder = new StreamsBuilder();
         builder.addStateStore(new CommitHook.Builder());
-        builder.stream(a.topic, Consumed.with(Serdes.ByteArray(), ClickDeserializer.serde())
+        builder.stream(a.topic, Consumed.with(Serdes.ByteArray(), clickSerde())
                         .withTimestampExtractor(new ClickTimestampExtractor())
                         .withName("clicks"))
                 .filter((key, click) -> {
                     Stats.records.increment();
                     if (click.reason != null) {
-                        Stats.invalid[click.reason.ordinal()].increment();
+                        Stats.invalid(click.reason).increment();
                         return false;
                     }
                     return true;
@@ -157,6 +161,18 @@ public final class ClickCounts {
                 .process(() -> new PostgresUpsert(a.batchedJdbcUrl(), a.schema), Named.as("postgres-upsert"),
                         CommitHook.NAME);
         return builder.build();
+    }
+
+    /**
+     * Record values decoded by the shared decoder, which never throws: a bad
+     * record becomes a Click with a reason, which the topology counts and
+     * drops. A click without "ts" gets its event time from
+     * ClickTimestampExtractor. For the source only: clicks are never written.
+     */
+    static Serde<Click> clickSerde() {
+        return Serdes.<Click>serdeFrom((topic, click) -> {
+            throw new UnsupportedOperationException("clicks are only read");
+        }, (topic, value) -> ClickDecoder.decode(value, Click.NO_TIME));
     }
 
     static Properties config(Args a) {
@@ -175,7 +191,7 @@ public final class ClickCounts {
         // (Streams' EOS default is 10 s, equal to the commit interval).
         p.put(StreamsConfig.producerPrefix(ProducerConfig.TRANSACTION_TIMEOUT_CONFIG), 60_000);
         // A record that cannot be deserialized is logged and skipped, never fatal
-        // (ClickDeserializer never throws; this is the backstop).
+        // (the decoder never throws; this is the backstop).
         p.put(StreamsConfig.DESERIALIZATION_EXCEPTION_HANDLER_CLASS_CONFIG, LogAndContinueExceptionHandler.class);
         return p;
     }
@@ -329,12 +345,8 @@ public final class ClickCounts {
 
     static String summary(long droppedLate) {
         StringBuilder reasons = new StringBuilder();
-        for (Reason r : Reason.values()) {
-            long n = Stats.invalid[r.ordinal()].sum();
-            if (n > 0) {
-                reasons.append(reasons.length() == 0 ? "" : ",").append('"').append(r.label).append("\":").append(n);
-            }
-        }
+        new TreeMap<>(Stats.invalidByReason).forEach((reason, n) ->
+                reasons.append(reasons.length() == 0 ? "" : ",").append('"').append(reason).append("\":").append(n.sum()));
         long records = Stats.records.sum();
         long invalid = Stats.invalidTotal();
         return "{\"records\":" + records + ",\"invalid\":" + invalid + ",\"dropped_late\":" + droppedLate

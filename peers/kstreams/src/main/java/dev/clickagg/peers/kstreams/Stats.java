@@ -1,11 +1,14 @@
 package dev.clickagg.peers.kstreams;
 
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.LongAdder;
 
 /** Process-wide counters for the exit summary (all stream threads add to them). */
 final class Stats {
     static final LongAdder records = new LongAdder(); // read from the input topic
-    static final LongAdder[] invalid = new LongAdder[Reason.values().length];
+    /** Invalid records by reason (clickagg's reason names). */
+    static final Map<String, LongAdder> invalidByReason = new ConcurrentHashMap<>();
     static final LongAdder rowsUpserted = new LongAdder();
     static final LongAdder batches = new LongAdder();
     // Rows written by each flush trigger: commit (before the Kafka commit),
@@ -17,20 +20,14 @@ final class Stats {
     /** The first failure of a JDBC flush (also those during close, which Kafka Streams only logs). */
     static volatile Throwable sinkFailure;
 
-    static {
-        for (int i = 0; i < invalid.length; i++) {
-            invalid[i] = new LongAdder();
-        }
-    }
-
     private Stats() {
     }
 
+    static LongAdder invalid(String reason) {
+        return invalidByReason.computeIfAbsent(reason, r -> new LongAdder());
+    }
+
     static long invalidTotal() {
-        long n = 0;
-        for (LongAdder a : invalid) {
-            n += a.sum();
-        }
-        return n;
+        return invalidByReason.values().stream().mapToLong(LongAdder::sum).sum();
     }
 }

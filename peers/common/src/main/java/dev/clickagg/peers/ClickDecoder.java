@@ -1,11 +1,10 @@
-package dev.clickagg.flink;
+package dev.clickagg.peers;
 
 import com.fasterxml.jackson.core.StreamReadConstraints;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.json.JsonMapper;
-import dev.clickagg.flink.UrlClickCounts.Click;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.time.LocalDate;
@@ -14,13 +13,18 @@ import java.util.Iterator;
 import java.util.Map;
 
 /**
- * Decodes one click record the way clickagg counts it in its default
- * configuration: a JSON object {"url": string, "ts": epoch-ms integer or RFC
- * 3339 string, "id": string or integer}; no "ts" (or null) means the Kafka
- * record's timestamp. Anything else is rejected with clickagg's reason name,
- * checked in clickagg's order (structure, url, ts, id).
+ * Decodes one click record the way clickagg's decoder does in its default
+ * configuration (stream/decode.go): a JSON object {"url": string, "ts":
+ * epoch-ms integer or RFC 3339 string, "id": string or integer}; no "ts" (or
+ * null) means the Kafka record's timestamp. Anything else is rejected with
+ * clickagg's reason name, checked in clickagg's order (structure, url, ts,
+ * id). Shared by the peers (peers/flink, peers/kstreams); thread-safe.
  *
- * <p>TestFlinkDecoderMatchesClickagg (internal/bench) compares it with
+ * <p>clickagg's operator also checks the event time against the record
+ * timestamp (a record without "ts" must have one in range, and a "ts" may be
+ * at most max_future_skew ahead of it); those checks are not the decoder's.
+ *
+ * <p>TestPeerDecoderMatchesClickagg (internal/bench) compares it with
  * clickagg's decoder record by record. The one known difference: when a
  * record has both invalid UTF-8 and a syntax error, the reason may be the
  * other one (it is rejected either way).
@@ -32,7 +36,7 @@ public final class ClickDecoder {
     static final int MAX_URL_BYTES = 2048;
 
     /** Rejection reasons, named as clickagg's clickagg_invalid_records_total labels. */
-    static final String[] REASONS = {
+    public static final String[] REASONS = {
         "invalid_json", "missing_url", "invalid_url", "empty_url", "url_too_long",
         "invalid_utf8", "invalid_timestamp", "timestamp_out_of_range", "invalid_id",
     };
@@ -50,10 +54,27 @@ public final class ClickDecoder {
     private ClickDecoder() {}
 
     /**
-     * Decodes value into out (url and event time) and returns null, or
-     * returns the reason it is rejected.
+     * Decodes a record value (null: a tombstone, invalid_json). A record
+     * without "ts" gets recordTimestampMs as its event time, unchecked:
+     * {@link Click#NO_TIME} when it is not known yet.
      */
-    public static String decode(byte[] value, long recordTimestampMs, Click out) {
+    public static Click decode(byte[] value, long recordTimestampMs) {
+        Click c = new Click();
+        c.reason = value == null ? "invalid_json" : check(value, recordTimestampMs, c);
+        if (c.reason != null) {
+            c.url = null;
+            c.ts = Click.NO_TIME;
+        }
+        return c;
+    }
+
+    /** Reports whether ms is in the accepted event-time range. */
+    public static boolean validEventTime(long ms) {
+        return ms >= MIN_EVENT_TIME_MS && ms < MAX_EVENT_TIME_MS;
+    }
+
+    /** Fills in out's url and ts and returns null, or returns the reason value is rejected. */
+    private static String check(byte[] value, long recordTimestampMs, Click out) {
         // NB: Jackson rejects most invalid UTF-8 as a parse error, but takes
         // overlong forms and encoded surrogates.
         if (!validUtf8(value)) {
@@ -92,7 +113,7 @@ public final class ClickDecoder {
         long ts;
         JsonNode t = root.get("ts");
         if (t == null || t.isNull()) {
-            ts = recordTimestampMs; // NB: not range-checked, as in clickagg
+            ts = recordTimestampMs; // NB: range-checked by clickagg's operator, not its decoder
         } else {
             if (t.isIntegralNumber() && t.canConvertToLong()) {
                 ts = t.longValue();
@@ -104,7 +125,7 @@ public final class ClickDecoder {
             } else {
                 return "invalid_timestamp";
             }
-            if (ts < MIN_EVENT_TIME_MS || ts >= MAX_EVENT_TIME_MS) {
+            if (!validEventTime(ts)) {
                 return "timestamp_out_of_range";
             }
         }
@@ -125,7 +146,7 @@ public final class ClickDecoder {
      * milliseconds or Long.MIN_VALUE. java.time's ISO parser differs at those
      * edges and takes a lowercase 't' or 'z' and no seconds.
      */
-    static long parseRfc3339(String s) {
+    private static long parseRfc3339(String s) {
         if (s.length() < 11 || s.charAt(4) != '-' || s.charAt(7) != '-' || s.charAt(10) != 'T') {
             return Long.MIN_VALUE;
         }
