@@ -31,7 +31,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("clickagg bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	load := configFlags(fs, "postgres")
-	workloads := fs.String("workload", "zipf", "comma list of: zipf, uniform, multi, freshness, recovery, all (those five), history, longrun, backfill (zipf by run, then the same records from a file by clickagg backfill)")
+	workloads := fs.String("workload", "zipf", "comma list of: zipf, uniform, multi, freshness, recovery, all (those five), rowheavy (about one url_clicks row per 3 records), history, longrun, backfill (zipf by run, then the same records from a file by clickagg backfill)")
 	records := fs.Int64("records", 0, "override the workloads' record counts (0: their defaults)")
 	brokerKind := fs.String("broker", "auto", "auto (the real Kafka broker when its jars are present), kafka, or kfake")
 	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
@@ -73,10 +73,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		switch w {
 		case "all":
 			list = append(list, "zipf", "uniform", "multi", "freshness", "recovery")
-		case "zipf", "uniform", "multi", "freshness", "recovery", "history", "longrun", "backfill":
+		case "zipf", "uniform", "multi", "rowheavy", "freshness", "recovery", "history", "longrun", "backfill":
 			list = append(list, w)
 		default:
-			return badConfig("--workload %q: want zipf, uniform, multi, freshness, recovery, all, history, longrun or backfill", w)
+			return badConfig("--workload %q: want zipf, uniform, multi, rowheavy, freshness, recovery, all, history, longrun or backfill", w)
 		}
 	}
 	if *peers {

@@ -83,6 +83,10 @@ var Workloads = map[string]Workload{
 	"uniform": {Name: "uniform", Records: 20_000_000, URLs: 10_000_000,
 		Windows: []time.Duration{24 * time.Hour}, EventSpan: time.Hour, Partitions: 12,
 		Env: []string{"GOMEMLIMIT=400MiB"}},
+	// rowheavy: about one url_clicks row per 3 records (3.5 M rows): a
+	// URL space wide for its rate, each URL in most minutes a few times.
+	"rowheavy": {Name: "rowheavy", Records: 10_000_000, URLs: 125_000,
+		Windows: []time.Duration{time.Minute}, EventSpan: 30 * time.Minute, Partitions: 12},
 	"multi": {Name: "multi", Records: 10_000_000, URLs: 1_000_000, Zipf: 1.1,
 		Windows: []time.Duration{time.Minute, time.Hour, 24 * time.Hour}, EventSpan: 30 * time.Minute, Partitions: 12},
 }

@@ -54,16 +54,22 @@ type Peer struct {
 // are missing.
 var ErrPeerNotBuilt = errors.New("bench: peer not built (run make peers)")
 
-// Peers are the standard contenders under dir (e.g. "peers"): flink,
-// kstreams with a grace of 30 minutes (so that, like clickagg with late
-// policy count, it drops no record) and kstreams-grace5s, which shows what
-// a grace as short as the out-of-orderness bound drops.
+// Peers are the standard contenders under dir (e.g. "peers"): flink with
+// an allowed lateness of 30 minutes, kstreams with a grace of a day, and
+// kstreams-grace5s, which shows what a grace as short as the
+// out-of-orderness bound drops. Like clickagg with late policy count, the
+// first two must drop no record. Kafka Streams needs the longer grace: its
+// stream time is per task, and after the repartition a task's follows the
+// fastest input partition, so on a backlog records of slower partitions
+// arrive "late" by however far the reading of the partitions drifted
+// apart (with 30 minutes it dropped 118 of 1 M and 2,926 of 2 M records
+// in the peer's own tests; a day covers the workloads' event time whole).
 func Peers(dir string, jvmOpts []string) []Peer {
 	const lateness = 30 * 60 * 1000
 	return []Peer{
 		{Name: "flink", Dir: filepath.Join(dir, "flink"), LatenessMs: lateness,
 			Args: []string{"--checkpoint-ms", "10000"}, JVMOpts: jvmOpts},
-		{Name: "kstreams", Dir: filepath.Join(dir, "kstreams"), LatenessMs: lateness, JVMOpts: jvmOpts},
+		{Name: "kstreams", Dir: filepath.Join(dir, "kstreams"), LatenessMs: 24 * 60 * 60 * 1000, JVMOpts: jvmOpts},
 		{Name: "kstreams-grace5s", Dir: filepath.Join(dir, "kstreams"), LatenessMs: 5000, JVMOpts: jvmOpts},
 	}
 }
