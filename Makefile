@@ -71,7 +71,7 @@ demo: postgres build
 # Unit, integration (kfake + a throwaway PostgreSQL), end-to-end and the
 # bounded chaos suite (real Kafka broker when available).
 CHAOS ?= short
-test: postgres kafka chromium helm promtool
+test: postgres kafka peers chromium helm promtool
 	$(GO) vet ./...
 	@rm -f bin/chaos-report.txt; mkdir -p bin
 	CLICKAGG_REQUIRE_POSTGRES=1 CLICKAGG_CHAOS=$(CHAOS) CLICKAGG_CHAOS_REPORT=$(CURDIR)/bin/chaos-report.txt \

@@ -35,22 +35,24 @@ func skipUnless(t *testing.T, env, why string) {
 	t.Skip(why)
 }
 
-// TestFlinkPeerExact runs the Flink job of the peer comparison on a small
-// topic on the real broker and checks every window it wrote against the
-// counts expected from the generated records, and its count of invalid
-// records.
-func TestFlinkPeerExact(t *testing.T) {
+// TestPeersExact runs the Flink job and the Kafka Streams app of the peer
+// comparison on a small topic on the real broker and checks every window
+// each wrote against the counts expected from the generated records, and
+// their counts of invalid records.
+func TestPeersExact(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts PostgreSQL, a Kafka broker and a Flink job")
+		t.Skip("starts PostgreSQL, a Kafka broker, a Flink job and a Kafka Streams app")
 	}
-	p := Peers(peersDir(t), []string{"-Xmx1g"})[0]
-	if _, _, err := PeerClassPath(p.Dir); err != nil {
-		skipUnless(t, requirePeersEnv, err.Error())
+	peers := Peers(peersDir(t), []string{"-Xmx1g"})[:2] // flink, kstreams (a day's grace)
+	for _, p := range peers {
+		if _, _, err := PeerClassPath(p.Dir); err != nil {
+			skipUnless(t, requirePeersEnv, err.Error())
+		}
 	}
 	if ok, why := kafkalocal.Available(); !ok {
 		skipUnless(t, "CLICKAGG_REQUIRE_KAFKA", why)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	pg, err := pglocal.Start(ctx, pglocal.Options{Database: "bench"})
 	if errors.Is(err, pglocal.ErrNotInstalled) {
@@ -78,26 +80,30 @@ func TestFlinkPeerExact(t *testing.T) {
 	if invalid == 0 {
 		t.Fatal("the workload has no invalid records: the test would not check they are skipped")
 	}
-	r, err := RunPeer(ctx, env, p, "peer-test", w)
-	if err != nil {
-		t.Fatal(err)
+	for _, p := range peers {
+		t.Run(p.Name, func(t *testing.T) {
+			r, err := RunPeer(ctx, env, p, "peer-test", w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := VerifyPeer(ctx, env.DSN, PeerSchema(p.Name), time.Minute, exp, &r); err != nil {
+				t.Fatal(err)
+			}
+			if !r.Verified {
+				t.Errorf("%s", r.VerifyError)
+			}
+			if got := r.Extra["invalid_skipped"]; got != invalid {
+				t.Errorf("skipped %v invalid records, want %d", got, invalid)
+			}
+			if r.ValidRecords != exp.Valid {
+				t.Errorf("counted %d valid records, want %d", r.ValidRecords, exp.Valid)
+			}
+			if r.RowsWritten < int64(len(exp.Clicks)) {
+				t.Errorf("wrote %d rows, fewer than the %d windows", r.RowsWritten, len(exp.Clicks))
+			}
+			t.Logf("%.1fs wall, %.1f CPU-s, %.0f MiB RSS, %d rows written", r.WallSeconds, r.CPUSeconds, r.PeakRSSMiB, r.RowsWritten)
+		})
 	}
-	if err := VerifyPeer(ctx, env.DSN, PeerSchema(p.Name), time.Minute, exp, &r); err != nil {
-		t.Fatal(err)
-	}
-	if !r.Verified {
-		t.Errorf("flink: %s", r.VerifyError)
-	}
-	if got := r.Extra["invalid_skipped"]; got != invalid {
-		t.Errorf("flink skipped %v invalid records, want %d", got, invalid)
-	}
-	if r.ValidRecords != exp.Valid {
-		t.Errorf("flink counted %d valid records, want %d", r.ValidRecords, exp.Valid)
-	}
-	if r.RowsWritten < int64(len(exp.Clicks)) {
-		t.Errorf("flink wrote %d rows, fewer than the %d windows", r.RowsWritten, len(exp.Clicks))
-	}
-	t.Logf("flink: %.1fs wall, %.1f CPU-s, %.0f MiB RSS, %d rows written", r.WallSeconds, r.CPUSeconds, r.PeakRSSMiB, r.RowsWritten)
 }
 
 func TestJDBCURL(t *testing.T) {
