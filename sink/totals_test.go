@@ -386,6 +386,12 @@ SELECT '/u' || g, g, timestamptz '2026-01-05' FROM generate_series(1, 500) g`); 
 	if err := pool.QueryRow(ctx, `SELECT updated_at FROM clickagg.url_totals WHERE url = '/u7'`).Scan(&updated); err != nil || !updated.Equal(time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)) {
 		t.Fatalf("updated_at = %s, %v", updated, err)
 	}
+	// An older replica's totals upsert fails (and rolls its checkpoint back).
+	if _, err := pool.Exec(ctx, `INSERT INTO clickagg.url_totals AS t (url, clicks, updated_at) VALUES ('/u7', 1, now())
+ON CONFLICT (url) DO UPDATE SET clicks = t.clicks + excluded.clicks, updated_at = excluded.updated_at`); err == nil ||
+		!strings.Contains(err.Error(), `cannot insert into view "url_totals"`) {
+		t.Fatalf("an old replica's upsert into url_totals = %v; want cannot insert into view", err)
+	}
 	w, _ := NewWriter(pool, Options{Group: "g", Topic: "clicks"})
 	c := newCommitter(t, w, 0, 1)
 	c.mustCommit(t0+m1, click("/u7", t0, m1, 5))
@@ -457,5 +463,15 @@ ANALYZE clickagg.url_totals_base, clickagg.url_clicks, clickagg.totals_state`); 
 	r, _ := NewReader(pool, DefaultSchema)
 	if n, err := r.URLTotal(ctx, "/u77"); err != nil || n != 77+3 {
 		t.Fatalf("URLTotal = %d, %v; want 80 (77 + the 1m windows from 00:02)", n, err)
+	}
+	// A fold of 150,000 rows over 50,000 URLs: how long checkpoints wait.
+	before := allTotals(t, pool, "url_totals")
+	res, err := w.foldTotals(ctx, t0+6*m1)
+	if err != nil || res.After != t0+6*m1 || res.URLs != 50000 {
+		t.Fatalf("fold = %+v, %v; want 50,000 URLs folded up to 00:06", res, err)
+	}
+	t.Logf("fold of 150,000 url_clicks rows into 50,000 URLs held the expiry lock %s", res.Took)
+	if got := allTotals(t, pool, "url_totals"); !mapsEqual(got, before) {
+		t.Fatal("url_totals changed by a fold")
 	}
 }
