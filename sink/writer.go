@@ -68,7 +68,7 @@ type Checkpoint struct {
 // Result describes a committed checkpoint.
 type Result struct {
 	ClickRows int64 // url_clicks rows written
-	TotalRows int64 // url_totals rows written
+	TotalRows int64 // url_totals_base rows written (windows before the fold point)
 	Finalized int64 // url_clicks rows marked final by the finalizer
 	Attempts  int   // transactions tried (more than 1 after deadlocks)
 	Recovered bool  // an earlier attempt had committed; nothing was rewritten
