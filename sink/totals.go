@@ -157,8 +157,8 @@ ON CONFLICT (url) DO UPDATE SET clicks = t.clicks + excluded.clicks, updated_at 
 
 // switchTotals makes url_totals follow window size size: whatever the view
 // counts from url_clicks of the old size is folded into url_totals_base,
-// and from now on every delta of size goes to url_totals_base until
-// FoldTotals starts folding it.
+// and the view counts the new size's url_clicks rows from past the newest
+// one on.
 func (w *Writer) switchTotals(ctx context.Context, size int64) error {
 	state := pgx.Identifier{w.opts.Schema, "totals_state"}.Sanitize()
 	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
@@ -177,7 +177,16 @@ func (w *Writer) switchTotals(ctx context.Context, size int64) error {
 				return fmt.Errorf("fold url_totals: %w", err)
 			}
 		}
-		_, err = tx.Exec(ctx, `UPDATE `+state+` SET window_size = $1, folded_before = 'infinity', updated_at = now()`,
+		// NB: the view takes over at once, past every url_clicks row of
+		// the size (all counted in url_totals_base: through the old size,
+		// or before migration 6) and past expired_before (whose deltas
+		// url_clicks never sees); on a fresh schema that is the start of
+		// the event-time range, and no checkpoint upserts totals until
+		// they are folded.
+		_, err = tx.Exec(ctx, `UPDATE `+state+` SET window_size = $1, updated_at = now(),
+	folded_before = greatest(timestamptz '2000-01-01 00:00:00+00',
+		(SELECT max(window_start) + $1 FROM `+pgx.Identifier{w.opts.Schema, "url_clicks"}.Sanitize()+` WHERE window_size = $1),
+		(SELECT expired_before FROM `+pgx.Identifier{w.opts.Schema, "window_sizes"}.Sanitize()+` WHERE window_size = $1))`,
 			time.Duration(size)*time.Millisecond)
 		return err
 	})
