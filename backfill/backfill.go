@@ -300,6 +300,15 @@ func Run(ctx context.Context, pool *pgxpool.Pool, store checkpoint.StateStore, i
 			}
 			return rep, err
 		}
+		// NB: the input's windows are closed now (its watermark passed
+		// them): fold them into url_totals_base, so that url_totals does
+		// not read them from url_clicks. Only an optimization: a failure
+		// leaves the totals exact.
+		if fr, err := w.FoldTotals(ctx, 1); err != nil {
+			po.Logger.Warn("fold url_totals", zap.Error(err))
+		} else if fr.Skipped == "" {
+			po.Logger.Info("url_totals folded", zap.Int64("urls", fr.URLs), zap.Duration("took", fr.Took))
+		}
 		if in.Size > 0 {
 			in.read.Store(in.Size)
 		}

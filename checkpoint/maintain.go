@@ -72,9 +72,10 @@ func (pl *Pipeline) maintain(ctx context.Context, o sink.MaintainOptions) error 
 		return err
 	}
 	pl.m.PartitionsDropped.Add(float64(res.Dropped))
-	if res.Dropped > 0 || res.Created > 0 {
+	if res.Dropped > 0 || res.Created > 0 || res.Fold.URLs > 0 {
 		pl.log.Info("storage maintenance", zap.Int("partitions_created", res.Created),
-			zap.Int("partitions_dropped", res.Dropped), zap.Duration("expire_took", res.ExpireTook))
+			zap.Int("partitions_dropped", res.Dropped), zap.Duration("expire_took", res.ExpireTook),
+			zap.Int64("totals_folded_urls", res.Fold.URLs), zap.Duration("fold_took", res.Fold.Took))
 	}
 	sizes, err := w.Storage(ctx)
 	if err != nil {

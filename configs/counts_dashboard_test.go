@@ -231,7 +231,7 @@ func TestCountsDashboard(t *testing.T) {
 		}
 	}
 	for url, n := range map[string]int64{quoted: 60, "https://example.com/b": 5, "https://example.com/hourly": 1000, "https://example.com/old": 500} {
-		if _, err := conn.Exec(ctx, `INSERT INTO clickagg.url_totals (url, clicks) VALUES ($1, $2)`, url, n); err != nil {
+		if _, err := conn.Exec(ctx, `INSERT INTO clickagg.url_totals_base (url, clicks) VALUES ($1, $2)`, url, n); err != nil {
 			t.Fatal(err)
 		}
 	}

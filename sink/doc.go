@@ -4,7 +4,7 @@
 // The checkpoint transaction is the commit point of the whole pipeline:
 // in one transaction it compare-and-sets the checkpoints row of every
 // partition it covers (fencing), adds the count deltas to
-// url_clicks and url_totals, and marks windows final. If any partition's
+// url_clicks and url_totals_base, and marks windows final. If any partition's
 // compare-and-set fails, nothing is written and Commit returns a
 // *FencedError naming those partitions.
 //
@@ -22,6 +22,11 @@
 // transaction that needs them, never in it; a checkpoint skips (and counts
 // in Result.Expired) the deltas of windows whose span has expired, under a
 // shared advisory lock that Maintain takes exclusively to move the expiry.
+//
+// url_totals is a view: url_totals_base plus the url_clicks rows of the
+// totals window size not folded into it yet (totals.go). A checkpoint adds
+// to url_totals_base only the deltas of windows before the fold point;
+// FoldTotals (first thing in Maintain) moves it, under the same lock.
 //
 // A url_clicks row is final when every partition of the topic known to the
 // checkpoints table has a watermark at or past the row's window_end: no

@@ -237,7 +237,8 @@ func compareSettings(old, cur map[string]string) []Change {
 
 // Reset empties the schema's data: url_clicks (its span tables are
 // dropped, attached or left detached by an interrupted retention),
-// url_totals, checkpoints and the pipeline row; window sizes keep their
+// url_totals (url_totals_base, and totals_state back to nothing folded),
+// checkpoints and the pipeline row; window sizes keep their
 // retention but forget what expired. The schema, its migrations and the
 // privileges granted on it stay. No pipeline may run on the schema
 // meanwhile: the next one counts from its start offsets.
@@ -266,8 +267,9 @@ WHERE c.relnamespace = $1::regnamespace AND c.relkind = 'r' AND c.relname LIKE '
 				return fmt.Errorf("drop %s: %w", leaf, err)
 			}
 		}
-		_, err = tx.Exec(ctx, `TRUNCATE `+s+`.url_clicks, `+s+`.url_totals, `+s+`.checkpoints, `+s+`.pipeline;
-UPDATE `+s+`.window_sizes SET expired_before = NULL, updated_at = now()`)
+		_, err = tx.Exec(ctx, `TRUNCATE `+s+`.url_clicks, `+s+`.url_totals_base, `+s+`.checkpoints, `+s+`.pipeline;
+UPDATE `+s+`.window_sizes SET expired_before = NULL, updated_at = now();
+UPDATE `+s+`.totals_state SET window_size = NULL, folded_before = 'infinity', updated_at = now()`)
 		if err != nil {
 			return fmt.Errorf("empty schema %s: %w", schema, err)
 		}

@@ -220,6 +220,9 @@ type MaintainResult struct {
 	// the expiry lock: the longest a checkpoint can wait for this run
 	// (detaching and dropping do not block checkpoints).
 	ExpireTook time.Duration
+	// Fold is what folding url_totals did (FoldTotals); checkpoints wait
+	// for it too (Fold.Took).
+	Fold FoldResult
 }
 
 // Maintain creates the partitions the coming windows need, moves each
@@ -260,6 +263,11 @@ func (w *Writer) Maintain(ctx context.Context, o MaintainOptions) (MaintainResul
 		return res, nil // no global watermark yet: nothing expires
 	}
 	global := minWM.UnixMilli()
+	// NB: before expiry, so that the spans about to expire are folded
+	// (expire never passes folded_before).
+	if res.Fold, err = w.foldTotals(ctx, global); err != nil {
+		return res, err
+	}
 	cut := map[int64]int64{}
 	for size, keep := range o.Retention {
 		if keep > 0 {
@@ -301,7 +309,9 @@ SET retention = $2, updated_at = now() WHERE window_size = $1 AND retention IS D
 }
 
 // expire moves expired_before forward to cut (per size), under the
-// exclusive expiry lock. It waits at most a second for the lock (so that
+// exclusive expiry lock, but never past the span of folded_before for the
+// totals window size: the view counts url_clicks rows from there on, and
+// expired deltas must go to url_totals_base (totals.go). It waits at most a second for the lock (so that
 // checkpoints queued behind it wait no longer) and otherwise leaves it to
 // the next run.
 func (w *Writer) expire(ctx context.Context, cut map[int64]int64) error {
@@ -312,7 +322,14 @@ func (w *Writer) expire(ctx context.Context, cut map[int64]int64) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, expiryLockName(w.opts.Schema)); err != nil {
 			return err
 		}
+		st, err := w.readTotalsState(ctx, tx.QueryRow(ctx, w.sqlTotalsState))
+		if err != nil {
+			return err
+		}
 		for size, before := range cut {
+			if size == st.size && st.folded != noFold {
+				before = min(before, floorTo(st.folded, SpanFor(size)))
+			}
 			_, err := tx.Exec(ctx, `UPDATE `+pgx.Identifier{w.opts.Schema, "window_sizes"}.Sanitize()+`
 SET expired_before = $2, updated_at = now()
 WHERE window_size = $1 AND (expired_before IS NULL OR expired_before < $2)`,

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -27,6 +28,8 @@ type committer struct {
 	p     int32
 	parts int
 	cur   Row
+	// totals is the checkpoints' TotalsWindow; zero: m1.
+	totals int64
 }
 
 func newCommitter(t testing.TB, w *Writer, p int32, parts int) *committer {
@@ -41,7 +44,7 @@ func newCommitter(t testing.TB, w *Writer, p int32, parts int) *committer {
 // commit writes clicks with the partition's watermark moved to wm.
 func (c *committer) commit(wm int64, clicks ...ClickDelta) (Result, error) {
 	next := pos(c.cur.NextOffset+1, wm, c.cur.NextOffset+1)
-	res, err := c.w.Commit(context.Background(), &Checkpoint{TopicPartitions: c.parts, TotalsWindow: m1,
+	res, err := c.w.Commit(context.Background(), &Checkpoint{TopicPartitions: c.parts, TotalsWindow: cmp.Or(c.totals, m1),
 		Partitions: []PartitionUpdate{{Partition: c.p, Expect: c.cur, Next: next}}, Clicks: clicks})
 	if err == nil {
 		c.cur = next

@@ -102,6 +102,9 @@ ALTER TABLE {{s}}.checkpoints
 	// 5: which pipeline (consumer group, topic, settings that change what
 	// the counts mean) owns the schema's counts (identity.go).
 	{sql: pipelineTable},
+	// 6: url_totals becomes a view: url_totals_base plus the url_clicks
+	// rows not folded into it yet (totals_state; see totals.go).
+	{fn: migrateTotalsView},
 }
 
 // migration is one schema version: SQL ({{s}} is the schema), or a

@@ -68,7 +68,7 @@ type Checkpoint struct {
 // Result describes a committed checkpoint.
 type Result struct {
 	ClickRows int64 // url_clicks rows written
-	TotalRows int64 // url_totals rows written
+	TotalRows int64 // url_totals_base rows written (windows before the fold point)
 	Finalized int64 // url_clicks rows marked final by the finalizer
 	Attempts  int   // transactions tried (more than 1 after deadlocks)
 	Recovered bool  // an earlier attempt had committed; nothing was rewritten
@@ -129,7 +129,7 @@ type Writer struct {
 
 	sqlCAS, sqlRead, sqlInit, sqlGlobalMin     string
 	sqlUpsertClicks, sqlUpsertTotals, sqlFinal string
-	sqlCopyClicks, sqlExpiry                   string
+	sqlCopyClicks, sqlExpiry, sqlTotalsState   string
 
 	partMu sync.Mutex
 	known  map[spanKey]bool // url_clicks partitions known to exist (or to be expired)
@@ -260,10 +260,14 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nullif($9::int, -1), nullif($10::bigint,
 WHERE consumer_group = $1 AND topic = $2`
 	w.sqlUpsertClicks = upsertClicks(t("url_clicks"), "")
 	// NB: url_totals follow the smallest window size; its staged click
-	// deltas are the totals' deltas, so they are not sent twice.
-	w.sqlUpsertTotals = `INSERT INTO ` + t("url_totals") + ` AS t (url, clicks, updated_at)
+	// deltas are the totals' deltas, so they are not sent twice. Only
+	// those of windows before folded_before ($2, NULL: infinity) go to
+	// url_totals_base: the view counts the later ones in url_clicks
+	// (totals.go).
+	w.sqlUpsertTotals = `INSERT INTO ` + t("url_totals_base") + ` AS t (url, clicks, updated_at)
 SELECT url, sum(clicks)::bigint, now() FROM pg_temp.` + stageClicksTable + `
 WHERE window_end - window_start = $1::bigint * interval '1 millisecond'
+  AND window_start < coalesce($2::timestamptz, 'infinity')
 GROUP BY url
 ORDER BY url
 ON CONFLICT (url) DO UPDATE SET clicks = t.clicks + excluded.clicks, updated_at = excluded.updated_at`
@@ -281,6 +285,7 @@ FROM (SELECT url, window_start, window_size FROM ` + t("url_clicks") + `
 WHERE t.url = f.url AND t.window_start = f.window_start AND t.window_size = f.window_size`
 	w.sqlExpiry = `SELECT (extract(epoch FROM window_size) * 1000)::bigint, expired_before FROM ` + t("window_sizes") + `
 WHERE expired_before IS NOT NULL`
+	w.sqlTotalsState = sqlTotalsState + t("totals_state")
 	return w, nil
 }
 
@@ -441,6 +446,15 @@ func (w *Writer) Commit(ctx context.Context, cp *Checkpoint) (Result, error) {
 			}
 		}
 		if isConflict(err) && res.Attempts < maxConflictRetries && ctx.Err() == nil {
+			continue
+		}
+		var sw *errSwitchTotals
+		if errors.As(err, &sw) && res.Attempts < maxConflictRetries && ctx.Err() == nil {
+			// url_totals follow another window size (the first checkpoint,
+			// or the configured sizes changed): switch, then retry.
+			if err := w.switchTotals(ctx, sw.size); err != nil {
+				return res, err
+			}
 			continue
 		}
 		if isNoPartition(err) && res.Attempts < maxConflictRetries && ctx.Err() == nil {
@@ -621,6 +635,7 @@ func (w *Writer) commitOnce(ctx context.Context, cp *Checkpoint) (res Result, er
 	batch.Queue(`SELECT pg_advisory_xact_lock_shared(hashtext($1))`, expiryLockName(w.opts.Schema))
 	batch.Queue(w.sqlExpiry)
 	batch.Queue(w.sqlGlobalMin, w.opts.Group, w.opts.Topic)
+	batch.Queue(w.sqlTotalsState)
 	br = tx.SendBatch(ctx, batch)
 	if _, err := br.Exec(); err != nil {
 		_ = br.Close()
@@ -637,8 +652,16 @@ func (w *Writer) commitOnce(ctx context.Context, cp *Checkpoint) (res Result, er
 		_ = br.Close()
 		return res, fmt.Errorf("read global watermark: %w", err)
 	}
+	totals, err := w.readTotalsState(ctx, br.QueryRow())
+	if err != nil {
+		_ = br.Close()
+		return res, err
+	}
 	if err := br.Close(); err != nil {
 		return res, fmt.Errorf("read global watermark: %w", err)
+	}
+	if cp.TotalsWindow > 0 && cp.Deltas.nClicks > 0 && totals.size != cp.TotalsWindow {
+		return res, &errSwitchTotals{size: cp.TotalsWindow}
 	}
 	var finalUntil any // NULL: nothing is final
 	if cp.TopicPartitions > 0 && rowsN >= cp.TopicPartitions && wmN == rowsN && minWM != nil {
@@ -648,7 +671,8 @@ func (w *Writer) commitOnce(ctx context.Context, cp *Checkpoint) (res Result, er
 
 	// 3. The deltas, through binary COPY into staging tables. Deltas of
 	// windows whose span expired (late clicks, a replay) are not written
-	// to url_clicks, only counted; they still add to url_totals.
+	// to url_clicks, only counted; they still add to url_totals (to
+	// url_totals_base: expired_before never passes folded_before).
 	pg := tx.Conn().PgConn()
 	if cp.Deltas.nClicks > 0 {
 		r, err := cp.Deltas.clicks.reader()
@@ -668,7 +692,7 @@ func (w *Writer) commitOnce(ctx context.Context, cp *Checkpoint) (res Result, er
 			return res, err
 		}
 		if cp.TotalsWindow > 0 {
-			tag, err := tx.Exec(ctx, w.sqlUpsertTotals, cp.TotalsWindow)
+			tag, err := tx.Exec(ctx, w.sqlUpsertTotals, cp.TotalsWindow, totals.foldedArg())
 			if err != nil {
 				return res, fmt.Errorf("upsert url_totals: %w", err)
 			}

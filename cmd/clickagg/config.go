@@ -316,7 +316,7 @@ var settings = []setting{
 			c.Retention = m
 			return err
 		}},
-	{key: "storage.maintenance_interval", env: "CLICKAGG_STORAGE_MAINTENANCE_INTERVAL", flag: "storage-maintenance-interval", help: "how often to create url_clicks partitions ahead and apply retention",
+	{key: "storage.maintenance_interval", env: "CLICKAGG_STORAGE_MAINTENANCE_INTERVAL", flag: "storage-maintenance-interval", help: "how often to create url_clicks partitions ahead, fold url_totals and apply retention",
 		set: durationSetter(func(c *Config) *Duration { return &c.Storage.MaintenanceInterval })},
 	{key: "align_watermarks", env: "CLICKAGG_ALIGN_WATERMARKS", flag: "align-watermarks", help: "while partitions catch up, close a window on each only once the slowest passed it, so its rows are written once (default true)",
 		boolean: true,

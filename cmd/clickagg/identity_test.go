@@ -114,7 +114,7 @@ func TestResetCommand(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	seed := func() {
 		t.Helper()
-		if _, err := pool.Exec(ctx, `INSERT INTO clickagg.url_totals (url, clicks) VALUES ('/a', 5);
+		if _, err := pool.Exec(ctx, `INSERT INTO clickagg.url_totals_base (url, clicks) VALUES ('/a', 5);
 INSERT INTO clickagg.checkpoints (consumer_group, topic, partition, next_offset, restart_offset) VALUES ('a', 'clicks', 0, 5, 5)`); err != nil {
 			t.Fatal(err)
 		}

@@ -367,7 +367,7 @@ func TableStats(ctx context.Context, dsn, schema string) (map[string]any, error)
 	_, _ = pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`)
 	// NB: url_clicks is partitioned: its counters are its partitions'
 	// (url_clicks_<size>_p<day>), summed.
-	rows, err := pool.Query(ctx, `SELECT CASE WHEN relname LIKE 'url\_clicks\_%' THEN 'url_clicks' ELSE relname END,
+	rows, err := pool.Query(ctx, `SELECT CASE WHEN relname LIKE 'url\_clicks\_%' THEN 'url_clicks' WHEN relname = 'url_totals_base' THEN 'url_totals' ELSE relname END,
 	sum(n_tup_ins)::bigint, sum(n_tup_upd)::bigint, sum(n_tup_hot_upd)::bigint
 FROM pg_stat_user_tables WHERE schemaname = $1 GROUP BY 1`, schema)
 	if err != nil {

@@ -78,7 +78,11 @@ func RunHistory(ctx context.Context, env Env, topic string, w Workload, exp orac
 		extra["prefill_s"] = fmt.Sprintf("%.0f", time.Since(t0).Seconds())
 		env.Logf("%s: %d rows pre-filled in %s", h.Name, n, time.Since(t0).Round(time.Second))
 		// NB: what a long-running table looks like: vacuumed, analyzed.
-		if _, err := pool.Exec(ctx, `VACUUM ANALYZE `+pgx.Identifier{schema, "url_clicks"}.Sanitize()+`, `+pgx.Identifier{schema, "url_totals"}.Sanitize()); err != nil {
+		totals, err := totalsTable(ctx, pool, schema)
+		if err != nil {
+			return Result{}, err
+		}
+		if _, err := pool.Exec(ctx, `VACUUM ANALYZE `+pgx.Identifier{schema, "url_clicks"}.Sanitize()+`, `+totals); err != nil {
 			return Result{}, err
 		}
 		exp.Totals = maps.Clone(exp.Totals)
@@ -117,6 +121,20 @@ func RunHistory(ctx context.Context, env Env, topic string, w Workload, exp orac
 // urlPrefix is Preload's URL prefix.
 const urlPrefix = "https://example.com/p/"
 
+// totalsTable is the table holding url_totals: url_totals_base since
+// schema version 6 (url_totals is a view), url_totals before (a baseline
+// binary's schema).
+func totalsTable(ctx context.Context, pool *pgxpool.Pool, schema string) (string, error) {
+	var base bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pgx.Identifier{schema, "url_totals_base"}.Sanitize()).Scan(&base); err != nil {
+		return "", err
+	}
+	if base {
+		return pgx.Identifier{schema, "url_totals_base"}.Sanitize(), nil
+	}
+	return pgx.Identifier{schema, "url_totals"}.Sanitize(), nil
+}
+
 // historyTotal is the url_totals value pre-filled for URL id.
 func historyTotal(id int) int64 { return 1000 + int64(id%97) }
 
@@ -146,7 +164,11 @@ func clicksBytes(ctx context.Context, pool *pgxpool.Pool, schema string, partiti
 func prefillHistory(ctx context.Context, pool *pgxpool.Pool, schema string, partitioned bool, rows int64, days, urls int) (int64, error) {
 	s := pgx.Identifier{schema}.Sanitize()
 	perMinute := max((rows+int64(days*1440)-1)/int64(days*1440), 1) // NB: at least rows
-	if _, err := pool.Exec(ctx, `INSERT INTO `+s+`.url_totals (url, clicks) SELECT $1 || id, 1000 + id % 97 FROM generate_series(0, $2 - 1) id`,
+	totals, err := totalsTable(ctx, pool, schema)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO `+totals+` (url, clicks) SELECT $1 || id, 1000 + id % 97 FROM generate_series(0, $2 - 1) id`,
 		urlPrefix, urls); err != nil {
 		return 0, err
 	}
