@@ -28,7 +28,21 @@ func foldState(t testing.TB, pool *pgxpool.Pool) totalsState {
 // (url, clicks).
 func allTotals(t testing.TB, pool *pgxpool.Pool, table string) map[string]int64 {
 	t.Helper()
-	rows, err := pool.Query(context.Background(), `SELECT url, clicks FROM clickagg.`+table)
+	return countsByURL(t, pool, `SELECT url, clicks FROM clickagg.`+table)
+}
+
+// clicksBefore sums url_clicks of size m1 per URL for windows starting
+// before f.
+func clicksBefore(t testing.TB, pool *pgxpool.Pool, f int64) map[string]int64 {
+	t.Helper()
+	return countsByURL(t, pool, `SELECT url, sum(clicks)::bigint FROM clickagg.url_clicks
+WHERE window_size = '1 minute' AND window_start < $1 GROUP BY url`, time.UnixMilli(f).UTC())
+}
+
+// countsByURL runs a query of (url, count) rows and returns them as a map.
+func countsByURL(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) map[string]int64 {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), sql, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,28 +58,6 @@ func allTotals(t testing.TB, pool *pgxpool.Pool, table string) map[string]int64 
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
-	}
-	return out
-}
-
-// clicksBefore sums url_clicks of size m1 per URL for windows starting
-// before f.
-func clicksBefore(t testing.TB, pool *pgxpool.Pool, f int64) map[string]int64 {
-	t.Helper()
-	rows, err := pool.Query(context.Background(), `SELECT url, sum(clicks)::bigint FROM clickagg.url_clicks
-WHERE window_size = '1 minute' AND window_start < $1 GROUP BY url`, time.UnixMilli(f).UTC())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[string]int64{}
-	for rows.Next() {
-		var url string
-		var n int64
-		if err := rows.Scan(&url, &n); err != nil {
-			t.Fatal(err)
-		}
-		out[url] = n
 	}
 	return out
 }

@@ -507,15 +507,10 @@ func (w *Writer) writeClicks(ctx context.Context, tx pgx.Tx, where string, final
 		if err != nil {
 			return 0, false, fmt.Errorf("savepoint: %w", err)
 		}
-		ins, err := sp.Exec(ctx, clicksStatement(table, where, "late_clicks = 0", false), finalUntil)
+		n, err := insertThenUpsertLate(ctx, sp, table, where, finalUntil)
 		if err == nil {
-			var late pgconn.CommandTag
-			if late, err = sp.Exec(ctx, clicksStatement(table, where, "late_clicks <> 0", true), finalUntil); err == nil {
-				if err = sp.Commit(ctx); err == nil {
-					w.insertDone(true)
-					return ins.RowsAffected() + late.RowsAffected(), false, nil
-				}
-			}
+			w.insertDone(true)
+			return n, false, nil
 		}
 		if rerr := sp.Rollback(ctx); rerr != nil && !errors.Is(rerr, pgx.ErrTxClosed) {
 			return 0, false, fmt.Errorf("insert url_clicks: %w (roll back: %v)", err, rerr)
@@ -530,6 +525,20 @@ func (w *Writer) writeClicks(ctx context.Context, tx pgx.Tx, where string, final
 		return 0, true, fmt.Errorf("upsert url_clicks: %w", err)
 	}
 	return tag.RowsAffected(), true, nil
+}
+
+// insertThenUpsertLate runs writeClicks' two statements in the savepoint
+// sp and releases it: the new rows inserted, then the late deltas upserted.
+func insertThenUpsertLate(ctx context.Context, sp pgx.Tx, table, where string, finalUntil any) (int64, error) {
+	ins, err := sp.Exec(ctx, clicksStatement(table, where, "late_clicks = 0", false), finalUntil)
+	if err != nil {
+		return 0, err
+	}
+	late, err := sp.Exec(ctx, clicksStatement(table, where, "late_clicks <> 0", true), finalUntil)
+	if err != nil {
+		return 0, err
+	}
+	return ins.RowsAffected() + late.RowsAffected(), sp.Commit(ctx)
 }
 
 func (w *Writer) upsertFor(where string) string {
