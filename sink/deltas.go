@@ -3,30 +3,45 @@ package sink
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"unsafe"
 )
 
-// Deltas accumulates a checkpoint's url_clicks deltas, already encoded in
-// PostgreSQL's binary COPY format: adding a row costs an append, with no
-// allocation per row and no sort (PostgreSQL sums duplicate keys and orders
-// the rows while upserting). The same key may be added many times, from
-// many partitions. The url_totals deltas are not encoded apart: they are
-// those of the windows Checkpoint.TotalsWindow long, summed by PostgreSQL.
+// Deltas accumulates a checkpoint's url_clicks deltas. The same key may be
+// added many times, from many partitions. The url_totals deltas are not
+// kept apart: they are those of the windows Checkpoint.TotalsWindow long.
 // The zero value is ready to use; Reset reuses the memory.
 //
+// In memory, a delta costs an append (its URL copied into a chunked arena,
+// no allocation per row). At commit the deltas are sorted and summed per
+// row once (Go's sort is cheaper than PostgreSQL's), so that new rows go
+// straight into url_clicks by binary COPY; see Writer.Commit.
+//
 // Large checkpoints (closing a day window over millions of URLs) would not
-// fit in memory: with SpillDir set, a stream larger than SpillBytes moves to
-// a temporary file there, so memory stays bounded by SpillBytes.
+// fit in memory: with SpillDir set, once the deltas take more than
+// SpillBytes they move to a temporary file there, encoded in PostgreSQL's
+// binary COPY format for the staging table, and so does every later one.
+// PostgreSQL then sums and orders them (the staged path), and memory stays
+// bounded by SpillBytes.
 type Deltas struct {
 	SpillDir   string // "" keeps everything in memory
 	SpillBytes int    // 0 means 32 MiB
-	clicks     spillBuffer
+	rows       []delta
+	merged     bool // rows are sorted by key, each key once
+	arena      arena
+	memBytes   int
+	spilled    bool        // the deltas are in clicks, not rows
+	clicks     spillBuffer // the staged COPY stream once spilled
 	nClicks    int
+	// stage and direct are the COPY streams Commit builds from rows,
+	// reused from one checkpoint to the next.
+	stage, direct []byte
 	// spans are the url_clicks partitions the deltas touch, each once;
 	// lastSpan (ending at lastSpanEnd) is the newest, the common case for
 	// the next delta: a range check, no division, per row.
@@ -34,6 +49,16 @@ type Deltas struct {
 	lastSpan    spanKey
 	lastSpanEnd int64
 }
+
+// delta adds clicks (late of them late) to url's window [start, end), in
+// Unix milliseconds.
+type delta struct {
+	url                      string
+	start, end, clicks, late int64
+}
+
+// deltaBytes is about what a delta in memory costs besides its URL.
+const deltaBytes = int(unsafe.Sizeof(delta{}))
 
 // copyHeader starts a binary COPY stream: signature, flags, header
 // extension length.
@@ -48,6 +73,9 @@ const pgEpochMicros = 946684800 * 1_000_000
 // Reset empties d, keeping its memory and removing spill files.
 func (d *Deltas) Reset() {
 	d.clicks.reset()
+	clear(d.rows) // NB: drop the URLs' references for the GC
+	d.rows, d.merged, d.memBytes, d.spilled = d.rows[:0], false, 0, false
+	d.arena.reset()
 	d.nClicks = 0
 	d.spans = d.spans[:0]
 }
@@ -55,15 +83,11 @@ func (d *Deltas) Reset() {
 // Err returns the first error writing a spill file.
 func (d *Deltas) Err() error { return d.clicks.err }
 
-func (d *Deltas) buf() *spillBuffer {
-	b := &d.clicks
-	if b.dir == "" && d.SpillDir != "" {
-		b.dir, b.limit = d.SpillDir, d.SpillBytes
-		if b.limit == 0 {
-			b.limit = 32 << 20
-		}
+func (d *Deltas) limit() int {
+	if d.SpillBytes == 0 {
+		return 32 << 20
 	}
-	return b
+	return d.SpillBytes
 }
 
 // Clicks returns how many url_clicks deltas were added (duplicates included).
@@ -72,10 +96,6 @@ func (d *Deltas) Clicks() int { return d.nClicks }
 // AddClick adds clicks (of which late) to url's window [start, end), in
 // Unix milliseconds.
 func (d *Deltas) AddClick(url string, start, end, clicks, late int64) {
-	b := d.buf()
-	if d.nClicks == 0 {
-		b.Write(copyHeader)
-	}
 	d.nClicks++
 	if size := end - start; len(d.spans) == 0 || size != d.lastSpan.size || start < d.lastSpan.start || start >= d.lastSpanEnd {
 		k := spanOf(size, start)
@@ -84,21 +104,161 @@ func (d *Deltas) AddClick(url string, start, end, clicks, late int64) {
 			d.spans = append(d.spans, k)
 		}
 	}
-	var tmp [64]byte
-	row := binary.BigEndian.AppendUint16(tmp[:0], 5)
-	row = binary.BigEndian.AppendUint32(row, uint32(len(url)))
-	b.Write(row)
-	b.WriteString(url)
-	row = appendInt64(tmp[:0], start*1000-pgEpochMicros)
-	row = appendInt64(row, end*1000-pgEpochMicros)
-	row = appendInt64(row, clicks)
-	row = appendInt64(row, late)
-	b.Write(row)
+	if d.spilled {
+		d.writeStaged(url, start, end, clicks, late)
+		return
+	}
+	d.rows = append(d.rows, delta{url: d.arena.copy(url), start: start, end: end, clicks: clicks, late: late})
+	d.merged = false
+	d.memBytes += deltaBytes + len(url)
+	if d.SpillDir != "" && d.memBytes > d.limit() {
+		d.spill()
+	}
 }
 
 // AddClickBytes is AddClick for a URL held as bytes.
 func (d *Deltas) AddClickBytes(url []byte, start, end, clicks, late int64) {
 	d.AddClick(bytesToString(url), start, end, clicks, late)
+}
+
+// spill moves the deltas in memory to a spill file, as the staged COPY
+// stream, and frees their memory.
+func (d *Deltas) spill() {
+	b := &d.clicks
+	b.dir = d.SpillDir
+	b.spill()
+	b.Write(copyHeader)
+	d.spilled = true
+	for _, r := range d.rows {
+		d.writeStaged(r.url, r.start, r.end, r.clicks, r.late)
+	}
+	clear(d.rows)
+	d.rows, d.merged, d.memBytes = d.rows[:0], false, 0
+	d.arena.reset()
+}
+
+func (d *Deltas) writeStaged(url string, start, end, clicks, late int64) {
+	var tmp [64]byte
+	row := binary.BigEndian.AppendUint16(tmp[:0], 5)
+	row = binary.BigEndian.AppendUint32(row, uint32(len(url)))
+	d.clicks.Write(row)
+	d.clicks.WriteString(url)
+	d.clicks.Write(appendDeltaTail(tmp[:0], start, end, clicks, late))
+}
+
+// merge sorts the deltas in memory by row key (url in byte order, the
+// order of the staging table's COLLATE "C" and of every writer's row
+// locks, then window) and sums those of one row. Idempotent: a retried
+// transaction merges nothing again.
+func (d *Deltas) merge() []delta {
+	if d.merged {
+		return d.rows
+	}
+	slices.SortFunc(d.rows, func(a, b delta) int {
+		if c := strings.Compare(a.url, b.url); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.start, b.start); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.end, b.end)
+	})
+	out := d.rows[:0]
+	for i, r := range d.rows {
+		if i > 0 {
+			if p := &out[len(out)-1]; p.url == r.url && p.start == r.start && p.end == r.end {
+				p.clicks += r.clicks
+				p.late += r.late
+				continue
+			}
+		}
+		out = append(out, r)
+	}
+	clear(d.rows[len(out):])
+	d.rows, d.merged = out, true
+	return out
+}
+
+// appendStaged appends r to a COPY stream for the staging table: url,
+// window_start, window_end, clicks, late_clicks.
+func appendStaged(dst []byte, r *delta) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, 5)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(r.url)))
+	dst = append(dst, r.url...)
+	return appendDeltaTail(dst, r.start, r.end, r.clicks, r.late)
+}
+
+// appendDirect appends r to a COPY stream for url_clicks itself: url,
+// window_start, window_end, window_size, clicks, late_clicks, final.
+func appendDirect(dst []byte, r *delta, final bool) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, 7)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(r.url)))
+	dst = append(dst, r.url...)
+	dst = appendInt64(dst, r.start*1000-pgEpochMicros)
+	dst = appendInt64(dst, r.end*1000-pgEpochMicros)
+	dst = appendInterval(dst, r.end-r.start)
+	dst = appendInt64(dst, r.clicks)
+	dst = appendInt64(dst, r.late)
+	dst = binary.BigEndian.AppendUint32(dst, 1)
+	if final {
+		return append(dst, 1)
+	}
+	return append(dst, 0)
+}
+
+// appendInterval appends a binary interval of ms milliseconds as
+// window_end - window_start computes it (whole days as days, the rest as
+// time, no months), so that both ways of writing a row store one value.
+func appendInterval(dst []byte, ms int64) []byte {
+	const dayMicros = 86_400_000_000
+	us := ms * 1000
+	dst = binary.BigEndian.AppendUint32(dst, 16)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(us%dayMicros))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(us/dayMicros))
+	return binary.BigEndian.AppendUint32(dst, 0)
+}
+
+func appendDeltaTail(dst []byte, start, end, clicks, late int64) []byte {
+	dst = appendInt64(dst, start*1000-pgEpochMicros)
+	dst = appendInt64(dst, end*1000-pgEpochMicros)
+	dst = appendInt64(dst, clicks)
+	return appendInt64(dst, late)
+}
+
+// arena holds the URLs of the deltas in memory: chunks that are never
+// moved, so strings viewing them stay valid until reset.
+type arena struct {
+	chunks [][]byte
+	cur    int // index of the chunk being filled
+}
+
+const arenaChunk = 256 << 10
+
+func (a *arena) copy(s string) string {
+	if len(a.chunks) == 0 {
+		a.chunks = append(a.chunks, make([]byte, 0, arenaChunk))
+	}
+	c := a.chunks[a.cur]
+	if len(c)+len(s) > cap(c) {
+		if a.cur+1 < len(a.chunks) && len(s) <= arenaChunk {
+			a.cur++
+		} else {
+			a.chunks = append(a.chunks, make([]byte, 0, max(arenaChunk, len(s))))
+			a.cur = len(a.chunks) - 1
+		}
+		c = a.chunks[a.cur]
+	}
+	n := len(c)
+	c = append(c, s...)
+	a.chunks[a.cur] = c
+	return unsafe.String(unsafe.SliceData(c[n:]), len(s))
+}
+
+func (a *arena) reset() {
+	for i := range a.chunks {
+		a.chunks[i] = a.chunks[i][:0]
+	}
+	a.cur = 0
 }
 
 func appendInt64(dst []byte, v int64) []byte {

@@ -3,12 +3,14 @@ package sink
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 )
 
 // TestNewRowsInsertedThenUpsertedWhenTheyExist: a checkpoint of new rows
-// inserts them (no upsert); late deltas in the same checkpoint add to a
-// row it just inserted; a checkpoint whose on-time delta finds its row
+// copies them into url_clicks (no upsert); a late delta in the same
+// checkpoint is summed with its row's on-time ones and upserted; a
+// checkpoint whose on-time delta finds its row
 // written by another partition's earlier checkpoint falls back to the
 // upsert, with nothing of the failed insert left, and the next
 // checkpoints upsert straight away. Every count stays exact.
@@ -20,8 +22,8 @@ func TestNewRowsInsertedThenUpsertedWhenTheyExist(t *testing.T) {
 		return ClickDelta{URL: url, WindowStart: start, WindowEnd: start + m1, Clicks: n, LateClicks: n}
 	}
 	res := a.mustCommit(t0+m1, click("/x", t0, m1, 3), click("/y", t0, m1, 1), late("/x", t0, 2), late("/z", t0-m1, 1))
-	if res.UpsertedAll || res.ClickRows != 4 { // NB: /x inserted, then its late delta added
-		t.Fatalf("first checkpoint: upserted all %v, %d rows; want inserted, 4 rows written", res.UpsertedAll, res.ClickRows)
+	if res.UpsertedAll || res.ClickRows != 3 { // NB: /y copied, /x and /z upserted
+		t.Fatalf("first checkpoint: upserted all %v, %d rows; want copied, 3 rows written", res.UpsertedAll, res.ClickRows)
 	}
 	// Partition 1 emits the same window later (unaligned): /x exists.
 	res = b.mustCommit(t0+m1, click("/x", t0, m1, 4), click("/w", t0, m1, 5))
@@ -50,5 +52,79 @@ func TestNewRowsInsertedThenUpsertedWhenTheyExist(t *testing.T) {
 	}
 	if res = a.mustCommit(t0+3*m1, click("/u", t0+2*m1, m1, 1)); res.UpsertedAll {
 		t.Fatal("the insert was not tried again after the backoff")
+	}
+}
+
+// TestCopiedRowsMatchUpsertedRows: a row copied straight into url_clicks
+// and one written by the upsert store the same window_size (whole days as
+// days, as window_end - window_start computes it) and the same final flag,
+// for every kind of size; and deltas of one row from several partitions in
+// one checkpoint are summed into one row.
+func TestCopiedRowsMatchUpsertedRows(t *testing.T) {
+	pool := newPool(t)
+	ctx := context.Background()
+	w, _ := NewWriter(pool, Options{Group: "g", Topic: "clicks"})
+	c := newCommitter(t, w, 0, 1)
+	sizes := []int64{m1, h1, d1, 36 * h1, 7 * d1}
+	var clicks []ClickDelta
+	for _, size := range sizes {
+		start := t0 - t0%size
+		clicks = append(clicks, click("/copied", start, size, 2), click("/copied", start, size, 3),
+			ClickDelta{URL: "/upserted", WindowStart: start, WindowEnd: start + size, Clicks: 1, LateClicks: 1})
+	}
+	// NB: a watermark past every window: all rows final at once.
+	res := c.mustCommit(t0+8*d1, clicks...)
+	if res.UpsertedAll || res.ClickRows != int64(2*len(sizes)) {
+		t.Fatalf("commit: upserted all %v, %d rows; want copied, %d rows", res.UpsertedAll, res.ClickRows, 2*len(sizes))
+	}
+	rows, err := pool.Query(ctx, `SELECT c.window_size::text, u.window_size::text, c.window_size = c.window_end - c.window_start,
+	c.final, u.final, c.clicks, c.late_clicks, c.updated_at = u.updated_at
+FROM clickagg.url_clicks c JOIN clickagg.url_clicks u USING (window_start, window_end)
+WHERE c.url = '/copied' AND u.url = '/upserted' ORDER BY c.window_size`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for rows.Next() {
+		var cs, us string
+		var sizeOK, cf, uf, sameTime bool
+		var cn, cl int64
+		if err := rows.Scan(&cs, &us, &sizeOK, &cf, &uf, &cn, &cl, &sameTime); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if cs != us || !sizeOK || !cf || !uf || cn != 5 || cl != 0 || !sameTime {
+			t.Errorf("copied row: size %s (= end - start %v), final %v, clicks %d, late %d; upserted row: size %s, final %v; same updated_at %v",
+				cs, sizeOK, cf, cn, cl, us, uf, sameTime)
+		}
+	}
+	if err := rows.Err(); err != nil || n != len(sizes) {
+		t.Fatalf("%d pairs of rows (%v), want %d", n, err, len(sizes))
+	}
+}
+
+// TestDeltasMerge: deltas in memory are sorted by URL in byte order (the
+// staging table's COLLATE "C"), then window, and summed per row; merging
+// twice (a retried transaction) changes nothing.
+func TestDeltasMerge(t *testing.T) {
+	var d Deltas
+	for _, c := range []ClickDelta{
+		{"/z", t0, t0 + m1, 1, 0}, {"/é", t0, t0 + m1, 1, 0}, {"/B", t0, t0 + m1, 1, 0},
+		{"/a", t0 + m1, t0 + 2*m1, 1, 0}, {"/a", t0, t0 + h1, 4, 0}, {"/a", t0, t0 + m1, 2, 1},
+		{"/z", t0, t0 + m1, 3, 3}, {"/a", t0, t0 + m1, 5, 0},
+	} {
+		d.AddClick(c.URL, c.WindowStart, c.WindowEnd, c.Clicks, c.LateClicks)
+	}
+	want := []delta{
+		{"/B", t0, t0 + m1, 1, 0}, {"/a", t0, t0 + m1, 7, 1}, {"/a", t0, t0 + h1, 4, 0},
+		{"/a", t0 + m1, t0 + 2*m1, 1, 0}, {"/z", t0, t0 + m1, 4, 3}, {"/é", t0, t0 + m1, 1, 0},
+	}
+	for range 2 {
+		if got := d.merge(); !slices.Equal(got, want) {
+			t.Fatalf("merge = %v\nwant    %v", got, want)
+		}
+	}
+	if d.Clicks() != 8 {
+		t.Fatalf("Clicks() = %d, want 8 (every delta added)", d.Clicks())
 	}
 }

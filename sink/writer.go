@@ -1,10 +1,10 @@
 package sink
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"github.com/clickagg/clickagg/base"
 	"io"
 	"net"
 	"slices"
@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/clickagg/clickagg/base"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -130,6 +131,7 @@ type Writer struct {
 	sqlCAS, sqlRead, sqlInit, sqlGlobalMin     string
 	sqlUpsertClicks, sqlUpsertTotals, sqlFinal string
 	sqlCopyClicks, sqlExpiry, sqlTotalsState   string
+	sqlCopyDirect                              string
 
 	partMu sync.Mutex
 	known  map[spanKey]bool // url_clicks partitions known to exist (or to be expired)
@@ -271,6 +273,7 @@ WHERE window_end - window_start = $1::bigint * interval '1 millisecond'
 GROUP BY url
 ORDER BY url
 ON CONFLICT (url) DO UPDATE SET clicks = t.clicks + excluded.clicks, updated_at = excluded.updated_at`
+	w.sqlCopyDirect = `COPY ` + t("url_clicks") + ` (url, window_start, window_end, window_size, clicks, late_clicks, final) FROM STDIN WITH (FORMAT binary)`
 	w.sqlCopyClicks = `COPY pg_temp.` + stageClicksTable + ` (url, window_start, window_end, clicks, late_clicks) FROM STDIN WITH (FORMAT binary)`
 	// NB: SKIP LOCKED: the finalizer never waits for a row another
 	// replica's checkpoint holds, so it cannot take part in a deadlock; a
@@ -512,19 +515,139 @@ func (w *Writer) writeClicks(ctx context.Context, tx pgx.Tx, where string, final
 			w.insertDone(true)
 			return n, false, nil
 		}
-		if rerr := sp.Rollback(ctx); rerr != nil && !errors.Is(rerr, pgx.ErrTxClosed) {
-			return 0, false, fmt.Errorf("insert url_clicks: %w (roll back: %v)", err, rerr)
-		}
-		if !isUniqueViolation(err) {
+		if err := w.insertFailed(ctx, sp, err); err != nil {
 			return 0, false, fmt.Errorf("insert url_clicks: %w", err)
 		}
-		w.insertDone(false)
 	}
 	tag, err := tx.Exec(ctx, w.upsertFor(where), finalUntil)
 	if err != nil {
 		return 0, true, fmt.Errorf("upsert url_clicks: %w", err)
 	}
 	return tag.RowsAffected(), true, nil
+}
+
+// insertFailed rolls back the savepoint sp of an insert of new rows that
+// failed with err. A unique_violation (a row that looked new exists) is
+// expected: it starts the backoff and returns nil, the caller upserts.
+func (w *Writer) insertFailed(ctx context.Context, sp pgx.Tx, err error) error {
+	if rerr := sp.Rollback(ctx); rerr != nil && !errors.Is(rerr, pgx.ErrTxClosed) {
+		return fmt.Errorf("%w (roll back: %v)", err, rerr)
+	}
+	if !isUniqueViolation(err) {
+		return err
+	}
+	w.insertDone(false)
+	return nil
+}
+
+// writeSpilled writes deltas that spilled to a file: staged as they are,
+// summed and written by writeClicks.
+func (w *Writer) writeSpilled(ctx context.Context, tx pgx.Tx, d *Deltas, where string, finalUntil any, res *Result) error {
+	r, err := d.clicks.reader()
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, r, w.sqlCopyClicks); err != nil {
+		return fmt.Errorf("stage click deltas: %w", err)
+	}
+	if where != "" {
+		if res.Expired, err = countExpired(ctx, tx, where); err != nil {
+			return err
+		}
+	}
+	res.ClickRows, res.UpsertedAll, err = w.writeClicks(ctx, tx, where, finalUntil)
+	return err
+}
+
+// writeMerged writes deltas held in memory, summed per row in Go. A row
+// whose deltas are all on time, of a window not expired, and that
+// url_totals reads from url_clicks (not before folded_before) is most
+// likely new: those rows go straight into url_clicks by one binary COPY,
+// in key order, in a savepoint. The rest (late clicks, expired windows,
+// url_totals_base's windows) are staged and upserted, as are all of them
+// when the COPY finds a row that exists after all (unique_violation: early
+// results, another replica, unaligned watermarks) or while the backoff
+// after such a find lasts. The primary key makes a row copied twice
+// impossible: a replayed checkpoint's COPY fails and rolls back, and both
+// paths run in the fenced transaction. staged reports whether anything
+// was staged (and url_totals_base may need the staged deltas).
+func (w *Writer) writeMerged(ctx context.Context, tx pgx.Tx, cp *Checkpoint, where string, expired map[int64]int64,
+	totals totalsState, finalUntil any, res *Result) (staged bool, err error) {
+	d := cp.Deltas
+	rows := d.merge()
+	untilMs, hasFinal := int64(0), false
+	if t, ok := finalUntil.(time.Time); ok {
+		untilMs, hasFinal = t.UnixMilli(), true
+	}
+	stageOnly := func(r *delta) bool {
+		size := r.end - r.start
+		if before, ok := expired[size]; ok && r.start < before {
+			return true
+		}
+		return r.late != 0 || (size == cp.TotalsWindow && r.start < totals.folded)
+	}
+	insert := w.tryInsert()
+	d.stage, d.direct = append(d.stage[:0], copyHeader...), append(d.direct[:0], copyHeader...)
+	nStage, nDirect := 0, 0
+	for i := range rows {
+		r := &rows[i]
+		if !insert || stageOnly(r) {
+			d.stage = appendStaged(d.stage, r)
+			nStage++
+			continue
+		}
+		d.direct = appendDirect(d.direct, r, hasFinal && r.end <= untilMs)
+		nDirect++
+	}
+	res.UpsertedAll = !insert
+	if nDirect > 0 {
+		sp, err := tx.Begin(ctx)
+		if err != nil {
+			return false, fmt.Errorf("savepoint: %w", err)
+		}
+		tag, err := sp.Conn().PgConn().CopyFrom(ctx, copyStream(d.direct), w.sqlCopyDirect)
+		if err == nil {
+			err = sp.Commit(ctx)
+		}
+		if err == nil {
+			w.insertDone(true)
+			res.ClickRows += tag.RowsAffected()
+		} else {
+			if err := w.insertFailed(ctx, sp, err); err != nil {
+				return false, fmt.Errorf("copy new url_clicks rows: %w", err)
+			}
+			res.UpsertedAll = true
+			for i := range rows {
+				if r := &rows[i]; !stageOnly(r) {
+					d.stage = appendStaged(d.stage, r)
+					nStage++
+				}
+			}
+		}
+	}
+	if nStage == 0 {
+		return false, nil
+	}
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, copyStream(d.stage), w.sqlCopyClicks); err != nil {
+		return false, fmt.Errorf("stage click deltas: %w", err)
+	}
+	if where != "" {
+		if res.Expired, err = countExpired(ctx, tx, where); err != nil {
+			return false, err
+		}
+	}
+	tag, err := tx.Exec(ctx, w.upsertFor(where), finalUntil)
+	if err != nil {
+		return false, fmt.Errorf("upsert url_clicks: %w", err)
+	}
+	res.ClickRows += tag.RowsAffected()
+	return true, nil
+}
+
+// copyStream is a binary COPY stream of buf (header and rows) and the
+// trailer.
+func copyStream(buf []byte) io.Reader {
+	return io.MultiReader(bytes.NewReader(buf), bytes.NewReader(copyTrailer))
 }
 
 // insertThenUpsertLate runs writeClicks' two statements in the savepoint
@@ -678,29 +801,22 @@ func (w *Writer) commitOnce(ctx context.Context, cp *Checkpoint) (res Result, er
 		res.FinalUntil = minWM.UnixMilli()
 	}
 
-	// 3. The deltas, through binary COPY into staging tables. Deltas of
-	// windows whose span expired (late clicks, a replay) are not written
-	// to url_clicks, only counted; they still add to url_totals (to
-	// url_totals_base: expired_before never passes folded_before).
-	pg := tx.Conn().PgConn()
+	// 3. The deltas. Deltas of windows whose span expired (late clicks, a
+	// replay) are not written to url_clicks, only counted; they still add
+	// to url_totals (to url_totals_base: expired_before never passes
+	// folded_before).
 	if cp.Deltas.nClicks > 0 {
-		r, err := cp.Deltas.clicks.reader()
+		where := expiredWhere(cp.Deltas.spans, expired)
+		staged := true
+		if cp.Deltas.spilled {
+			err = w.writeSpilled(ctx, tx, cp.Deltas, where, finalUntil, &res)
+		} else {
+			staged, err = w.writeMerged(ctx, tx, cp, where, expired, totals, finalUntil, &res)
+		}
 		if err != nil {
 			return res, err
 		}
-		if _, err := pg.CopyFrom(ctx, r, w.sqlCopyClicks); err != nil {
-			return res, fmt.Errorf("stage click deltas: %w", err)
-		}
-		where := expiredWhere(cp.Deltas.spans, expired)
-		if where != "" {
-			if res.Expired, err = countExpired(ctx, tx, where); err != nil {
-				return res, err
-			}
-		}
-		if res.ClickRows, res.UpsertedAll, err = w.writeClicks(ctx, tx, where, finalUntil); err != nil {
-			return res, err
-		}
-		if cp.TotalsWindow > 0 {
+		if cp.TotalsWindow > 0 && staged {
 			tag, err := tx.Exec(ctx, w.sqlUpsertTotals, cp.TotalsWindow, totals.foldedArg())
 			if err != nil {
 				return res, fmt.Errorf("upsert url_totals: %w", err)
