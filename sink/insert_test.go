@@ -3,7 +3,9 @@ package sink
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -127,4 +129,65 @@ func TestDeltasMerge(t *testing.T) {
 	if d.Clicks() != 8 {
 		t.Fatalf("Clicks() = %d, want 8 (every delta added)", d.Clicks())
 	}
+}
+
+// TestDeltasMergeMatchesStringOrder: the merge's integer sort keys order
+// URLs as a byte-wise string compare does, whatever their shared prefix
+// and length (ties within the 16 key bytes, one URL a prefix of another,
+// zero bytes); checked against a plain sort and sum.
+func TestDeltasMergeMatchesStringOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 50 {
+		var d Deltas
+		prefix := []string{"", "h", "https://example.com/page/"}[round%3]
+		want := map[delta]int64{} // NB: key fields only, clicks summed
+		for range 1 + rng.IntN(500) {
+			b := []byte(prefix)
+			for range rng.IntN(30) {
+				b = append(b, "ab\x00\xffz"[rng.IntN(5)])
+			}
+			start := t0 + int64(rng.IntN(3))*m1
+			n := int64(1 + rng.IntN(5))
+			d.AddClick(string(b), start, start+m1, n, 0)
+			want[delta{url: string(b), start: start, end: start + m1}] += n
+		}
+		got := d.merge()
+		if len(got) != len(want) {
+			t.Fatalf("round %d: %d rows, want %d", round, len(got), len(want))
+		}
+		for i, r := range got {
+			if k := (delta{url: r.url, start: r.start, end: r.end}); want[k] != r.clicks {
+				t.Fatalf("round %d: %q@%d: %d clicks, want %d", round, r.url, r.start, r.clicks, want[k])
+			}
+			if i > 0 {
+				p := got[i-1]
+				if c := strings.Compare(p.url, r.url); c > 0 || (c == 0 && p.start >= r.start) {
+					t.Fatalf("round %d: %q@%d before %q@%d", round, p.url, p.start, r.url, r.start)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkDeltasMerge: one checkpoint's deltas as the zipf benchmark
+// makes them (220 K deltas over 12 partitions, URLs sharing a 25-byte
+// prefix), sorted and summed.
+func BenchmarkDeltasMerge(b *testing.B) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	zipf := rand.NewZipf(rand.New(rand.NewPCG(5, 6)), 1.1, 1, 1_000_000)
+	var in []ClickDelta
+	for range 220_000 {
+		start := t0 + int64(rng.IntN(3))*m1
+		in = append(in, ClickDelta{URL: fmt.Sprintf("https://example.com/page/%d", zipf.Uint64()), WindowStart: start, WindowEnd: start + m1, Clicks: 1})
+	}
+	var d Deltas
+	b.ReportAllocs()
+	for b.Loop() {
+		d.Reset()
+		for _, c := range in {
+			d.AddClick(c.URL, c.WindowStart, c.WindowEnd, c.Clicks, 0)
+		}
+		d.merge()
+	}
+	b.ReportMetric(float64(len(in)*b.N)/b.Elapsed().Seconds(), "deltas/s")
 }
