@@ -22,7 +22,8 @@ type maintainer struct {
 
 // maintainOptions snapshots what Maintain needs; called on the loop.
 func (pl *Pipeline) maintainOptions(now time.Time) sink.MaintainOptions {
-	o := sink.MaintainOptions{TopicPartitions: pl.c.topicPartitions, Now: now, Retention: map[int64]int64{}}
+	o := sink.MaintainOptions{TopicPartitions: pl.c.topicPartitions, Now: now, Retention: map[int64]int64{},
+		FoldPeriod: pl.opts.TotalsFoldPeriod.Milliseconds()}
 	for _, size := range pl.opts.Operator.Windows {
 		o.Sizes = append(o.Sizes, size.Milliseconds())
 	}

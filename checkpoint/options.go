@@ -77,6 +77,10 @@ type Options struct {
 	// MaintainInterval is the period of the storage maintenance (creating
 	// url_clicks partitions ahead, applying Retention); zero means 30s.
 	MaintainInterval time.Duration
+	// TotalsFoldPeriod makes the maintenance fold url_totals in whole
+	// periods of event time (a URL's folded total written once per
+	// period); zero folds up to the watermark at every run.
+	TotalsFoldPeriod time.Duration
 
 	Logger  *zap.Logger // nil: no logs
 	Metrics *Metrics    // nil: unregistered series

@@ -207,6 +207,9 @@ type MaintainOptions struct {
 	TopicPartitions int
 	// Now is the wall clock (partitions for it exist too).
 	Now time.Time
+	// FoldPeriod (ms) makes the fold of url_totals move in whole periods
+	// of event time (see foldTotals); zero folds up to the watermark.
+	FoldPeriod int64
 }
 
 // MaintainResult is what one Maintain did.
@@ -265,7 +268,7 @@ func (w *Writer) Maintain(ctx context.Context, o MaintainOptions) (MaintainResul
 	global := minWM.UnixMilli()
 	// NB: before expiry, so that the spans about to expire are folded
 	// (expire never passes folded_before).
-	if res.Fold, err = w.foldTotals(ctx, global); err != nil {
+	if res.Fold, err = w.foldTotals(ctx, global, o.FoldPeriod, o.Retention); err != nil {
 		return res, err
 	}
 	cut := map[int64]int64{}

@@ -221,11 +221,16 @@ func (w *Writer) FoldTotals(ctx context.Context, topicPartitions int) (FoldResul
 	if topicPartitions == 0 || rowsN < topicPartitions || wmN < rowsN || minWM == nil {
 		return FoldResult{Skipped: "no global watermark"}, nil
 	}
-	return w.foldTotals(ctx, minWM.UnixMilli())
+	return w.foldTotals(ctx, minWM.UnixMilli(), 0, nil)
 }
 
-// foldTotals folds up to the global watermark global (Unix ms).
-func (w *Writer) foldTotals(ctx context.Context, global int64) (FoldResult, error) {
+// foldTotals folds up to the global watermark global (Unix ms). With a
+// period (ms), only whole periods: folded_before moves to the last period
+// boundary the watermark passed, so a URL's url_totals_base row is written
+// once per period however many of its windows the period holds; but
+// always at least to the retention cut of the totals size (retention,
+// ms behind the watermark, per size), which expiry never passes.
+func (w *Writer) foldTotals(ctx context.Context, global, period int64, retention map[int64]int64) (FoldResult, error) {
 	var res FoldResult
 	t := func(name string) string { return pgx.Identifier{w.opts.Schema, name}.Sanitize() }
 	t0 := time.Now()
@@ -252,6 +257,12 @@ func (w *Writer) foldTotals(ctx context.Context, global int64) (FoldResult, erro
 		}
 		size := time.Duration(st.size) * time.Millisecond
 		next := floorTo(global, st.size)
+		if period > 0 {
+			next = floorTo(floorTo(global, period), st.size)
+			if keep := retention[st.size]; keep > 0 {
+				next = max(next, floorTo(global-keep, SpanFor(st.size)))
+			}
+		}
 		if st.folded == noFold {
 			// Start: every url_clicks row of the size is counted in
 			// url_totals_base already, so F' lies past the newest; and

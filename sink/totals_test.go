@@ -465,7 +465,7 @@ ANALYZE clickagg.url_totals_base, clickagg.url_clicks, clickagg.totals_state`); 
 	}
 	// A fold of 150,000 rows over 50,000 URLs: how long checkpoints wait.
 	before := allTotals(t, pool, "url_totals")
-	res, err := w.foldTotals(ctx, t0+6*m1)
+	res, err := w.foldTotals(ctx, t0+6*m1, 0, nil)
 	if err != nil || res.After != t0+6*m1 || res.URLs != 50000 {
 		t.Fatalf("fold = %+v, %v; want 50,000 URLs folded up to 00:06", res, err)
 	}
@@ -473,4 +473,43 @@ ANALYZE clickagg.url_totals_base, clickagg.url_clicks, clickagg.totals_state`); 
 	if got := allTotals(t, pool, "url_totals"); !mapsEqual(got, before) {
 		t.Fatal("url_totals changed by a fold")
 	}
+}
+
+// TestTotalsFoldPeriod: with a fold period the fold moves folded_before in
+// whole periods of event time only (each URL's url_totals_base row written
+// once per period), except that it always reaches the retention cut of the
+// totals size, so expiry never waits for a period to end; url_totals stays
+// exact throughout.
+func TestTotalsFoldPeriod(t *testing.T) {
+	pool := newPool(t)
+	ctx := context.Background()
+	w, _ := NewWriter(pool, Options{Group: "g", Topic: "clicks"})
+	c := newCommitter(t, w, 0, 1)
+	c.mustCommit(t0+2*d1+90*m1, click("/a", t0+10*m1, m1, 1), click("/a", t0+70*m1, m1, 2), click("/b", t0+2*d1+30*m1, m1, 4))
+	want := map[string]int64{"/a": 3, "/b": 4}
+	check := func(step string, period int64, retention map[int64]int64, after, urls int64, base map[string]int64) {
+		t.Helper()
+		res, err := w.Maintain(ctx, MaintainOptions{Sizes: []int64{m1}, TopicPartitions: 1, Now: time.UnixMilli(t0),
+			FoldPeriod: period, Retention: retention})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Fold.After != after || res.Fold.URLs != urls {
+			t.Fatalf("%s: folded before %s, %d URLs; want %s, %d", step, time.UnixMilli(res.Fold.After).UTC(), res.Fold.URLs,
+				time.UnixMilli(after).UTC(), urls)
+		}
+		if got := allTotals(t, pool, "url_totals"); !mapsEqual(got, want) {
+			t.Fatalf("%s: url_totals = %v, want %v", step, got, want)
+		}
+		if got := allTotals(t, pool, "url_totals_base"); !mapsEqual(got, base) {
+			t.Fatalf("%s: url_totals_base = %v, want %v", step, got, base)
+		}
+	}
+	// NB: 2026-01-01 (t0) is a Thursday, a boundary of 7-day periods
+	// (counted from the Unix epoch, a Thursday too).
+	check("week", 7*d1, nil, t0, 0, map[string]int64{})
+	check("hour", h1, nil, t0+2*d1+h1, 2, want)
+	c.mustCommit(t0+4*d1+30*m1, click("/c", t0+3*d1+10*m1, m1, 1))
+	want["/c"] = 1
+	check("week, retention 1d", 7*d1, map[int64]int64{m1: d1}, t0+3*d1, 0, map[string]int64{"/a": 3, "/b": 4})
 }

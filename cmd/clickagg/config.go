@@ -53,6 +53,7 @@ type Config struct {
 	Retention map[string]Duration `yaml:"retention"`
 	Storage   struct {
 		MaintenanceInterval Duration `yaml:"maintenance_interval"` // default 30s
+		TotalsFoldPeriod    Duration `yaml:"totals_fold_period"`   // default 1h; 0: fold at every maintenance run
 	} `yaml:"storage"`
 	Late struct {
 		Policy string `yaml:"policy"` // count (default) | drop
@@ -318,6 +319,8 @@ var settings = []setting{
 		}},
 	{key: "storage.maintenance_interval", env: "CLICKAGG_STORAGE_MAINTENANCE_INTERVAL", flag: "storage-maintenance-interval", help: "how often to create url_clicks partitions ahead, fold url_totals and apply retention",
 		set: durationSetter(func(c *Config) *Duration { return &c.Storage.MaintenanceInterval })},
+	{key: "storage.totals_fold_period", env: "CLICKAGG_STORAGE_TOTALS_FOLD_PERIOD", flag: "storage-totals-fold-period", help: "fold url_totals in whole periods of event time, so a URL's folded total is written once per period (0: up to the watermark at every maintenance run)",
+		set: durationSetter(func(c *Config) *Duration { return &c.Storage.TotalsFoldPeriod })},
 	{key: "align_watermarks", env: "CLICKAGG_ALIGN_WATERMARKS", flag: "align-watermarks", help: "while partitions catch up, close a window on each only once the slowest passed it, so its rows are written once (default true)",
 		boolean: true,
 		set:     boolSetter(func(c *Config) *bool { return &c.AlignWatermarks })},
@@ -674,6 +677,9 @@ func (c *Config) finish() error {
 	if c.MaxFutureSkew == 0 && !c.setExplicitly("max_future_skew") {
 		c.MaxFutureSkew = Duration(time.Hour)
 	}
+	if c.Storage.TotalsFoldPeriod == 0 && !c.setExplicitly("storage.totals_fold_period") {
+		c.Storage.TotalsFoldPeriod = Duration(time.Hour)
+	}
 	if c.HoldWindows == 0 && !c.setExplicitly("hold_windows") {
 		c.HoldWindows = Duration(10 * time.Minute)
 	}
@@ -741,6 +747,7 @@ func (c *Config) finish() error {
 		{"emit.early_interval", c.Emit.EarlyInterval, 0},
 		{"shutdown_timeout", c.ShutdownTimeout, time.Second},
 		{"storage.maintenance_interval", c.Storage.MaintenanceInterval, time.Second},
+		{"storage.totals_fold_period", c.Storage.TotalsFoldPeriod, 0},
 	}
 	for _, ck := range checks {
 		if ck.d.D() < ck.min {
@@ -858,6 +865,7 @@ func (c *Config) pipelineOptions(clientID string, log *zap.Logger, metrics *chec
 		SpillDir:           c.StateDir,
 		Retention:          c.retention,
 		MaintainInterval:   c.Storage.MaintenanceInterval.D(),
+		TotalsFoldPeriod:   c.Storage.TotalsFoldPeriod.D(),
 		Logger:             log,
 		Metrics:            metrics,
 	}

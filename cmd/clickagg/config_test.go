@@ -51,7 +51,8 @@ func TestConfigDefaults(t *testing.T) {
 		c.CheckpointInterval.D() != time.Second || c.OutOfOrderness.D() != 5*time.Second ||
 		c.IdleTimeout.D() != 30*time.Second || len(c.windows) != 1 || c.windows[0] != time.Minute ||
 		c.StartOffset != "earliest" || c.Late.Policy != "count" || c.Emit.EarlyInterval != 0 ||
-		c.HTTPAddr != ":8080" || c.PostgresSchema != "clickagg" || !c.AlignWatermarks {
+		c.HTTPAddr != ":8080" || c.PostgresSchema != "clickagg" || !c.AlignWatermarks ||
+		c.Storage.TotalsFoldPeriod.D() != time.Hour {
 		t.Fatalf("defaults: %+v", c)
 	}
 	c, err = load(t, []string{"--late-policy", "dead-letter", "--dead-letter-topic", "dl"}, nil, "")
@@ -82,9 +83,9 @@ func TestConfigExplicitZeroKept(t *testing.T) {
 	if c.OutOfOrderness != 0 || c.IdleTimeout != 0 {
 		t.Fatalf("explicit zeros replaced by defaults: ooo %s idle %s", c.OutOfOrderness.D(), c.IdleTimeout.D())
 	}
-	c, err = load(t, nil, nil, "idle_timeout: 0s\n")
-	if err != nil || c.IdleTimeout != 0 {
-		t.Fatalf("explicit zero in the file: %v %v", c.IdleTimeout.D(), err)
+	c, err = load(t, nil, nil, "idle_timeout: 0s\nstorage:\n  totals_fold_period: 0s\n")
+	if err != nil || c.IdleTimeout != 0 || c.Storage.TotalsFoldPeriod != 0 {
+		t.Fatalf("explicit zeros in the file: %v %v %v", c.IdleTimeout.D(), c.Storage.TotalsFoldPeriod.D(), err)
 	}
 }
 
@@ -112,6 +113,7 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{args: []string{"--dedup-window", "-1m"}, want: "dedup.window -1m0s: must not be negative"},
 		{args: []string{"--dedup-window", "500us"}, want: "dedup.window 500µs: must be at least 1ms"},
 		{args: []string{"--hold-windows", "-1m"}, want: "hold_windows -1m0s: must not be negative"},
+		{args: []string{"--storage-totals-fold-period", "-1h"}, want: "storage.totals_fold_period -1h0m0s: must not be negative"},
 		{args: []string{"--max-past-skew", "-1m"}, want: "max_future_skew 1h0m0s, max_past_skew -1m0s: must not be negative"},
 		{args: []string{"--dedup-scope", "cluster"}, want: "dedup.scope"},
 		{yaml: "dedup:\n  window: 1.5ms\n", want: "whole number of milliseconds"},
