@@ -30,20 +30,19 @@ import (
 // PostgreSQL then sums and orders them (the staged path), and memory stays
 // bounded by SpillBytes.
 type Deltas struct {
-	SpillDir   string // "" keeps everything in memory
-	SpillBytes int    // 0 means 32 MiB
-	rows       []delta
-	merged     bool      // rows are sorted by key, each key once
-	spare      []delta   // merge's output buffer, reused
-	keys       []sortKey // merge's sort keys, reused
+	SpillDir   string           // "" keeps everything in memory
+	SpillBytes int              // 0 means 32 MiB
+	rows       []delta          // one per row key
+	index      map[rowKey]int32 // row key -> rows index, while not merged
+	merged     bool             // rows are sorted by key
+	spare      []delta          // merge's output buffer, reused
+	keys       []sortKey        // merge's sort keys, reused
 	arena      arena
 	memBytes   int
 	spilled    bool        // the deltas are in clicks, not rows
 	clicks     spillBuffer // the staged COPY stream once spilled
 	nClicks    int
-	// stage and direct are the COPY streams Commit builds from rows,
-	// reused from one checkpoint to the next.
-	stage, direct []byte
+	copyBuf    []byte // rowStream's buffer, reused
 	// spans are the url_clicks partitions the deltas touch, each once;
 	// lastSpan (ending at lastSpanEnd) is the newest, the common case for
 	// the next delta: a range check, no division, per row.
@@ -57,6 +56,12 @@ type Deltas struct {
 type delta struct {
 	url                      string
 	start, end, clicks, late int64
+}
+
+// rowKey is a url_clicks row's key: URL and window.
+type rowKey struct {
+	url        string
+	start, end int64
 }
 
 // deltaBytes is about what a delta in memory costs besides its URL.
@@ -77,6 +82,7 @@ func (d *Deltas) Reset() {
 	d.clicks.reset()
 	clear(d.rows) // NB: drop the URLs' references for the GC
 	d.rows, d.merged, d.memBytes, d.spilled = d.rows[:0], false, 0, false
+	clear(d.index)
 	d.arena.reset()
 	d.nClicks = 0
 	d.spans = d.spans[:0]
@@ -110,12 +116,34 @@ func (d *Deltas) AddClick(url string, start, end, clicks, late int64) {
 		d.writeStaged(url, start, end, clicks, late)
 		return
 	}
-	d.rows = append(d.rows, delta{url: d.arena.copy(url), start: start, end: end, clicks: clicks, late: late})
-	d.merged = false
+	if d.merged || d.index == nil {
+		d.reindex()
+	}
+	if i, ok := d.index[rowKey{url, start, end}]; ok {
+		r := &d.rows[i]
+		r.clicks += clicks
+		r.late += late
+		return
+	}
+	u := d.arena.copy(url)
+	d.index[rowKey{u, start, end}] = int32(len(d.rows))
+	d.rows = append(d.rows, delta{url: u, start: start, end: end, clicks: clicks, late: late})
 	d.memBytes += deltaBytes + len(url)
 	if d.SpillDir != "" && d.memBytes > d.limit() {
 		d.spill()
 	}
+}
+
+// reindex rebuilds the row index (after merge moved the rows).
+func (d *Deltas) reindex() {
+	if d.index == nil {
+		d.index = map[rowKey]int32{}
+	}
+	clear(d.index)
+	for i, r := range d.rows {
+		d.index[rowKey{r.url, r.start, r.end}] = int32(i)
+	}
+	d.merged = false
 }
 
 // AddClickBytes is AddClick for a URL held as bytes.
@@ -135,6 +163,7 @@ func (d *Deltas) spill() {
 		d.writeStaged(r.url, r.start, r.end, r.clicks, r.late)
 	}
 	clear(d.rows)
+	clear(d.index)
 	d.rows, d.merged, d.memBytes = d.rows[:0], false, 0
 	d.arena.reset()
 }
@@ -241,6 +270,47 @@ func keyAt(s string, off int) uint64 {
 		copy(b[:], s[off:])
 	}
 	return binary.BigEndian.Uint64(b[:])
+}
+
+// stream returns a binary COPY stream of the merged rows that keep
+// selects, each encoded by enc only as COPY reads it: a 64 KiB buffer in
+// memory, not the stream.
+func (d *Deltas) stream(keep func(*delta) bool, enc func([]byte, *delta) []byte) io.Reader {
+	return &rowStream{rows: d.rows, keep: keep, enc: enc, buf: d.copyBuf[:0], owner: d}
+}
+
+type rowStream struct {
+	rows         []delta
+	keep         func(*delta) bool
+	enc          func([]byte, *delta) []byte
+	buf          []byte
+	off, next    int
+	begun, ended bool
+	owner        *Deltas
+}
+
+func (s *rowStream) Read(p []byte) (int, error) {
+	if s.off == len(s.buf) {
+		s.buf, s.off = s.buf[:0], 0
+		if !s.begun {
+			s.buf, s.begun = append(s.buf, copyHeader...), true
+		}
+		for ; s.next < len(s.rows) && len(s.buf) < 64<<10; s.next++ {
+			if r := &s.rows[s.next]; s.keep(r) {
+				s.buf = s.enc(s.buf, r)
+			}
+		}
+		if s.next == len(s.rows) && !s.ended {
+			s.buf, s.ended = append(s.buf, copyTrailer...), true
+		}
+		s.owner.copyBuf = s.buf
+		if len(s.buf) == 0 {
+			return 0, io.EOF
+		}
+	}
+	n := copy(p, s.buf[s.off:])
+	s.off += n
+	return n, nil
 }
 
 // appendStaged appends r to a COPY stream for the staging table: url,

@@ -1,12 +1,15 @@
 package sink
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // TestNewRowsInsertedThenUpsertedWhenTheyExist: a checkpoint of new rows
@@ -169,25 +172,81 @@ func TestDeltasMergeMatchesStringOrder(t *testing.T) {
 	}
 }
 
-// BenchmarkDeltasMerge: one checkpoint's deltas as the zipf benchmark
-// makes them (220 K deltas over 12 partitions, URLs sharing a 25-byte
-// prefix), sorted and summed.
+// BenchmarkDeltasMerge: one checkpoint's deltas, added and then sorted
+// and summed per row. zipf as the zipf benchmark makes them (220 K deltas
+// for about 130 K rows, URLs sharing a 25-byte prefix); rowheavy as the
+// rowheavy one (243 K deltas for 94 K rows: 12 partitions each counting
+// most URLs of the same windows).
 func BenchmarkDeltasMerge(b *testing.B) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	zipf := rand.NewZipf(rand.New(rand.NewPCG(5, 6)), 1.1, 1, 1_000_000)
-	var in []ClickDelta
+	var zipfIn, rowIn []ClickDelta
 	for range 220_000 {
 		start := t0 + int64(rng.IntN(3))*m1
-		in = append(in, ClickDelta{URL: fmt.Sprintf("https://example.com/page/%d", zipf.Uint64()), WindowStart: start, WindowEnd: start + m1, Clicks: 1})
+		zipfIn = append(zipfIn, ClickDelta{URL: fmt.Sprintf("https://example.com/page/%d", zipf.Uint64()), WindowStart: start, WindowEnd: start + m1, Clicks: 1})
 	}
-	var d Deltas
-	b.ReportAllocs()
-	for b.Loop() {
-		d.Reset()
-		for _, c := range in {
-			d.AddClick(c.URL, c.WindowStart, c.WindowEnd, c.Clicks, 0)
+	for range 12 {
+		for range 243_000 / 12 {
+			start := t0 + int64(rng.IntN(2))*m1
+			rowIn = append(rowIn, ClickDelta{URL: fmt.Sprintf("https://example.com/page/%d", rng.IntN(125_000)), WindowStart: start, WindowEnd: start + m1, Clicks: 1})
 		}
-		d.merge()
 	}
-	b.ReportMetric(float64(len(in)*b.N)/b.Elapsed().Seconds(), "deltas/s")
+	for _, c := range []struct {
+		name string
+		in   []ClickDelta
+	}{{"zipf", zipfIn}, {"rowheavy", rowIn}} {
+		b.Run(c.name, func(b *testing.B) {
+			var d Deltas
+			b.ReportAllocs()
+			for b.Loop() {
+				d.Reset()
+				for _, c := range c.in {
+					d.AddClick(c.URL, c.WindowStart, c.WindowEnd, c.Clicks, 0)
+				}
+				d.merge()
+			}
+			b.ReportMetric(float64(len(c.in)*b.N)/b.Elapsed().Seconds(), "deltas/s")
+		})
+	}
+}
+
+// TestRowStream: the COPY stream encoded as it is read is the header, the
+// selected rows and the trailer, however it is read (many buffers' worth,
+// a byte at a time); and a checkpoint that large lands whole.
+func TestRowStream(t *testing.T) {
+	var d Deltas
+	for i := range 20_000 {
+		d.AddClick(fmt.Sprintf("https://example.com/a/long/path/to/page/%d", i), t0, t0+m1, int64(i%7+1), 0)
+	}
+	rows := d.merge()
+	odd := func(r *delta) bool { return r.clicks%2 == 1 }
+	want := slices.Clone(copyHeader)
+	for i := range rows {
+		if odd(&rows[i]) {
+			want = appendStaged(want, &rows[i])
+		}
+	}
+	want = append(want, copyTrailer...)
+	if len(want) < 3*64<<10 {
+		t.Fatalf("stream of %d bytes: the test should span several buffers", len(want))
+	}
+	for _, wrap := range []func(io.Reader) io.Reader{func(r io.Reader) io.Reader { return r }, iotest.OneByteReader} {
+		got, err := io.ReadAll(wrap(d.stream(odd, appendStaged)))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("stream: %d bytes (%v), want %d", len(got), err, len(want))
+		}
+	}
+
+	pool := newPool(t)
+	w, _ := NewWriter(pool, Options{Group: "g", Topic: "clicks"})
+	c := newCommitter(t, w, 0, 1)
+	res, err := w.Commit(context.Background(), &Checkpoint{TopicPartitions: 1, TotalsWindow: m1, Deltas: &d,
+		Partitions: []PartitionUpdate{{Partition: 0, Expect: c.cur, Next: pos(1, t0+m1, 1)}}})
+	if err != nil || res.UpsertedAll || res.ClickRows != 20_000 {
+		t.Fatalf("Commit = %+v, %v; want 20,000 rows copied", res, err)
+	}
+	var n, sum int64
+	if err := pool.QueryRow(context.Background(), `SELECT count(*), sum(clicks) FROM clickagg.url_clicks`).Scan(&n, &sum); err != nil || n != 20_000 || sum != 79_997 {
+		t.Fatalf("url_clicks: %d rows, %d clicks (%v); want 20,000 and 79,997", n, sum, err)
+	}
 }

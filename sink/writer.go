@@ -1,7 +1,6 @@
 package sink
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -587,25 +586,23 @@ func (w *Writer) writeMerged(ctx context.Context, tx pgx.Tx, cp *Checkpoint, whe
 		return r.late != 0 || (size == cp.TotalsWindow && r.start < totals.folded)
 	}
 	insert := w.tryInsert()
-	d.stage, d.direct = append(d.stage[:0], copyHeader...), append(d.direct[:0], copyHeader...)
-	nStage, nDirect := 0, 0
+	direct := func(r *delta) bool { return insert && !stageOnly(r) }
+	nDirect := 0
 	for i := range rows {
-		r := &rows[i]
-		if !insert || stageOnly(r) {
-			d.stage = appendStaged(d.stage, r)
-			nStage++
-			continue
+		if direct(&rows[i]) {
+			nDirect++
 		}
-		d.direct = appendDirect(d.direct, r, hasFinal && r.end <= untilMs)
-		nDirect++
 	}
+	nStage := len(rows) - nDirect
+	toStage := func(r *delta) bool { return !direct(r) }
 	res.UpsertedAll = !insert
 	if nDirect > 0 {
 		sp, err := tx.Begin(ctx)
 		if err != nil {
 			return false, fmt.Errorf("savepoint: %w", err)
 		}
-		tag, err := sp.Conn().PgConn().CopyFrom(ctx, copyStream(d.direct), w.sqlCopyDirect)
+		enc := func(dst []byte, r *delta) []byte { return appendDirect(dst, r, hasFinal && r.end <= untilMs) }
+		tag, err := sp.Conn().PgConn().CopyFrom(ctx, d.stream(direct, enc), w.sqlCopyDirect)
 		if err == nil {
 			err = sp.Commit(ctx)
 		}
@@ -617,18 +614,13 @@ func (w *Writer) writeMerged(ctx context.Context, tx pgx.Tx, cp *Checkpoint, whe
 				return false, fmt.Errorf("copy new url_clicks rows: %w", err)
 			}
 			res.UpsertedAll = true
-			for i := range rows {
-				if r := &rows[i]; !stageOnly(r) {
-					d.stage = appendStaged(d.stage, r)
-					nStage++
-				}
-			}
+			toStage, nStage = func(*delta) bool { return true }, len(rows)
 		}
 	}
 	if nStage == 0 {
 		return false, nil
 	}
-	if _, err := tx.Conn().PgConn().CopyFrom(ctx, copyStream(d.stage), w.sqlCopyClicks); err != nil {
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, d.stream(toStage, appendStaged), w.sqlCopyClicks); err != nil {
 		return false, fmt.Errorf("stage click deltas: %w", err)
 	}
 	if where != "" {
@@ -642,12 +634,6 @@ func (w *Writer) writeMerged(ctx context.Context, tx pgx.Tx, cp *Checkpoint, whe
 	}
 	res.ClickRows += tag.RowsAffected()
 	return true, nil
-}
-
-// copyStream is a binary COPY stream of buf (header and rows) and the
-// trailer.
-func copyStream(buf []byte) io.Reader {
-	return io.MultiReader(bytes.NewReader(buf), bytes.NewReader(copyTrailer))
 }
 
 // insertThenUpsertLate runs writeClicks' two statements in the savepoint
