@@ -106,7 +106,7 @@ type leafInfo struct {
 
 // sizeLeaves lists the leaf partitions that may hold url_clicks rows of
 // size: those of the size's table, and those of a DEFAULT partition of
-// url_clicks if there is one. A sizes without a table has none.
+// url_clicks if there is one. A size without a table has none.
 func sizeLeaves(ctx context.Context, q querier, schema string, size time.Duration) ([]leafInfo, error) {
 	rows, err := q.Query(ctx, `WITH tops AS (
 	SELECT t.relid FROM pg_partition_tree($1::regclass) t JOIN pg_class c ON c.oid = t.relid
@@ -153,11 +153,11 @@ func leafBound(ctx context.Context, q querier, l leafInfo, size time.Duration, e
 			tid.BlockNumber = uint32(n)
 		}
 		m0, err := scanLeafTime(q.Query(ctx, probe+` AND `+sample, size, tid))
-		if err != nil || m0 == nil {
-			if err != nil {
-				return nil, err
-			}
-			continue
+		if err != nil {
+			return nil, err
+		}
+		if m0 == nil {
+			continue // no live row of the size in the sample
 		}
 		t, err := scanLeafTime(q.Query(ctx, probe+` AND `+past, size, *m0))
 		if t == nil && err == nil {
