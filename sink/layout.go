@@ -49,6 +49,16 @@ COMMENT ON TABLE {{s}}.checkpoints IS 'Per consumer group, topic and partition: 
 COMMENT ON TABLE {{s}}.window_sizes IS 'One row per window size clickagg writes: its partition span, retention, and expired_before: rows of windows starting before it were dropped and are never written again.';
 `
 
+// brinSchema is migration 7. On the partitioned parent, so that every
+// partition gets the index, those attached later too (ATTACH PARTITION
+// creates the parent's indexes a table lacks). autosummarize: a block
+// range is summarized (by autovacuum) as soon as the rows move past it;
+// until then every scan of the index reads it.
+const brinSchema = `
+DROP INDEX {{s}}.url_clicks_size_start_idx;
+CREATE INDEX url_clicks_start_brin ON {{s}}.url_clicks USING brin (window_start) WITH (autosummarize = on);
+`
+
 // migratePartitioned is migration 4: url_clicks becomes partitioned, every
 // existing row kept. It runs in the migration's transaction, so writers
 // wait for it (the old table is locked for the copy).

@@ -540,26 +540,15 @@ FROM `+pgx.Identifier{schema, "window_sizes"}.Sanitize()+` ORDER BY window_size`
 			st.Rows += max(t.rows, 0)
 			st.Bytes += t.bytes
 		}
-		oldest, err := scanTime(q.Query(ctx, `SELECT min(window_start) FROM `+pgx.Identifier{schema, "url_clicks"}.Sanitize()+
-			` WHERE window_size = $1`, st.Size))
+		oldest, err := windowBound(ctx, q, schema, st.Size, oldestWindow)
 		if err != nil {
 			return nil, fmt.Errorf("read oldest %s window: %w", st.Label, err)
 		}
-		st.Oldest = oldest
+		if oldest != nil {
+			st.Oldest = oldest.UTC()
+		}
 	}
 	return out, nil
-}
-
-// scanTime reads a one-row, one-column timestamptz result (zero for NULL).
-func scanTime(rows pgx.Rows, err error) (time.Time, error) {
-	if err != nil {
-		return time.Time{}, err
-	}
-	t, err := pgx.CollectExactlyOneRow(rows, pgx.RowTo[*time.Time])
-	if err != nil || t == nil {
-		return time.Time{}, err
-	}
-	return t.UTC(), nil
 }
 
 // Storage is ReadStorage for the writer's schema.

@@ -42,9 +42,7 @@ func (r *Reader) table(name string) string { return pgx.Identifier{r.schema, nam
 // LatestWindow returns the start of the newest window of the given size
 // that has rows; ok is false when there is none.
 func (r *Reader) LatestWindow(ctx context.Context, size time.Duration) (start time.Time, ok bool, err error) {
-	var t *time.Time
-	err = r.pool.QueryRow(ctx, `SELECT max(window_start) FROM `+r.table("url_clicks")+`
-WHERE window_size = $1`, size).Scan(&t)
+	t, err := windowBound(ctx, r.pool, r.schema, size, newestWindow)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("find latest %s window: %w", size, err)
 	}

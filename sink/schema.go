@@ -105,6 +105,12 @@ ALTER TABLE {{s}}.checkpoints
 	// 6: url_totals becomes a view: url_totals_base plus the url_clicks
 	// rows not folded into it yet (totals_state; see totals.go).
 	{fn: migrateTotalsView},
+	// 7: url_clicks' btree on (window_size, window_start) becomes a BRIN
+	// index on window_start: a checkpoint's rows no longer each add an
+	// entry to a btree whose keys a whole window shares (window_size is
+	// the partition key; the rows lie in window_start order). max and min
+	// of window_start read by windowBound (bounds.go).
+	{sql: brinSchema},
 }
 
 // migration is one schema version: SQL ({{s}} is the schema), or a

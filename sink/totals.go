@@ -183,11 +183,15 @@ func (w *Writer) switchTotals(ctx context.Context, size int64) error {
 		// url_clicks never sees); on a fresh schema that is the start of
 		// the event-time range, and no checkpoint upserts totals until
 		// they are folded.
+		newest, err := windowBound(ctx, tx, w.opts.Schema, time.Duration(size)*time.Millisecond, newestWindow)
+		if err != nil {
+			return err
+		}
 		_, err = tx.Exec(ctx, `UPDATE `+state+` SET window_size = $1, updated_at = now(),
 	folded_before = greatest(timestamptz '2000-01-01 00:00:00+00',
-		(SELECT max(window_start) + $1 FROM `+pgx.Identifier{w.opts.Schema, "url_clicks"}.Sanitize()+` WHERE window_size = $1),
+		$2::timestamptz + $1,
 		(SELECT expired_before FROM `+pgx.Identifier{w.opts.Schema, "window_sizes"}.Sanitize()+` WHERE window_size = $1))`,
-			time.Duration(size)*time.Millisecond)
+			time.Duration(size)*time.Millisecond, newest)
 		return err
 	})
 	if err != nil {
@@ -267,10 +271,13 @@ func (w *Writer) foldTotals(ctx context.Context, global, period int64, retention
 			// Start: every url_clicks row of the size is counted in
 			// url_totals_base already, so F' lies past the newest; and
 			// past expired_before, whose deltas url_clicks never sees.
-			var newest, expired *time.Time
-			if err := tx.QueryRow(ctx, `SELECT (SELECT max(window_start) FROM `+t("url_clicks")+` WHERE window_size = $1),
-	(SELECT expired_before FROM `+t("window_sizes")+` WHERE window_size = $1)`, size).Scan(&newest, &expired); err != nil {
+			newest, err := windowBound(ctx, tx, w.opts.Schema, size, newestWindow)
+			if err != nil {
 				return fmt.Errorf("read newest window: %w", err)
+			}
+			var expired *time.Time
+			if err := tx.QueryRow(ctx, `SELECT expired_before FROM `+t("window_sizes")+` WHERE window_size = $1`, size).Scan(&expired); err != nil {
+				return fmt.Errorf("read expired_before: %w", err)
 			}
 			if newest != nil {
 				next = max(next, newest.UnixMilli()+st.size)

@@ -183,7 +183,10 @@ DROP INDEX `+s+`.url_clicks_size_start_idx; DROP INDEX `+s+`.url_clicks_open_idx
 		return 0, err
 	}
 	// NB: URL ids (m·7919 + 7i) mod urls: distinct within a minute (7 and
-	// the 1,000,000 URLs share no factor), spread over all URLs.
+	// the 1,000,000 URLs share no factor), spread over all URLs. Rows go
+	// in window order, as checkpoints write them: the BRIN index on
+	// window_start (schema version 7) relies on it, and without the ORDER
+	// BY the heap interleaves the day's minutes.
 	insert := func(ctx context.Context, table string, from time.Time) error {
 		cols, size := `url, window_start, window_end, clicks, late_clicks, final, updated_at`, ``
 		if partitioned {
@@ -192,7 +195,8 @@ DROP INDEX `+s+`.url_clicks_size_start_idx; DROP INDEX `+s+`.url_clicks_open_idx
 		m0 := from.Unix() / 60
 		_, err := pool.Exec(ctx, `INSERT INTO `+table+` (`+cols+`)
 SELECT $1 || ((m * 7919 + i * 7) % $2), to_timestamp(m * 60), to_timestamp(m * 60 + 60), `+size+`1 + (m + i) % 5, 0, true, to_timestamp(m * 60 + 65)
-FROM generate_series($3::bigint, $4::bigint) m, generate_series(0, $5::bigint - 1) i`, urlPrefix, urls, m0, m0+1439, perMinute)
+FROM generate_series($3::bigint, $4::bigint) m, generate_series(0, $5::bigint - 1) i
+ORDER BY m, i`, urlPrefix, urls, m0, m0+1439, perMinute)
 		return err
 	}
 	load := func(day int) error {
