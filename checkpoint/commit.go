@@ -159,8 +159,8 @@ func (c *Coordinator) deltasOf(parts []taken) (*sink.Checkpoint, error) {
 		}
 		p, before := tk.t.p, d.Clicks()
 		// NB: the same URL may come from the store and from the Ready, and
-		// from other partitions: PostgreSQL sums them, and derives the
-		// url_totals deltas from the smallest windows' ones.
+		// from other partitions: Deltas sums them per row, and the
+		// url_totals deltas are the smallest windows' ones.
 		for _, e := range tk.rd.Emit {
 			start, end := e.Window.Start, e.Window.End()
 			if e.Stored {

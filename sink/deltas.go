@@ -18,20 +18,23 @@ import (
 // kept apart: they are those of the windows Checkpoint.TotalsWindow long.
 // The zero value is ready to use; Reset reuses the memory.
 //
-// In memory, a delta costs an append (its URL copied into a chunked arena,
-// no allocation per row). At commit the deltas are sorted and summed per
-// row once (Go's sort is cheaper than PostgreSQL's), so that new rows go
-// straight into url_clicks by binary COPY; see Writer.Commit.
+// In memory, the deltas of one row are summed as they are added (a map
+// from row key to row; the URL copied once into a chunked arena, no
+// allocation per row). At commit the rows are sorted by key once (Go's
+// sort is cheaper than PostgreSQL's), so that new rows go straight into
+// url_clicks by binary COPY, in the order of its primary key; see
+// Writer.Commit.
 //
 // Large checkpoints (closing a day window over millions of URLs) would not
 // fit in memory: with SpillDir set, once the deltas take more than
 // SpillBytes they move to a temporary file there, encoded in PostgreSQL's
 // binary COPY format for the staging table, and so does every later one.
 // PostgreSQL then sums and orders them (the staged path), and memory stays
-// bounded by SpillBytes.
+// bounded by SpillBytes. (64 MiB holds about 250,000 rows, a checkpoint at
+// the default limit of pending counters.)
 type Deltas struct {
 	SpillDir   string           // "" keeps everything in memory
-	SpillBytes int              // 0 means 32 MiB
+	SpillBytes int              // 0 means 64 MiB
 	rows       []delta          // one per row key
 	index      map[rowKey]int32 // row key -> rows index, while not merged
 	merged     bool             // rows are sorted by key
@@ -64,8 +67,9 @@ type rowKey struct {
 	start, end int64
 }
 
-// deltaBytes is about what a delta in memory costs besides its URL.
-const deltaBytes = int(unsafe.Sizeof(delta{}))
+// rowBytes is about what a row in memory costs besides its URL, with its
+// index entry and, at commit, the merge's copy and sort key.
+const rowBytes = int(2*unsafe.Sizeof(delta{}) + unsafe.Sizeof(rowKey{}) + unsafe.Sizeof(sortKey{}) + 16)
 
 // copyHeader starts a binary COPY stream: signature, flags, header
 // extension length.
@@ -93,7 +97,7 @@ func (d *Deltas) Err() error { return d.clicks.err }
 
 func (d *Deltas) limit() int {
 	if d.SpillBytes == 0 {
-		return 32 << 20
+		return 64 << 20
 	}
 	return d.SpillBytes
 }
@@ -128,7 +132,7 @@ func (d *Deltas) AddClick(url string, start, end, clicks, late int64) {
 	u := d.arena.copy(url)
 	d.index[rowKey{u, start, end}] = int32(len(d.rows))
 	d.rows = append(d.rows, delta{url: u, start: start, end: end, clicks: clicks, late: late})
-	d.memBytes += deltaBytes + len(url)
+	d.memBytes += rowBytes + len(url)
 	if d.SpillDir != "" && d.memBytes > d.limit() {
 		d.spill()
 	}
