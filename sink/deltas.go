@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"unsafe"
 )
 
@@ -182,8 +184,8 @@ func (d *Deltas) writeStaged(url string, start, end, clicks, late int64) {
 }
 
 // merge sorts the deltas in memory by row key (url in byte order, the
-// order of the staging table's COLLATE "C" and of every writer's row
-// locks, then window) and sums those of one row. Idempotent: a retried
+// order of the staging table's COLLATE "C" and of the upsert's ORDER BY,
+// then window) and sums those of one row. Idempotent: a retried
 // transaction merges nothing again.
 //
 // URLs share long prefixes (a scheme and a host), where a string compare
@@ -278,12 +280,21 @@ func keyAt(s string, off int) uint64 {
 
 // stream returns a binary COPY stream of the merged rows that keep
 // selects, each encoded by enc only as COPY reads it: a 64 KiB buffer in
-// memory, not the stream.
-func (d *Deltas) stream(keep func(*delta) bool, enc func([]byte, *delta) []byte) io.Reader {
+// memory, not the stream. The caller closes it once CopyFrom returned.
+func (d *Deltas) stream(keep func(*delta) bool, enc func([]byte, *delta) []byte) *rowStream {
 	return &rowStream{rows: d.rows, keep: keep, enc: enc, buf: d.copyBuf[:0], owner: d}
 }
 
+// errStreamClosed is what a closed rowStream's Read returns.
+var errStreamClosed = errors.New("sink: copy stream closed")
+
 type rowStream struct {
+	// NB: CopyFrom reads on a goroutine of its own, which it can leave
+	// running when it returns early (a cancelled context, a fatal server
+	// error); mu and closed keep that goroutine from encoding into the
+	// buffer, or reading the rows, once the caller moved on.
+	mu           sync.Mutex
+	closed       bool
 	rows         []delta
 	keep         func(*delta) bool
 	enc          func([]byte, *delta) []byte
@@ -294,6 +305,11 @@ type rowStream struct {
 }
 
 func (s *rowStream) Read(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, errStreamClosed
+	}
 	if s.off == len(s.buf) {
 		s.buf, s.off = s.buf[:0], 0
 		if !s.begun {
@@ -307,7 +323,6 @@ func (s *rowStream) Read(p []byte) (int, error) {
 		if s.next == len(s.rows) && !s.ended {
 			s.buf, s.ended = append(s.buf, copyTrailer...), true
 		}
-		s.owner.copyBuf = s.buf
 		if len(s.buf) == 0 {
 			return 0, io.EOF
 		}
@@ -315,6 +330,15 @@ func (s *rowStream) Read(p []byte) (int, error) {
 	n := copy(p, s.buf[s.off:])
 	s.off += n
 	return n, nil
+}
+
+// close ends the stream, after a Read in progress (on a goroutine CopyFrom
+// left behind), and hands its buffer back for the next stream.
+func (s *rowStream) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.owner.copyBuf = s.buf[:0]
 }
 
 // appendStaged appends r to a COPY stream for the staging table: url,

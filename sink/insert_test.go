@@ -3,6 +3,7 @@ package sink
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -230,8 +231,21 @@ func TestRowStream(t *testing.T) {
 	if len(want) < 3*64<<10 {
 		t.Fatalf("stream of %d bytes: the test should span several buffers", len(want))
 	}
+	// NB: a stream closed midway (CopyFrom returned early, its reading
+	// goroutine left behind) reads nothing more, and the next stream,
+	// reusing the buffer, is whole.
+	half := d.stream(odd, appendStaged)
+	if _, err := io.ReadFull(half, make([]byte, 100<<10)); err != nil {
+		t.Fatal(err)
+	}
+	half.close()
+	if n, err := half.Read(make([]byte, 10)); n != 0 || !errors.Is(err, errStreamClosed) {
+		t.Fatalf("Read after close = %d, %v; want 0, errStreamClosed", n, err)
+	}
 	for _, wrap := range []func(io.Reader) io.Reader{func(r io.Reader) io.Reader { return r }, iotest.OneByteReader} {
-		got, err := io.ReadAll(wrap(d.stream(odd, appendStaged)))
+		st := d.stream(odd, appendStaged)
+		got, err := io.ReadAll(wrap(st))
+		st.close()
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("stream: %d bytes (%v), want %d", len(got), err, len(want))
 		}

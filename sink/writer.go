@@ -595,14 +595,16 @@ func (w *Writer) writeMerged(ctx context.Context, tx pgx.Tx, cp *Checkpoint, whe
 	}
 	nStage := len(rows) - nDirect
 	toStage := func(r *delta) bool { return !direct(r) }
-	res.UpsertedAll = !insert
+	res.UpsertedAll = nDirect == 0
 	if nDirect > 0 {
 		sp, err := tx.Begin(ctx)
 		if err != nil {
 			return false, fmt.Errorf("savepoint: %w", err)
 		}
 		enc := func(dst []byte, r *delta) []byte { return appendDirect(dst, r, hasFinal && r.end <= untilMs) }
-		tag, err := sp.Conn().PgConn().CopyFrom(ctx, d.stream(direct, enc), w.sqlCopyDirect)
+		st := d.stream(direct, enc)
+		tag, err := sp.Conn().PgConn().CopyFrom(ctx, st, w.sqlCopyDirect)
+		st.close()
 		if err == nil {
 			err = sp.Commit(ctx)
 		}
@@ -620,7 +622,10 @@ func (w *Writer) writeMerged(ctx context.Context, tx pgx.Tx, cp *Checkpoint, whe
 	if nStage == 0 {
 		return false, nil
 	}
-	if _, err := tx.Conn().PgConn().CopyFrom(ctx, d.stream(toStage, appendStaged), w.sqlCopyClicks); err != nil {
+	st := d.stream(toStage, appendStaged)
+	_, err = tx.Conn().PgConn().CopyFrom(ctx, st, w.sqlCopyClicks)
+	st.close()
+	if err != nil {
 		return false, fmt.Errorf("stage click deltas: %w", err)
 	}
 	if where != "" {
