@@ -169,10 +169,41 @@ func openDB(dir string, po *pebble.Options, h *health) (*pebble.DB, error) {
 	case o := <-done:
 		return o.db, o.err
 	case <-h.failed:
-		// NB: a failure while opening may be retried by Pebble for good;
+		// NB: a corruption found by a background job (the table stats)
+		// while Open finishes: Open returns, and the store is closed as any
+		// corrupt one, so that the folder opens again once discarded. Any
+		// other failure while opening may be retried by Pebble for good:
 		// the open goroutine is left behind, holding the folder's lock.
+		if errors.Is(h.err(), ErrCorrupt) {
+			select {
+			case o := <-done:
+				if o.err != nil || closeWithin(o.db, corruptCloseTimeout) {
+					return nil, h.err()
+				}
+			case <-time.After(corruptCloseTimeout):
+			}
+		}
 		abandoned.Store(dir, true)
 		return nil, h.err()
+	}
+}
+
+// corruptCloseTimeout bounds the wait for a corrupt store to open or close.
+const corruptCloseTimeout = 10 * time.Second
+
+// closeWithin closes db and reports whether that finished within d (its
+// error repeats the failure that made the caller close it).
+func closeWithin(db *pebble.DB, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		_ = db.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
 	}
 }
 
@@ -246,17 +277,8 @@ func (s *Store) Close() error {
 	if failure == nil {
 		return db.Close()
 	}
-	if errors.Is(failure, ErrCorrupt) {
-		done := make(chan struct{})
-		go func() {
-			_ = db.Close() // NB: its error repeats the corruption
-			close(done)
-		}()
-		select {
-		case <-done:
-			return failure
-		case <-time.After(10 * time.Second):
-		}
+	if errors.Is(failure, ErrCorrupt) && closeWithin(db, corruptCloseTimeout) {
+		return failure
 	}
 	abandoned.Store(s.dir, true)
 	return failure
