@@ -38,16 +38,17 @@ type Deltas struct {
 	SpillDir   string           // "" keeps everything in memory
 	SpillBytes int              // 0 means 64 MiB
 	rows       []delta          // one per row key
-	index      map[rowKey]int32 // row key -> rows index, while not merged
-	merged     bool             // rows are sorted by key
-	spare      []delta          // merge's output buffer, reused
-	keys       []sortKey        // merge's sort keys, reused
+	index      map[rowKey]int32 // row key -> rows index, while not sorted
+	isSorted   bool             // rows are sorted by key
+	spare      []delta          // sorted's output buffer, reused
+	keys       []sortKey        // sorted's sort keys, reused
 	arena      arena
 	memBytes   int
 	spilled    bool        // the deltas are in clicks, not rows
 	clicks     spillBuffer // the staged COPY stream once spilled
 	nClicks    int
 	copyBuf    []byte // rowStream's buffer, reused
+	scratch    []byte // writeStaged's row, reused
 	// spans are the url_clicks partitions the deltas touch, each once;
 	// lastSpan (ending at lastSpanEnd) is the newest, the common case for
 	// the next delta: a range check, no division, per row.
@@ -70,7 +71,7 @@ type rowKey struct {
 }
 
 // rowBytes is about what a row in memory costs besides its URL, with its
-// index entry and, at commit, the merge's copy and sort key.
+// index entry and, at commit, the sort's copy and key.
 const rowBytes = int(2*unsafe.Sizeof(delta{}) + unsafe.Sizeof(rowKey{}) + unsafe.Sizeof(sortKey{}) + 16)
 
 // copyHeader starts a binary COPY stream: signature, flags, header
@@ -87,7 +88,7 @@ const pgEpochMicros = 946684800 * 1_000_000
 func (d *Deltas) Reset() {
 	d.clicks.reset()
 	clear(d.rows) // NB: drop the URLs' references for the GC
-	d.rows, d.merged, d.memBytes, d.spilled = d.rows[:0], false, 0, false
+	d.rows, d.isSorted, d.memBytes, d.spilled = d.rows[:0], false, 0, false
 	clear(d.index)
 	d.arena.reset()
 	d.nClicks = 0
@@ -119,10 +120,10 @@ func (d *Deltas) AddClick(url string, start, end, clicks, late int64) {
 		}
 	}
 	if d.spilled {
-		d.writeStaged(url, start, end, clicks, late)
+		d.writeStaged(&delta{url: url, start: start, end: end, clicks: clicks, late: late})
 		return
 	}
-	if d.merged || d.index == nil {
+	if d.isSorted || d.index == nil {
 		d.reindex()
 	}
 	if i, ok := d.index[rowKey{url, start, end}]; ok {
@@ -140,7 +141,7 @@ func (d *Deltas) AddClick(url string, start, end, clicks, late int64) {
 	}
 }
 
-// reindex rebuilds the row index (after merge moved the rows).
+// reindex rebuilds the row index (after sorted moved the rows).
 func (d *Deltas) reindex() {
 	if d.index == nil {
 		d.index = map[rowKey]int32{}
@@ -149,7 +150,7 @@ func (d *Deltas) reindex() {
 	for i, r := range d.rows {
 		d.index[rowKey{r.url, r.start, r.end}] = int32(i)
 	}
-	d.merged = false
+	d.isSorted = false
 }
 
 // AddClickBytes is AddClick for a URL held as bytes.
@@ -165,34 +166,31 @@ func (d *Deltas) spill() {
 	b.spill()
 	b.Write(copyHeader)
 	d.spilled = true
-	for _, r := range d.rows {
-		d.writeStaged(r.url, r.start, r.end, r.clicks, r.late)
+	for i := range d.rows {
+		d.writeStaged(&d.rows[i])
 	}
 	clear(d.rows)
 	clear(d.index)
-	d.rows, d.merged, d.memBytes = d.rows[:0], false, 0
+	d.rows, d.isSorted, d.memBytes = d.rows[:0], false, 0
 	d.arena.reset()
 }
 
-func (d *Deltas) writeStaged(url string, start, end, clicks, late int64) {
-	var tmp [64]byte
-	row := binary.BigEndian.AppendUint16(tmp[:0], 5)
-	row = binary.BigEndian.AppendUint32(row, uint32(len(url)))
-	d.clicks.Write(row)
-	d.clicks.WriteString(url)
-	d.clicks.Write(appendDeltaTail(tmp[:0], start, end, clicks, late))
+// writeStaged appends r to the spilled COPY stream.
+func (d *Deltas) writeStaged(r *delta) {
+	d.scratch = appendStaged(d.scratch[:0], r)
+	d.clicks.Write(d.scratch)
 }
 
-// merge sorts the deltas in memory by row key (url in byte order, the
-// order of the staging table's COLLATE "C" and of the upsert's ORDER BY,
-// then window) and sums those of one row. Idempotent: a retried
-// transaction merges nothing again.
+// sorted sorts the rows in memory (AddClick summed each row's deltas) by
+// key: url in byte order, the order of the staging table's COLLATE "C" and
+// of the upsert's ORDER BY, then window. Idempotent: a retried transaction
+// sorts nothing again.
 //
 // URLs share long prefixes (a scheme and a host), where a string compare
 // spends most of its time; so the sort compares the 16 bytes after the
 // prefix all URLs share, as two integers, and whole URLs only on a tie.
-func (d *Deltas) merge() []delta {
-	if d.merged {
+func (d *Deltas) sorted() []delta {
+	if d.isSorted {
 		return d.rows
 	}
 	rows := d.rows
@@ -238,19 +236,11 @@ func (d *Deltas) merge() []delta {
 	})
 	out := d.spare[:0]
 	for _, k := range keys {
-		r := &rows[k.i]
-		if n := len(out); n > 0 {
-			if q := &out[n-1]; q.url == r.url && q.start == r.start && q.end == r.end {
-				q.clicks += r.clicks
-				q.late += r.late
-				continue
-			}
-		}
-		out = append(out, *r)
+		out = append(out, rows[k.i])
 	}
 	clear(rows) // NB: drop the URLs' references for the GC
 	d.keys, d.spare = keys[:0], rows[:0]
-	d.rows, d.merged = out, true
+	d.rows, d.isSorted = out, true
 	return out
 }
 
@@ -278,7 +268,7 @@ func keyAt(s string, off int) uint64 {
 	return binary.BigEndian.Uint64(b[:])
 }
 
-// stream returns a binary COPY stream of the merged rows that keep
+// stream returns a binary COPY stream of the sorted rows that keep
 // selects, each encoded by enc only as COPY reads it: a 64 KiB buffer in
 // memory, not the stream. The caller closes it once CopyFrom returned.
 func (d *Deltas) stream(keep func(*delta) bool, enc func([]byte, *delta) []byte) *rowStream {
@@ -347,7 +337,10 @@ func appendStaged(dst []byte, r *delta) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, 5)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(len(r.url)))
 	dst = append(dst, r.url...)
-	return appendDeltaTail(dst, r.start, r.end, r.clicks, r.late)
+	dst = appendInt64(dst, r.start*1000-pgEpochMicros)
+	dst = appendInt64(dst, r.end*1000-pgEpochMicros)
+	dst = appendInt64(dst, r.clicks)
+	return appendInt64(dst, r.late)
 }
 
 // appendDirect appends r to a COPY stream for url_clicks itself: url,
@@ -378,13 +371,6 @@ func appendInterval(dst []byte, ms int64) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(us%dayMicros))
 	dst = binary.BigEndian.AppendUint32(dst, uint32(us/dayMicros))
 	return binary.BigEndian.AppendUint32(dst, 0)
-}
-
-func appendDeltaTail(dst []byte, start, end, clicks, late int64) []byte {
-	dst = appendInt64(dst, start*1000-pgEpochMicros)
-	dst = appendInt64(dst, end*1000-pgEpochMicros)
-	dst = appendInt64(dst, clicks)
-	return appendInt64(dst, late)
 }
 
 // arena holds the URLs of the deltas in memory: chunks that are never

@@ -110,8 +110,9 @@ WHERE c.url = '/copied' AND u.url = '/upserted' ORDER BY c.window_size`)
 }
 
 // TestDeltasMerge: deltas in memory are sorted by URL in byte order (the
-// staging table's COLLATE "C"), then window, and summed per row; merging
-// twice (a retried transaction) changes nothing.
+// staging table's COLLATE "C"), then window, and summed per row; sorting
+// twice (a retried transaction) changes nothing, and a delta added after a
+// sort still adds to its row.
 func TestDeltasMerge(t *testing.T) {
 	var d Deltas
 	for _, c := range []ClickDelta{
@@ -126,16 +127,21 @@ func TestDeltasMerge(t *testing.T) {
 		{"/a", t0 + m1, t0 + 2*m1, 1, 0}, {"/z", t0, t0 + m1, 4, 3}, {"/é", t0, t0 + m1, 1, 0},
 	}
 	for range 2 {
-		if got := d.merge(); !slices.Equal(got, want) {
-			t.Fatalf("merge = %v\nwant    %v", got, want)
+		if got := d.sorted(); !slices.Equal(got, want) {
+			t.Fatalf("sorted = %v\nwant    %v", got, want)
 		}
 	}
 	if d.Clicks() != 8 {
 		t.Fatalf("Clicks() = %d, want 8 (every delta added)", d.Clicks())
 	}
+	d.AddClick("/a", t0, t0+m1, 1, 0)
+	want[1].clicks++
+	if got := d.sorted(); !slices.Equal(got, want) {
+		t.Fatalf("after one more delta: sorted = %v\nwant    %v", got, want)
+	}
 }
 
-// TestDeltasMergeMatchesStringOrder: the merge's integer sort keys order
+// TestDeltasMergeMatchesStringOrder: the sort's integer keys order
 // URLs as a byte-wise string compare does, whatever their shared prefix
 // and length (ties within the 16 key bytes, one URL a prefix of another,
 // zero bytes); checked against a plain sort and sum.
@@ -155,7 +161,7 @@ func TestDeltasMergeMatchesStringOrder(t *testing.T) {
 			d.AddClick(string(b), start, start+m1, n, 0)
 			want[delta{url: string(b), start: start, end: start + m1}] += n
 		}
-		got := d.merge()
+		got := d.sorted()
 		if len(got) != len(want) {
 			t.Fatalf("round %d: %d rows, want %d", round, len(got), len(want))
 		}
@@ -204,7 +210,7 @@ func BenchmarkDeltasMerge(b *testing.B) {
 				for _, c := range c.in {
 					d.AddClick(c.URL, c.WindowStart, c.WindowEnd, c.Clicks, 0)
 				}
-				d.merge()
+				d.sorted()
 			}
 			b.ReportMetric(float64(len(c.in)*b.N)/b.Elapsed().Seconds(), "deltas/s")
 		})
@@ -219,7 +225,7 @@ func TestRowStream(t *testing.T) {
 	for i := range 20_000 {
 		d.AddClick(fmt.Sprintf("https://example.com/a/long/path/to/page/%d", i), t0, t0+m1, int64(i%7+1), 0)
 	}
-	rows := d.merge()
+	rows := d.sorted()
 	odd := func(r *delta) bool { return r.clicks%2 == 1 }
 	want := slices.Clone(copyHeader)
 	for i := range rows {

@@ -314,9 +314,9 @@ SET retention = $2, updated_at = now() WHERE window_size = $1 AND retention IS D
 // expire moves expired_before forward to cut (per size), under the
 // exclusive expiry lock, but never past the span of folded_before for the
 // totals window size: the view counts url_clicks rows from there on, and
-// expired deltas must go to url_totals_base (totals.go). It waits at most a second for the lock (so that
-// checkpoints queued behind it wait no longer) and otherwise leaves it to
-// the next run.
+// expired deltas must go to url_totals_base (totals.go). It waits at most
+// a second for the lock (so that checkpoints queued behind it wait no
+// longer) and otherwise leaves it to the next run.
 func (w *Writer) expire(ctx context.Context, cut map[int64]int64) error {
 	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '1s'`); err != nil {

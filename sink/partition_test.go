@@ -61,6 +61,30 @@ func (c *committer) mustCommit(wm int64, clicks ...ClickDelta) Result {
 	return res
 }
 
+// maintainUntil runs Maintain over and over on a goroutine of its own
+// until stop is closed, handing each result to each (on that goroutine)
+// and a failure to errs; wg is done once it returned.
+func maintainUntil(ctx context.Context, w *Writer, opts MaintainOptions, stop <-chan struct{}, wg *sync.WaitGroup,
+	errs chan<- error, each func(MaintainResult)) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			res, err := w.Maintain(ctx, opts)
+			if err != nil {
+				errs <- fmt.Errorf("maintain: %w", err)
+				return
+			}
+			each(res)
+		}
+	}()
+}
+
 func click(url string, start, size, n int64) ClickDelta {
 	return ClickDelta{URL: url, WindowStart: start, WindowEnd: start + size, Clicks: n}
 }
@@ -311,24 +335,8 @@ func TestExpiryUnderConcurrentCheckpoints(t *testing.T) {
 	}
 	stop := make(chan struct{})
 	var maintained sync.WaitGroup
-	maintained.Add(1)
 	drops := 0
-	go func() {
-		defer maintained.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			res, err := w.Maintain(ctx, opts)
-			if err != nil {
-				errs <- fmt.Errorf("maintain: %w", err)
-				return
-			}
-			drops += res.Dropped
-		}
-	}()
+	maintainUntil(ctx, w, opts, stop, &maintained, errs, func(res MaintainResult) { drops += res.Dropped })
 	wg.Wait()
 	close(stop)
 	maintained.Wait()

@@ -109,27 +109,14 @@ func TestTotalsExactWhileFolding(t *testing.T) {
 	stop := make(chan struct{})
 	var folds, moved atomic.Int64
 	var bg sync.WaitGroup
-	bg.Add(2)
-	go func() {
-		defer bg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			res, err := w.Maintain(ctx, opts)
-			if err != nil {
-				errs <- fmt.Errorf("maintain: %w", err)
-				return
-			}
-			folds.Add(1)
-			if res.Fold.After != res.Fold.Before {
-				moved.Add(1)
-			}
+	maintainUntil(ctx, w, opts, stop, &bg, errs, func(res MaintainResult) {
+		folds.Add(1)
+		if res.Fold.After != res.Fold.Before {
+			moved.Add(1)
 		}
-	}()
+	})
 	var reads atomic.Int64
+	bg.Add(1)
 	go func() {
 		defer bg.Done()
 		seen := map[string]int64{}

@@ -573,7 +573,7 @@ func (w *Writer) writeSpilled(ctx context.Context, tx pgx.Tx, d *Deltas, where s
 func (w *Writer) writeMerged(ctx context.Context, tx pgx.Tx, cp *Checkpoint, where string, expired map[int64]int64,
 	totals totalsState, finalUntil any, res *Result) (staged bool, err error) {
 	d := cp.Deltas
-	rows := d.merge()
+	rows := d.sorted()
 	untilMs, hasFinal := int64(0), false
 	if t, ok := finalUntil.(time.Time); ok {
 		untilMs, hasFinal = t.UnixMilli(), true
